@@ -1,0 +1,3 @@
+"""ovi-bench: a benchmark framework for text-to-image diffusion priors."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ovi_bench.cli import main
+
+main()

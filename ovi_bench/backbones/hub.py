@@ -1,0 +1,105 @@
+"""Turn a model reference (hub id, local folder or "tiny") into something `from_pretrained` loads, loudly.
+
+A reference is one of:
+* a key of `tiny_builders` ("tiny"): a small random-weight model built in code and saved to the cache on first use;
+* an existing local folder, loaded with `local_files_only=True`;
+* anything else: a Hugging Face hub id, downloaded (or read from the hub cache when HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError
+from safetensors import SafetensorError
+
+from ovi_bench.errors import ModelLoadError
+
+T = TypeVar("T")
+
+# What from_pretrained raises for a missing, partial or corrupt model: OSError covers EnvironmentError, missing files
+# and huggingface_hub's HTTP, offline and not-found errors; ValueError covers invalid hub ids, broken JSON configs and
+# pipelines that lack a component; EntryNotFoundError and SafetensorError are not OSErrors.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EntryNotFoundError, SafetensorError)
+
+_TRUTHY = {"1", "on", "yes", "true"}
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE read now: huggingface_hub reads it only once, at import, so a later setting would be ignored."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
+
+
+def looks_like_path(ref: str) -> bool:
+    """A reference that can only mean a local folder: hub ids are exactly 'name' or 'owner/name'."""
+    return ref.startswith(("/", ".", "~")) or "\\" in ref or ref.count("/") > 1
+
+
+def resolve_model(ref: str, tiny_builders: Mapping[str, Callable[[], Path]]) -> str:
+    """A tiny key gives its (built on first use) folder, an existing folder its absolute path, anything else itself."""
+    if ref in tiny_builders:
+        return str(tiny_builders[ref]())
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        return str(folder.resolve())
+    return ref
+
+
+def explain_load_failure(ref: str, what: str, error: BaseException) -> ModelLoadError:
+    """A ModelLoadError that names what failed and how to fix it."""
+    if Path(ref).expanduser().is_dir():
+        return ModelLoadError(
+            f"cannot load {what} from the local folder '{ref}': {error}. The folder is incomplete or corrupt: "
+            "download the model again (`hf download <id> --local-dir <folder>`) or point the spec at another folder."
+        )
+    if looks_like_path(ref):
+        return ModelLoadError(
+            f"cannot load {what}: the local folder '{ref}' does not exist. Fix the path in the spec, or give a "
+            "Hugging Face id instead."
+        )
+    return ModelLoadError(
+        f"cannot load {what} from the Hugging Face model '{ref}': {error}. Fixes: on a machine with internet run "
+        f"`hf download {ref}` (then set HF_HUB_OFFLINE=1 here to use that populated cache, or copy the cache over), "
+        f"or download it to a folder (`hf download {ref} --local-dir <folder>`) and point the spec at that folder."
+    )
+
+
+def load_pretrained(cls: type[T], ref: str, **kwargs: Any) -> T:
+    """`cls.from_pretrained(ref, **kwargs)` with failures turned into a ModelLoadError naming the fixes.
+
+    `ref` must already be resolved (see `resolve_model`). Remote code is never trusted.
+    """
+    if kwargs.get("trust_remote_code"):
+        raise ValueError("ovi-bench never loads remote code: trust_remote_code must not be set.")
+    what = cls.__name__ + (f" ({kwargs['subfolder']})" if kwargs.get("subfolder") else "")
+    if Path(ref).expanduser().is_dir():
+        kwargs["local_files_only"] = True
+    elif looks_like_path(ref):
+        raise explain_load_failure(ref, what, FileNotFoundError(ref))
+    elif hub_offline():
+        kwargs["local_files_only"] = True
+    try:
+        return cls.from_pretrained(ref, **kwargs)  # type: ignore[attr-defined]
+    except LOAD_ERRORS as error:
+        raise explain_load_failure(ref, what, error) from error
+
+
+def model_file(ref: str, subfolder: str, filename: str) -> Path:
+    """The local path of one file of a model (a folder, or a hub id: only that small file is downloaded)."""
+    folder = Path(ref).expanduser()
+    what = f"{subfolder}/{filename}"
+    if folder.is_dir():
+        path = folder / subfolder / filename
+        if not path.is_file():
+            raise explain_load_failure(ref, what, FileNotFoundError(path))
+        return path
+    if looks_like_path(ref):
+        raise explain_load_failure(ref, what, FileNotFoundError(ref))
+    try:
+        return Path(hf_hub_download(ref, filename, subfolder=subfolder, local_files_only=hub_offline()))
+    except LOAD_ERRORS as error:
+        raise explain_load_failure(ref, what, error) from error

@@ -1,0 +1,48 @@
+"""What every pluggable component (prior, decoder, metric) shares: validated parameters, a version, a fingerprint."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from ovi_bench.io import canonical_json, sha256_text
+
+
+class Params(BaseModel):
+    """Base for a component's parameters: frozen, unknown fields rejected, a docstring under each field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class Component:
+    """A registered, parameterised piece of the pipeline.
+
+    `version` changes whenever the component's outputs could change for the same parameters; it is part of the
+    fingerprint, so bumping it invalidates exactly the cached artifacts that the component produced.
+    """
+
+    Params: ClassVar[type[Params]] = Params
+    version: ClassVar[str] = "1"
+
+    @classmethod
+    def fingerprint(cls, name: str, params: Params | dict[str, Any], dtype: str) -> str:
+        values = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
+        return sha256_text(
+            canonical_json({"name": name, "version": cls.version, "params": values, "dtype": dtype})
+        )
+
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available; anything else must name a device torch knows."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,99 @@
+"""Kandinsky 2.2's decoder (UNet + movq), run through diffusers' KandinskyV22Pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ovi_bench.backbones.kandinsky import KANDINSKY22_DECODER_ID, load_decoder_pipeline
+from ovi_bench.components import Params as BaseParams
+from ovi_bench.decoders.base import Decoder
+from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.registry import DECODERS
+
+
+@DECODERS.register("kandinsky-2.2-decoder")
+class KandinskyDecoder(Decoder):
+    """Images from (image, negative image) embedding pairs; the pipeline's DDPM scheduler and CFG."""
+
+    class Params(BaseParams):
+        model: str = KANDINSKY22_DECODER_ID
+        """A Kandinsky 2.2 decoder: Hugging Face id, local folder, or "tiny" (random weights, for tests)."""
+
+    params: KandinskyDecoder.Params
+
+    def __init__(self, params: KandinskyDecoder.Params, *, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(params, device=device, dtype=dtype)
+        self.pipeline = load_decoder_pipeline(params.model, device, dtype)
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this (64 for the real decoder), or the pipeline rounds them up."""
+        return self.pipeline.movq_scale_factor**2
+
+    def _check_inputs(
+        self,
+        image_embeds: torch.Tensor,
+        negative_image_embeds: torch.Tensor,
+        generators: Sequence[torch.Generator],
+        height: int,
+        width: int,
+        steps: int,
+    ) -> None:
+        multiple = self.size_multiple
+        if height <= 0 or width <= 0 or height % multiple or width % multiple:
+            raise SpecError(
+                f"decoder 'kandinsky-2.2-decoder' cannot render {width}x{height} exactly: height and width must be "
+                f"positive multiples of {multiple} (for example {multiple * 8}x{multiple * 8}); other sizes would be "
+                "silently rounded up."
+            )
+        if steps < 1:
+            raise SpecError(f"decoder 'kandinsky-2.2-decoder' needs at least 1 step, not {steps}.")
+        width_expected = self.pipeline.unet.config.encoder_hid_dim
+        for name, embeds in (
+            ("image_embeds", image_embeds),
+            ("negative_image_embeds", negative_image_embeds),
+        ):
+            if embeds.ndim != 2 or embeds.shape != (len(generators), width_expected):
+                raise OviBenchError(
+                    f"decoder 'kandinsky-2.2-decoder' expects {name} of shape [{len(generators)}, {width_expected}] "
+                    f"(one row per generator), got {list(embeds.shape)}."
+                )
+            bad_rows = (~embeds.isfinite().all(dim=-1)).nonzero().flatten().tolist()
+            if bad_rows:
+                raise OviBenchError(
+                    f"decoder 'kandinsky-2.2-decoder' got NaN or inf in {name} at row(s) {bad_rows}: the prior "
+                    "that produced them failed."
+                )
+
+    def decode(
+        self,
+        image_embeds: torch.Tensor,
+        negative_image_embeds: torch.Tensor,
+        generators: Sequence[torch.Generator],
+        *,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+    ) -> list[Image.Image]:
+        self._check_inputs(image_embeds, negative_image_embeds, generators, height, width, steps)
+        # The pipeline casts the embeds to the UNet's device and dtype only when guidance is on, so cast here.
+        unet = self.pipeline.unet
+        with torch.inference_mode():
+            images = self.pipeline(
+                image_embeds=image_embeds.to(device=unet.device, dtype=unet.dtype),
+                negative_image_embeds=negative_image_embeds.to(device=unet.device, dtype=unet.dtype),
+                height=height,
+                width=width,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                # One generator per image, so an image does not depend on its position in the batch.
+                generator=list(generators),
+                output_type="np",
+            ).images
+        pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
+        return [Image.fromarray(image) for image in pixels]

@@ -1,0 +1,124 @@
+"""Aggregate per-image scores into the leaderboard and write the run's result files.
+
+Files written into the run folder:
+    scores.csv          one row per image and metric, with its reason
+    leaderboard.csv     one row per prior × category × metric (mean, std, prompts, images)
+    leaderboard.md      the same table in Markdown, headed by the spec fingerprint
+    results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ovi_bench import __version__
+from ovi_bench.io import atomic_write_text
+from ovi_bench.prompts import CATEGORIES
+from ovi_bench.registry import METRICS
+from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
+
+LEADERBOARD_COLUMNS = ["prior", "category", "metric", "mean", "std", "n_prompts", "n"]
+PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
+
+
+def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
+    """Mean, standard deviation and counts of per-image scores, per prior × category × metric.
+
+    The category score is the mean over all images, as T2I-CompBench defines it. Rows follow the spec's prior
+    order and the benchmark's category order; there is deliberately no "overall" row.
+    """
+    if scores.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    grouped = scores.groupby(["prior", "category", "metric"], sort=False)
+    table = grouped.agg(
+        mean=("score", "mean"), std=("score", "std"), n_prompts=("prompt_id", "nunique"), n=("score", "size")
+    ).reset_index()
+    table["std"] = table["std"].fillna(0.0)
+    category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
+    table["_prior"] = table["prior"].map({prior: rank for rank, prior in enumerate(prior_order)})
+    table["_category"] = table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES)))
+    table = table.sort_values(["_prior", "_category", "category", "metric"], kind="stable")
+    return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"ovi-bench": __version__, "python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def provenance(result: RunResult) -> dict[str, Any]:
+    spec = result.spec
+    return {
+        "spec_fingerprint": spec.fingerprint(),
+        "spec": spec.model_dump(mode="json"),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": result.device,
+        "dtype": spec.dtype,
+        "seeds": spec.seeds,
+        "packages": package_versions(),
+        "prompts": {
+            "source": result.prompt_set.source,
+            "digest": result.prompt_set.digest,
+            "files": result.prompt_set.files,
+            "n_prompts": len(result.prompt_set.prompts),
+        },
+        "priors": {
+            prior.display_name: {
+                "name": prior.name,
+                "params": prior.params,
+                "fingerprint": prior_fingerprint(spec, prior),
+            }
+            for prior in spec.priors
+        },
+        "decoder": {
+            "name": spec.decoder.name,
+            "params": spec.decoder.params,
+            "fingerprint": decoder_fingerprint(spec),
+        },
+        "metrics": {
+            metric.name: {
+                "version": METRICS.get(metric.name).version,
+                "higher_is_better": METRICS.get(metric.name).higher_is_better,
+                "params": metric.params,
+                "fingerprint": metric_fingerprint(spec, metric),
+            }
+            for metric in spec.metrics
+        },
+    }
+
+
+def write_results(result: RunResult) -> pd.DataFrame:
+    """Write scores.csv, leaderboard.csv/.md and results.json into the run folder; return the leaderboard."""
+    out = Path(result.output_dir)
+    scores = pd.DataFrame(result.score_rows)
+    if scores.empty:
+        scores = pd.DataFrame(columns=["prior", "category", "metric", "prompt_id", "prompt", "seed", "score"])
+    board = leaderboard_frame(scores, [prior.display_name for prior in result.spec.priors])
+    fingerprint = result.spec.fingerprint()
+    atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
+    atomic_write_text(out / "leaderboard.csv", board.assign(spec_fingerprint=fingerprint).to_csv(index=False))
+    markdown = board.to_markdown(index=False, floatfmt=".4f") if not board.empty else "(no scores)"
+    atomic_write_text(
+        out / "leaderboard.md",
+        f"# {result.spec.name}\n\nspec fingerprint `{fingerprint}` · prompts `{result.prompt_set.source}` "
+        f"({result.prompt_set.digest[:12]}) · {result.spec.images_per_prompt} image(s) per prompt\n\n{markdown}\n",
+    )
+    payload = {
+        **provenance(result),
+        "counts": vars(result.counts),
+        "leaderboard": json.loads(board.to_json(orient="records")),
+    }
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    return board

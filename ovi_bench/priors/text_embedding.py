@@ -1,0 +1,67 @@
+"""The TextEmb baseline: the CLIP text embedding handed to the decoder as if it were an image embedding."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from pydantic import field_validator
+
+from ovi_bench.backbones.kandinsky import KANDINSKY22_PRIOR_ID, load_text_side, zero_image_embeds
+from ovi_bench.components import Params as BaseParams
+from ovi_bench.errors import OviBenchError
+from ovi_bench.priors.base import Prior, PriorOutput
+from ovi_bench.registry import PRIORS
+
+
+def _check_finite(image_embeds: torch.Tensor) -> None:
+    bad_rows = (~image_embeds.isfinite().all(dim=-1)).nonzero().flatten().tolist()
+    if bad_rows:
+        raise OviBenchError(
+            f"prior 'text-embedding' produced NaN or inf for the prompt(s) at index {bad_rows}: the text encoder's "
+            "weights may be corrupt, or its dtype overflows (try float32 or bfloat16)."
+        )
+
+
+@PRIORS.register("text-embedding")
+class TextEmbeddingPrior(Prior):
+    """image_embeds = the prior's text encoder `text_embeds`; negative = the zero-image embedding. Deterministic."""
+
+    class Params(BaseParams):
+        model: str = KANDINSKY22_PRIOR_ID
+        """A Kandinsky 2.2 prior: Hugging Face id, local folder, or "tiny" (random weights, for tests)."""
+        rescale: Literal["none", "zero-image-norm"] | float = "none"
+        """Row norms: "none" keeps the text encoder's; "zero-image-norm" rescales each row to the L2 norm of the
+        zero-image embedding (a real image embedding's scale); a positive number rescales each row to that norm."""
+
+        @field_validator("rescale")
+        @classmethod
+        def _positive_norm(cls, rescale: str | float) -> str | float:
+            if isinstance(rescale, float) and not (math.isfinite(rescale) and rescale > 0):
+                raise ValueError(
+                    f"a numeric rescale is a target norm and must be positive and finite, not {rescale}"
+                )
+            return rescale
+
+    params: TextEmbeddingPrior.Params
+
+    def __init__(
+        self, params: TextEmbeddingPrior.Params, *, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        super().__init__(params, device=device, dtype=dtype)
+        self.text_side = load_text_side(params.model, device, dtype)
+        self.negative_image_embeds = zero_image_embeds(params.model, device, dtype)
+
+    def embed(self, texts: Sequence[str], generators: Sequence[torch.Generator]) -> PriorOutput:
+        # The generators are ignored: this prior has no randomness.
+        with torch.inference_mode():
+            image_embeds = self.text_side.encode(texts).text_embeds.float().cpu()
+        rescale = self.params.rescale
+        if rescale != "none":
+            target_norm = self.negative_image_embeds.norm() if rescale == "zero-image-norm" else rescale
+            image_embeds = image_embeds / image_embeds.norm(dim=-1, keepdim=True) * target_norm
+        _check_finite(image_embeds)
+        negative_image_embeds = self.negative_image_embeds.repeat(len(texts), 1)
+        return PriorOutput(image_embeds=image_embeds, negative_image_embeds=negative_image_embeds)

@@ -1,0 +1,50 @@
+"""Prompt sets: the official T2I-CompBench++ files, a small built-in list, or a user's .txt/.csv file."""
+
+from __future__ import annotations
+
+from ovi_bench.prompts.base import (
+    BUILTIN_SOURCE,
+    CATEGORIES,
+    COMPBENCH_SOURCE,
+    SPLITS,
+    Prompt,
+    PromptSet,
+    load_prompts,
+)
+from ovi_bench.prompts.builtin import BUILTIN_PROMPTS, load_builtin
+from ovi_bench.prompts.compbench import (
+    COMPBENCH_COMMIT,
+    COMPBENCH_DIR_ENV,
+    COMPBENCH_REPO,
+    COMPLEX_SUBSETS,
+    FILE_SHA256,
+    compbench_file,
+    complex_subsets,
+    load_compbench,
+    normalise_complex_prompt,
+    read_prompt_lines,
+)
+from ovi_bench.prompts.files import load_prompt_file
+
+__all__ = [
+    "BUILTIN_PROMPTS",
+    "BUILTIN_SOURCE",
+    "CATEGORIES",
+    "COMPBENCH_COMMIT",
+    "COMPBENCH_DIR_ENV",
+    "COMPBENCH_REPO",
+    "COMPBENCH_SOURCE",
+    "COMPLEX_SUBSETS",
+    "FILE_SHA256",
+    "SPLITS",
+    "Prompt",
+    "PromptSet",
+    "compbench_file",
+    "complex_subsets",
+    "load_builtin",
+    "load_compbench",
+    "load_prompt_file",
+    "load_prompts",
+    "normalise_complex_prompt",
+    "read_prompt_lines",
+]

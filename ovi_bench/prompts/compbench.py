@@ -1,0 +1,211 @@
+"""The official T2I-CompBench++ prompt files, pinned to one upstream commit and checked by sha256.
+
+Scores are only comparable with published numbers when the prompts are exactly the official ones, so every file is
+verified against a hash table before use, whether it comes from a local folder or from the download cache.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from ovi_bench.errors import DataError, SpecError
+from ovi_bench.io import atomic_write_bytes, sha256_bytes, sha256_file
+from ovi_bench.paths import cache_dir
+from ovi_bench.prompts.base import (
+    COMPBENCH_SOURCE,
+    Prompt,
+    PromptSet,
+    make_prompt_set,
+    number_prompts,
+    resolve_categories,
+    validate_split,
+)
+from ovi_bench.registry import did_you_mean
+
+COMPBENCH_REPO = "Karine-Huang/T2I-CompBench"
+COMPBENCH_COMMIT = "1b7094991a57f3c22abdd4f6e8ba6c1a15517073"
+COMPBENCH_DIR_ENV = "OVI_BENCH_COMPBENCH_DIR"
+OFFLINE_ENVS: tuple[str, ...] = ("OVI_BENCH_OFFLINE", "HF_HUB_OFFLINE")
+DOWNLOAD_TIMEOUT_S = 30.0
+
+COMPLEX_SUBSETS: tuple[str, ...] = ("spatial", "action", "spatialaction")
+
+FILE_SHA256: dict[str, str] = {
+    "color_val.txt": "1634259756dbc77d13093d907d414480080ec9790a8c97ad09efaea7b2534f2d",
+    "color_train.txt": "db5d3287027d453f8c977f0c7315f8a01a770f02f61fa54ae19406762982393f",
+    "shape_val.txt": "37e1a276906c7ea9516cbd7ac8501be896006c0c17ca7344f260562834455bae",
+    "shape_train.txt": "451bdfccd330d4cf979d45664817be7959e89250b93d5c591cc562b858175a87",
+    "texture_val.txt": "fbb5363515b4a28009e360afaaaf389d2dd2289e50dbb0c6ef4ea0c7fe4f3d4f",
+    "texture_train.txt": "4846315c5972f9e9cc82e4833099e8ec2c28b999ca77269512715f3f56bde54f",
+    "spatial_val.txt": "8707a1d7e42ce3002d95363cf55f74bd043c843ae27108f5125aaaa7840ca988",
+    "spatial_train.txt": "af14cdf2320057d98f94077e6211c2ddfaabfbb9e3842873657baabb17e00de6",
+    "3d_spatial_val.txt": "c9953597315f36a5fcb41291bb19bdc6ab5f64a0fa760d691b4854a73f5d1fe9",
+    "3d_spatial_train.txt": "0bba7e9ad31b0ce7908f6cbf2426a4b7ef6e8b841c1b737d0ad2d5b8e688dd93",
+    "non_spatial_val.txt": "04c56cc9ac441dc9ea6c5157652058bd1635b5308526dd31bb29a1caab9a758d",
+    "non_spatial_train.txt": "dbac5a9ec83204dcd0c3538a12d3212e2ce66db6f7ba45b49a1d869b2d3f2430",
+    "numeracy_val.txt": "dad8df141604b70ba7554bec724e3db0a80023680769b5c514854ea2d2527bbe",
+    "numeracy_train.txt": "f66bb8708cb0be23c0406e14d892b25661b2b71e3e72abddc79c38466ab629c6",
+    "complex_val.txt": "1b808018b8d9916db3d47d5aa2ef18377a3549a56901a474156f799824cdf3b4",
+    "complex_train.txt": "d214ac45cb3c5307dd14a144c8c69aa5ffdcc7be74ff71b5dac989f8ca9f924b",
+    "complex_val_spatial.txt": "6c7ac0ab75c7c9080cfc7b421fb059b9b0febb98471707aeedf58771088abc02",
+    "complex_val_action.txt": "d49ee4c7f99e3f3379fb8704a54ff5288b83bb412971edf616a4721c2473308e",
+    "complex_val_spatialaction.txt": "e02ddc7fed812e6577e7386ec2137ce0a994a5ce19771661f68df7ac349a6ca9",
+    "complex_train_spatial.txt": "a7ccfa228a825497db4e6e688332a90f3b53da66a76da324390b597be92a0da0",
+    "complex_train_action.txt": "2bf41d7d857883a7344aed46c45343f5089a71cc394d81c00f4aab5348a81dc8",
+    "complex_train_spatialaction.txt": "933cdc3e6eeaa6564f762736dd32f5e74c4809381fc2c2787bec434bc6b0c7ea",
+    "new_objects.txt": "f39a3d2ff6067d7738673cbf465dc659ccc750776162989a5d9916f1d5f3e231",
+}
+
+_HOW_TO_PROVIDE = (
+    f"Set {COMPBENCH_DIR_ENV} (or prompts.data_dir in the run spec) to a folder holding the official files of "
+    f"{COMPBENCH_REPO} at commit {COMPBENCH_COMMIT} (examples/dataset/*.txt), "
+    'or use prompts.source = "builtin" for a quick run without them.'
+)
+
+
+def compbench_url(name: str) -> str:
+    return f"https://raw.githubusercontent.com/{COMPBENCH_REPO}/{COMPBENCH_COMMIT}/examples/dataset/{name}"
+
+
+def compbench_cache_dir() -> Path:
+    return cache_dir() / "t2i-compbench" / COMPBENCH_COMMIT
+
+
+def compbench_file(name: str, data_dir: str | Path | None = None) -> Path:
+    """Path of a verified official file: from `data_dir`, else `$OVI_BENCH_COMPBENCH_DIR`, else the download cache
+    (downloading it on first use)."""
+    if name not in FILE_SHA256:
+        raise SpecError(
+            f"'{name}' is not an official T2I-CompBench file that ovi-bench knows."
+            f"{did_you_mean(name, FILE_SHA256)} Known files: {', '.join(sorted(FILE_SHA256))}."
+        )
+    if data_dir is not None:
+        return _local_file(Path(data_dir), name, "the prompts data_dir")
+    if os.environ.get(COMPBENCH_DIR_ENV):
+        return _local_file(Path(os.environ[COMPBENCH_DIR_ENV]).expanduser(), name, f"${COMPBENCH_DIR_ENV}")
+    return _cached_file(name)
+
+
+def _local_file(folder: Path, name: str, origin: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise DataError(
+            f"{name} is missing from {folder} (given by {origin}). Put the official file there "
+            f"(upstream: {compbench_url(name)}), or point {origin} at a folder that has it."
+        )
+    _verify(path, name)
+    return path
+
+
+def _cached_file(name: str) -> Path:
+    path = compbench_cache_dir() / name
+    if path.is_file():
+        if sha256_file(path) == FILE_SHA256[name]:
+            return path
+        # Downloads are verified before caching, so a bad cached copy was damaged later: fetch it once more.
+        path.unlink()
+        if _offline_setting():
+            raise DataError(
+                f"the cached copy of {name} at {path} was corrupt (its sha256 differs from the official file) "
+                f"and has been deleted; offline mode ({_offline_setting()}) forbids downloading it again. "
+                f"{_HOW_TO_PROVIDE}"
+            )
+    atomic_write_bytes(path, _download(name))
+    return path
+
+
+def _download(name: str) -> bytes:
+    """The file's bytes from GitHub, refused unless they hash to the pinned value."""
+    if _offline_setting():
+        raise DataError(
+            f"{name} is not in the download cache ({compbench_cache_dir()}) and offline mode "
+            f"({_offline_setting()}) forbids downloading it. {_HOW_TO_PROVIDE}"
+        )
+    url = compbench_url(name)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as error:
+        raise DataError(f"could not download {name} from {url}: {error}. {_HOW_TO_PROVIDE}") from error
+    actual = sha256_bytes(data)
+    if actual != FILE_SHA256[name]:
+        raise DataError(
+            f"the download of {name} from {url} has sha256 {actual}, expected {FILE_SHA256[name]}; it was not "
+            f"cached. A proxy may have altered it. {_HOW_TO_PROVIDE}"
+        )
+    return data
+
+
+def _verify(path: Path, name: str) -> None:
+    actual = sha256_file(path)
+    expected = FILE_SHA256[name]
+    if actual != expected:
+        raise DataError(
+            f"{path} is not the official {name}: its sha256 is {actual}, expected {expected}. "
+            f"Delete or replace it with an unmodified copy from {COMPBENCH_REPO} at commit {COMPBENCH_COMMIT} "
+            f"({compbench_url(name)})."
+        )
+
+
+def _offline_setting() -> str:
+    """'NAME=value' of the first environment variable that turns the network off, or ''."""
+    for name in OFFLINE_ENVS:
+        value = os.environ.get(name, "")
+        if value.strip().lower() in {"1", "true", "yes", "on"}:
+            return f"{name}={value}"
+    return ""
+
+
+def read_prompt_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines in file order. Duplicates are kept: the official images are indexed by position.
+
+    Handles the files' mixed CRLF/LF endings, missing final newlines and a UTF-8 byte-order mark.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not valid UTF-8 ({error}). Save it as UTF-8 text.") from error
+    return [stripped for line in text.splitlines() if (stripped := line.strip())]
+
+
+def load_compbench(
+    categories: Sequence[str] | None,
+    split: str,
+    limit: int | None,
+    data_dir: str | Path | None,
+) -> PromptSet:
+    """The official `<category>_<split>.txt` prompts, ids f"{category}-{split}-{index:04d}"."""
+    validate_split(split)
+    prompts: list[Prompt] = []
+    files: dict[str, str] = {}
+    for category in resolve_categories(categories):
+        name = f"{category}_{split}.txt"
+        texts = read_prompt_lines(compbench_file(name, data_dir))
+        prompts += number_prompts(texts, category=category, split=split, id_tag=split, limit=limit)
+        files[name] = FILE_SHA256[name]
+    return make_prompt_set(COMPBENCH_SOURCE, prompts, files)
+
+
+def normalise_complex_prompt(text: str) -> str:
+    """The key the official 3-in-1 script matches complex prompts by: the text before the first '.', lowercased."""
+    return text.split(".", 1)[0].lower().strip()
+
+
+def complex_subsets(split: str = "val", data_dir: str | Path | None = None) -> dict[str, str]:
+    """Normalised complex prompt -> "spatial" | "action" | "spatialaction", routed as the official 3-in-1 script
+    does: listed in the spatial file -> spatial, else in the action file -> action, else spatialaction."""
+    validate_split(split)
+    spatial = set(_normalised_complex_prompts(f"complex_{split}_spatial.txt", data_dir))
+    action = set(_normalised_complex_prompts(f"complex_{split}_action.txt", data_dir))
+    return {
+        key: "spatial" if key in spatial else "action" if key in action else "spatialaction"
+        for key in _normalised_complex_prompts(f"complex_{split}.txt", data_dir)
+    }
+
+
+def _normalised_complex_prompts(name: str, data_dir: str | Path | None) -> list[str]:
+    return [normalise_complex_prompt(text) for text in read_prompt_lines(compbench_file(name, data_dir))]

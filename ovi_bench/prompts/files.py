@@ -1,0 +1,113 @@
+"""User prompt files: a .txt with one prompt per line, or a .csv with a `prompt` and an optional `category` column.
+
+Custom category names are allowed, so a run can score its own prompt families; they are restricted to letters,
+digits and '_' because they become part of prompt ids ("<category>-file-0003") and of folder names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ovi_bench.errors import DataError, SpecError
+from ovi_bench.io import sha256_file
+from ovi_bench.prompts.base import (
+    PromptSet,
+    make_prompt_set,
+    number_prompts,
+    require_val_split,
+    select_prompts,
+)
+from ovi_bench.prompts.compbench import read_prompt_lines
+from ovi_bench.registry import did_you_mean
+
+CUSTOM_CATEGORY = "custom"
+PROMPT_FILE_SUFFIXES: tuple[str, ...] = (".txt", ".csv")
+CSV_COLUMNS: tuple[str, ...] = ("prompt", "category")
+_CATEGORY_NAME = re.compile(r"[A-Za-z0-9_]+")
+_CATEGORY_RULE = "is not allowed: use letters, digits and '_' only (the name becomes part of prompt ids)."
+
+
+def is_prompt_file_path(source: str) -> bool:
+    """Whether a prompt source names a prompt file (existing or not) rather than a built-in source."""
+    return Path(source).suffix.lower() in PROMPT_FILE_SUFFIXES
+
+
+def load_prompt_file(path: str | Path, category: str | None = None) -> PromptSet:
+    """Every prompt of a .txt or .csv file, grouped by category in order of first appearance.
+
+    `category` labels the prompts of a .txt file, and the .csv rows whose category cell is empty or absent;
+    default "custom". Ids are f"{category}-file-{index:04d}", index counting within the category in file order.
+    """
+    path = Path(path)
+    default_category = category or CUSTOM_CATEGORY
+    if not _CATEGORY_NAME.fullmatch(default_category):
+        raise SpecError(f"prompt category '{default_category}' {_CATEGORY_RULE}")
+    if not path.is_file():
+        raise DataError(f"prompt file {path} does not exist. Check the path in prompts.source.")
+    if path.suffix.lower() == ".csv":
+        texts_by_category = _read_csv(path, default_category)
+    else:
+        texts_by_category = {default_category: read_prompt_lines(path)}
+    if not any(texts_by_category.values()):
+        raise DataError(f"prompt file {path} holds no prompts. Add at least one non-empty line.")
+    prompts = [
+        prompt
+        for name, texts in texts_by_category.items()
+        for prompt in number_prompts(texts, category=name, split="val", id_tag="file", limit=None)
+    ]
+    return make_prompt_set(f"file:{path.name}", prompts, files={path.name: sha256_file(path)})
+
+
+def load_prompt_file_source(
+    path: Path, categories: Sequence[str] | None, split: str, limit: int | None
+) -> PromptSet:
+    """`load_prompts` for a file: a .txt takes its category from a single requested category; a .csv is filtered
+    to the requested categories."""
+    require_val_split(split, f"the prompt file {path}")
+    txt_category = None
+    if path.suffix.lower() == ".txt" and categories is not None:
+        if isinstance(categories, str) or len(categories) != 1:
+            raise SpecError(
+                f"a .txt prompt file holds a single category, but prompts.categories is {categories!r}. "
+                'Give one name (e.g. ["color"]) to label its prompts, or use a .csv file with a "category" column.'
+            )
+        txt_category = categories[0]
+    return select_prompts(load_prompt_file(path, txt_category), categories, limit)
+
+
+def _read_csv(path: Path, default_category: str) -> dict[str, list[str]]:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not valid UTF-8 ({error}). Save it as UTF-8 text.") from error
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    _check_csv_columns(path, reader.fieldnames or [])
+    texts_by_category: dict[str, list[str]] = {}
+    for row in reader:
+        prompt_text = (row.get("prompt") or "").strip()
+        if not prompt_text:
+            continue
+        category = (row.get("category") or "").strip() or default_category
+        if not _CATEGORY_NAME.fullmatch(category):
+            raise DataError(f"{path}, line {reader.line_num}: category '{category}' {_CATEGORY_RULE}")
+        texts_by_category.setdefault(category, []).append(prompt_text)
+    return texts_by_category
+
+
+def _check_csv_columns(path: Path, columns: Sequence[str]) -> None:
+    """Unknown columns are refused rather than ignored, so a misspelt 'category' cannot silently relabel rows."""
+    if "prompt" not in columns:
+        raise DataError(
+            f"{path} has no 'prompt' column (its header is {list(columns)}). "
+            "Make the first line a header naming the columns: prompt[,category]."
+        )
+    for column in columns:
+        if column not in CSV_COLUMNS:
+            raise DataError(
+                f"{path} has an unknown column '{column}'.{did_you_mean(column, CSV_COLUMNS)} "
+                f"Allowed columns: {', '.join(CSV_COLUMNS)}."
+            )

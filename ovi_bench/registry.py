@@ -1,0 +1,95 @@
+"""One generic registry for priors, decoders and metrics.
+
+Built-ins register with a decorator when their module is imported; third-party packages register through
+`importlib.metadata` entry points in the groups `ovi_bench.priors`, `ovi_bench.decoders` and `ovi_bench.metrics`
+(name = registered name, value = `module:object`). Entry points are loaded lazily, on first lookup of their name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterable
+from importlib.metadata import EntryPoint, entry_points
+from typing import Generic, TypeVar
+
+from ovi_bench.errors import OviBenchError, UnknownNameError
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the nearest known name, or '' when nothing is close."""
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f" Did you mean '{matches[0]}'?" if matches else ""
+
+
+class Registry(Generic[T]):
+    """Maps names to objects (usually classes) of one kind."""
+
+    def __init__(self, kind: str, entry_point_group: str, builtin_modules: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._builtin_modules = builtin_modules
+        self._builtins_loaded = False
+        self._entries: dict[str, T] = {}
+        self._entry_points: dict[str, EntryPoint] | None = None
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: `@PRIORS.register("ovi")` above a class."""
+
+        def decorate(obj: T) -> T:
+            existing = self._entries.get(name)
+            if existing is not None and existing is not obj:
+                raise OviBenchError(f"{self.kind} '{name}' is registered twice ({existing!r} and {obj!r}).")
+            self._entries[name] = obj
+            return obj
+
+        return decorate
+
+    def _load_builtins(self) -> None:
+        # Importing the built-in modules runs their decorators; done lazily so that `import ovi_bench` stays cheap.
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            for module in self._builtin_modules:
+                importlib.import_module(module)
+
+    def _discover_entry_points(self) -> dict[str, EntryPoint]:
+        if self._entry_points is None:
+            self._entry_points = {point.name: point for point in entry_points(group=self.entry_point_group)}
+        return self._entry_points
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        return sorted(set(self._entries) | set(self._discover_entry_points()))
+
+    def get(self, name: str) -> T:
+        self._load_builtins()
+        if name in self._entries:
+            return self._entries[name]
+        point = self._discover_entry_points().get(name)
+        if point is None:
+            known = self.names()
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'.{did_you_mean(name, known)} Known {self.kind}s: {', '.join(known)}."
+            )
+        try:
+            obj = point.load()
+        except Exception as error:
+            raise OviBenchError(
+                f"{self.kind} '{name}' comes from the entry point '{point.value}' of an installed package, "
+                f"and importing it failed: {error!r}. Reinstall or fix that package."
+            ) from error
+        self._entries.setdefault(name, obj)
+        return self._entries[name]
+
+    def refresh(self) -> None:
+        """Forget discovered entry points (after installing a plugin in the same process)."""
+        self._entry_points = None
+
+
+PRIORS: Registry = Registry(
+    "prior", "ovi_bench.priors", ("ovi_bench.priors.text_embedding", "ovi_bench.priors.kandinsky")
+)
+DECODERS: Registry = Registry("decoder", "ovi_bench.decoders", ("ovi_bench.decoders.kandinsky",))
+METRICS: Registry = Registry("metric", "ovi_bench.metrics", ("ovi_bench.metrics.clip",))

@@ -1,0 +1,394 @@
+"""Plan a run into work items, then embed, decode and score whatever the store does not already hold.
+
+Each stage reads what the previous one stored, so a killed run resumes where it stopped, and a finished run
+re-run into the same folder computes nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ovi_bench.components import DTYPES, resolve_device
+from ovi_bench.decoders.base import Decoder
+from ovi_bench.errors import DataError, OviBenchError
+from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
+from ovi_bench.metrics.base import Metric, ScoreInput
+from ovi_bench.priors.base import Prior
+from ovi_bench.prompts import Prompt, PromptSet, load_prompts
+from ovi_bench.registry import DECODERS, METRICS, PRIORS
+from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
+from ovi_bench.store import RunStore, ScoreCache, item_key
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One image of the run: a prior × prompt × seed, rendered by the run's decoder."""
+
+    prior: str
+    """The prior's display name (label or registered name)."""
+    prompt: Prompt
+    seed: int
+    embedding_key: str
+    image_key: str
+
+
+@dataclass
+class RunCounts:
+    """What a run computed and what it found already done."""
+
+    embeddings_computed: int = 0
+    images_generated: int = 0
+    images_reused: int = 0
+    images_regenerated_corrupt: int = 0
+    scores_computed: int = 0
+    scores_reused: int = 0
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    spec: RunSpec
+    prompt_set: PromptSet
+    items: list[WorkItem]
+    score_rows: list[dict[str, Any]]
+    counts: RunCounts = field(default_factory=RunCounts)
+    device: str = "cpu"
+
+
+def prior_fingerprint(spec: RunSpec, prior: PriorSpec) -> str:
+    return PRIORS.get(prior.name).fingerprint(prior.name, prior.params, spec.dtype)
+
+
+def decoder_fingerprint(spec: RunSpec) -> str:
+    decoder = spec.decoder
+    settings = {**decoder.params, "steps": decoder.steps, "guidance": decoder.guidance}
+    settings |= {"height": decoder.height, "width": decoder.width}
+    return DECODERS.get(decoder.name).fingerprint(decoder.name, settings, spec.dtype)
+
+
+def metric_fingerprint(spec: RunSpec, metric: MetricSpec) -> str:
+    return METRICS.get(metric.name).fingerprint(metric.name, metric.params, spec.dtype)
+
+
+def load_run_prompts(spec: RunSpec, data_dir: str | Path | None = None) -> PromptSet:
+    prompts = spec.prompts
+    return load_prompts(
+        prompts.source,
+        categories=prompts.categories,
+        split=prompts.split,
+        limit=prompts.limit,
+        data_dir=data_dir or prompts.data_dir,
+    )
+
+
+def plan(spec: RunSpec, prompt_set: PromptSet) -> list[WorkItem]:
+    """Every image of the run, keyed by content: the same prior, prompt, seed and decoder give the same keys."""
+    decoder_key = decoder_fingerprint(spec)
+    items = []
+    for prior in spec.priors:
+        prior_key = prior_fingerprint(spec, prior)
+        for prompt in prompt_set.prompts:
+            for seed in spec.seeds:
+                embedding_key = item_key("embedding", prior_key, prompt.text, seed)
+                image_key = item_key("image", embedding_key, decoder_key)
+                items.append(WorkItem(prior.display_name, prompt, seed, embedding_key, image_key))
+    return items
+
+
+def batched(values: Sequence[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per sample: results do not depend on the batch, the device or the batch size."""
+    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+
+
+def _release(model: object) -> None:
+    del model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Runner:
+    """Executes one run spec into one output folder."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        output_dir: str | Path | None = None,
+        *,
+        data_dir: str | Path | None = None,
+        console: Console | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.output_dir = Path(output_dir or spec.output_dir)
+        self.data_dir = data_dir
+        self.console = console or Console(stderr=True)
+        self.show_progress = show_progress
+        self.device = resolve_device(spec.device)
+        self.dtype = DTYPES[spec.dtype]
+        if self.device.type == "cpu" and self.dtype != torch.float32:
+            raise OviBenchError(
+                f'dtype {spec.dtype} on the CPU is very slow and poorly supported; set dtype = "float32" '
+                'or run on a GPU (device = "cuda").'
+            )
+        self.store = RunStore(self.output_dir)
+        self.counts = RunCounts()
+
+    # -- progress -----------------------------------------------------------------------------------------------
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.show_progress,
+        )
+
+    def _say(self, message: str) -> None:
+        if self.show_progress:
+            self.console.print(message, soft_wrap=True)
+
+    # -- stages -------------------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        prompt_set = load_run_prompts(self.spec, self.data_dir)
+        items = plan(self.spec, prompt_set)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            self.output_dir / "run.json",
+            canonical_json(
+                {"fingerprint": self.spec.fingerprint(), "spec": self.spec.model_dump(mode="json")}
+            ),
+        )
+        self._say(
+            f"[bold]{self.spec.name}[/]: {len(self.spec.priors)} prior(s) × {len(prompt_set.prompts)} prompts × "
+            f"{self.spec.images_per_prompt} seed(s) = {len(items)} images → {self.output_dir}"
+        )
+        # An image found corrupt while scoring is dropped and made again; twice in a row means something is wrong.
+        for _attempt in range(3):
+            missing = [item for item in items if not self.store.has_image(item.image_key)]
+            if missing:
+                self.embed(missing)
+                self.decode(missing)
+                if not all(self.store.has_image(item.image_key) for item in missing):
+                    continue  # an embedding read back corrupt and was removed: the next pass makes it again
+            rows, corrupt = self.score(items)
+            if not corrupt:
+                break
+            self.counts.images_regenerated_corrupt += len(corrupt)
+            self._say(f"[yellow]{len(corrupt)} stored image(s) were corrupt and will be generated again[/]")
+        else:
+            raise DataError(
+                f"images in {self.output_dir / 'images'} keep reading back corrupt; check the disk."
+            )
+        self.counts.images_reused = len(items) - self.counts.images_generated
+        self.counts.scores_reused = len(rows) - self.counts.scores_computed
+        self._say(
+            f"generated {self.counts.images_generated} image(s) ({self.counts.images_reused} already in the store), "
+            f"computed {self.counts.scores_computed} score(s) ({self.counts.scores_reused} cached) "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+        return RunResult(self.output_dir, self.spec, prompt_set, items, rows, self.counts, str(self.device))
+
+    def embed(self, items: Sequence[WorkItem]) -> None:
+        """Compute the embeddings the missing images need, loading each prior once and only when needed."""
+        for prior_spec in self.spec.priors:
+            todo = [
+                item
+                for item in items
+                if item.prior == prior_spec.display_name
+                and not self.store.embedding_path(item.embedding_key).is_file()
+            ]
+            if not todo:
+                continue
+            self._say(f"loading prior [bold]{prior_spec.display_name}[/] ({prior_spec.name})")
+            prior_class = PRIORS.get(prior_spec.name)
+            prior: Prior = prior_class(
+                prior_class.Params.model_validate(prior_spec.params), device=self.device, dtype=self.dtype
+            )
+            with self._progress() as progress:
+                task = progress.add_task(f"embed {prior_spec.display_name}", total=len(todo))
+                for batch in batched(todo, self.spec.prior_batch_size):
+                    output = prior.embed(
+                        [item.prompt.text for item in batch], seeded_generators([i.seed for i in batch])
+                    )
+                    for row, item in enumerate(batch):
+                        self.store.put_embedding(
+                            item.embedding_key,
+                            output.image_embeds[row],
+                            output.negative_image_embeds[row],
+                            output.per_prompt[row] if output.per_prompt else {},
+                        )
+                    self.counts.embeddings_computed += len(batch)
+                    progress.advance(task, len(batch))
+            _release(prior)
+
+    def decode(self, items: Sequence[WorkItem]) -> None:
+        decoder_spec = self.spec.decoder
+        self._say(f"loading decoder [bold]{decoder_spec.name}[/]")
+        decoder_class = DECODERS.get(decoder_spec.name)
+        decoder: Decoder = decoder_class(
+            decoder_class.Params.model_validate(decoder_spec.params), device=self.device, dtype=self.dtype
+        )
+        with self._progress() as progress:
+            task = progress.add_task("decode", total=len(items))
+            for batch in batched(items, self.spec.decoder_batch_size):
+                pairs = [self.store.get_embedding(item.embedding_key) for item in batch]
+                # An unreadable embedding was removed by the store; the next generation pass recomputes it.
+                ready = [(item, pair) for item, pair in zip(batch, pairs, strict=True) if pair is not None]
+                if ready:
+                    images = decoder.decode(
+                        torch.stack([pair[0] for _, pair in ready]),
+                        torch.stack([pair[1] for _, pair in ready]),
+                        seeded_generators([item.seed for item, _ in ready]),
+                        height=decoder_spec.height,
+                        width=decoder_spec.width,
+                        steps=decoder_spec.steps,
+                        guidance=decoder_spec.guidance,
+                    )
+                    self.store.put_images(
+                        [
+                            (item.image_key, _png_bytes(image), _image_metadata(item))
+                            for (item, _), image in zip(ready, images, strict=True)
+                        ]
+                    )
+                    self.counts.images_generated += len(ready)
+                progress.advance(task, len(batch))
+        _release(decoder)
+
+    def score(self, items: Sequence[WorkItem]) -> tuple[list[dict[str, Any]], set[str]]:
+        """Score every image with every applicable metric; return the rows and the keys of corrupt images."""
+        rows: list[dict[str, Any]] = []
+        corrupt: set[str] = set()
+        fingerprint = self.spec.fingerprint()
+        for metric_spec in self.spec.metrics:
+            metric_class = METRICS.get(metric_spec.name)
+            metric_key = metric_fingerprint(self.spec, metric_spec)
+            cache = ScoreCache(self.output_dir / "scores" / f"{metric_key}.jsonl")
+            applicable = [
+                item
+                for item in items
+                if item.image_key not in corrupt
+                and (metric_class.categories is None or item.prompt.category in metric_class.categories)
+                and (metric_spec.categories is None or item.prompt.category in metric_spec.categories)
+            ]
+            records = self.store.manifest
+            keyed = {
+                item.image_key: ScoreCache.key(
+                    records[item.image_key].sha256, item.prompt.text, item.prompt.category
+                )
+                for item in applicable
+                if item.image_key in records
+            }
+            todo = [item for item in applicable if keyed.get(item.image_key) not in cache.rows]
+            if todo:
+                self._say(f"loading metric [bold]{metric_spec.name}[/]")
+                metric: Metric = metric_class(
+                    metric_class.Params.model_validate(metric_spec.params),
+                    device=self.device,
+                    dtype=self.dtype,
+                )
+                with self._progress() as progress:
+                    task = progress.add_task(f"score {metric_spec.name}", total=len(todo))
+                    for batch in batched(todo, self.spec.metric_batch_size):
+                        loaded = [(item, self._load_image(item)) for item in batch]
+                        corrupt.update(item.image_key for item, image in loaded if image is None)
+                        valid = [(item, image) for item, image in loaded if image is not None]
+                        scored = metric.score(
+                            [
+                                ScoreInput(image, item.prompt.text, item.prompt.category)
+                                for item, image in valid
+                            ]
+                        )
+                        cache.add(
+                            [
+                                {
+                                    "key": keyed[item.image_key],
+                                    "score": row.score,
+                                    "reason": row.reason,
+                                    **row.extras,
+                                }
+                                for (item, _), row in zip(valid, scored, strict=True)
+                            ]
+                        )
+                        self.counts.scores_computed += len(valid)
+                        progress.advance(task, len(batch))
+                _release(metric)
+            for item in applicable:
+                cached = cache.rows.get(keyed.get(item.image_key, ""))
+                if cached is None or item.image_key in corrupt:
+                    continue
+                rows.append(
+                    {
+                        "prior": item.prior,
+                        "category": item.prompt.category,
+                        "metric": metric_spec.name,
+                        "prompt_id": item.prompt.id,
+                        "prompt": item.prompt.text,
+                        "seed": item.seed,
+                        "score": cached["score"],
+                        "reason": cached["reason"],
+                        "image": self.store.manifest[item.image_key].path,
+                        "spec_fingerprint": fingerprint,
+                    }
+                )
+        return rows, corrupt
+
+    def _load_image(self, item: WorkItem) -> Image.Image | None:
+        """Read an image and check it against its manifest hash; a corrupt one is dropped from the store."""
+        record = self.store.manifest[item.image_key]
+        try:
+            data = self.store.read_image_bytes(item.image_key)
+            if sha256_bytes(data) != record.sha256:
+                raise ValueError("content hash differs from the manifest")
+            image = Image.open(io.BytesIO(data))
+            image.load()
+            return image.convert("RGB")
+        except (OSError, ValueError, UnidentifiedImageError):
+            self.store.forget_image(item.image_key)
+            return None
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _image_metadata(item: WorkItem) -> dict[str, Any]:
+    return {
+        "prior": item.prior,
+        "prompt_id": item.prompt.id,
+        "category": item.prompt.category,
+        "prompt": item.prompt.text,
+        "seed": item.seed,
+    }

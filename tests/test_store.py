@@ -1,0 +1,104 @@
+"""The artifact store: atomic files, manifest, corruption detection, score cache."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ovi_bench.store import RunStore, ScoreCache, item_key
+
+
+def _metadata(seed: int = 0) -> dict:
+    return {
+        "prior": "p",
+        "prompt_id": "color-val-0000",
+        "category": "color",
+        "prompt": "a red cube",
+        "seed": seed,
+    }
+
+
+def test_item_key_depends_on_every_part_and_nothing_else() -> None:
+    assert item_key("a", 1) == item_key("a", 1)
+    assert item_key("a", 1) != item_key("a", 2)
+    assert item_key("a", 1) != item_key("a", "1")
+    assert len(item_key("x")) == 64
+
+
+def test_file_names_never_come_from_prompt_text(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    key = item_key("image", "../../etc/passwd", 'a "quoted" / prompt')
+    store.put_images([(key, b"png-bytes", _metadata())])
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert {path.name for path in written} == {f"{key}.png", "manifest.jsonl"}
+    assert all(tmp_path in path.parents for path in written)
+
+
+def test_image_round_trip_and_manifest_survives_reload(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.put_images([("k1", b"first", _metadata(1)), ("k2", b"second", _metadata(2))])
+    reloaded = RunStore(tmp_path)
+    assert reloaded.has_image("k1") and reloaded.has_image("k2")
+    assert reloaded.read_image_bytes("k2") == b"second"
+    assert reloaded.manifest["k1"].seed == 1
+    assert not reloaded.has_image("k3")
+
+
+def test_truncated_or_rewritten_image_is_not_trusted(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.put_images([("k1", b"0123456789", _metadata()), ("k2", b"abcdefghij", _metadata())])
+    path1 = store.image_path("k1")
+    path1.write_bytes(b"01234")  # truncated: size differs
+    path2 = store.image_path("k2")
+    path2.write_bytes(b"ABCDEFGHIJ")  # same size, other content: mtime differs, so the hash is checked
+    os.utime(path2, ns=(1, 1))
+    reloaded = RunStore(tmp_path)
+    assert not reloaded.has_image("k1")
+    assert not reloaded.has_image("k2")
+
+
+def test_missing_image_file_is_not_trusted(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.put_images([("k1", b"data", _metadata())])
+    store.image_path("k1").unlink()
+    assert not RunStore(tmp_path).has_image("k1")
+
+
+def test_half_written_manifest_line_is_skipped_and_appends_continue(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.put_images([("k1", b"data", _metadata())])
+    with open(store.manifest_path, "a") as handle:
+        handle.write('{"image_key": "k2", "path": "ima')  # a crash mid-line
+    store = RunStore(tmp_path)
+    assert set(store.manifest) == {"k1"}
+    store.put_images([("k3", b"more", _metadata())])
+    assert set(RunStore(tmp_path).manifest) == {"k1", "k3"}
+
+
+def test_embedding_round_trip_and_corrupt_file_is_removed(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    image_embeds, negative = torch.randn(8), torch.randn(8)
+    store.put_embedding("e1", image_embeds, negative, {"steps": 12})
+    loaded = store.get_embedding("e1")
+    assert loaded is not None
+    torch.testing.assert_close(loaded[0], image_embeds)
+    torch.testing.assert_close(loaded[1], negative)
+    store.embedding_path("e1").write_bytes(b"not safetensors")
+    assert store.get_embedding("e1") is None
+    assert not store.embedding_path("e1").exists()
+    store.put_embedding("nan", torch.full((4,), float("nan")), torch.zeros(4))
+    assert store.get_embedding("nan") is None
+
+
+def test_score_cache_appends_and_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "scores" / "m.jsonl"
+    cache = ScoreCache(path)
+    key = ScoreCache.key("abc", "a red cube", "color")
+    cache.add([{"key": key, "score": 0.25, "reason": "r"}])
+    assert ScoreCache(path).rows[key]["score"] == 0.25
+    assert key != ScoreCache.key("abc", "a red cube", "shape")
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[0])["key"] == key
