@@ -74,7 +74,7 @@ def test_bad_prior_parameter_names_the_prior() -> None:
 
 
 def test_unknown_prior_name_suggests_nearest() -> None:
-    with pytest.raises(UnknownNameError, match="Did you mean 'kandinsky-2.2'"):
+    with pytest.raises(UnknownNameError, match=r"Did you mean 'kandinsky-2\.2'"):
         parse_spec({"priors": [{"name": "kandinsky-22"}]})
 
 
