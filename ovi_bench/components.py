@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from ovi_bench.errors import OviBenchError
 from ovi_bench.io import canonical_json, sha256_text
 
 
@@ -41,8 +42,19 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
+def nonfinite_rows(tensor: torch.Tensor) -> list[int]:
+    """Indices of the rows of a [B, D] tensor that hold a NaN or an infinity."""
+    return (~tensor.isfinite().all(dim=-1)).nonzero().flatten().tolist()
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when available; anything else must name a device torch knows."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OviBenchError(
+            f"device '{name}' was asked for, but this machine has no usable CUDA device (or torch is a CPU build). "
+            'Set device = "cpu" (or "auto") in the run spec, or install a CUDA build of PyTorch.'
+        )
+    return device

@@ -30,8 +30,8 @@ from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
-from ovi_bench.metrics.base import Metric, ScoreInput
-from ovi_bench.priors.base import Prior
+from ovi_bench.metrics.base import Metric, ScoreInput, check_metric_output
+from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.prompts import Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
@@ -125,8 +125,8 @@ def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
-def _release(model: object) -> None:
-    del model
+def free_memory() -> None:
+    """Return a released model's memory now, before the next model is loaded (callers `del` their reference)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -238,8 +238,9 @@ class Runner:
             with self._progress() as progress:
                 task = progress.add_task(f"embed {prior_spec.display_name}", total=len(todo))
                 for batch in batched(todo, self.spec.prior_batch_size):
-                    output = prior.embed(
-                        [item.prompt.text for item in batch], seeded_generators([i.seed for i in batch])
+                    texts = [item.prompt.text for item in batch]
+                    output = check_prior_output(
+                        prior_spec.name, texts, prior.embed(texts, seeded_generators([i.seed for i in batch]))
                     )
                     for row, item in enumerate(batch):
                         self.store.put_embedding(
@@ -250,7 +251,8 @@ class Runner:
                         )
                     self.counts.embeddings_computed += len(batch)
                     progress.advance(task, len(batch))
-            _release(prior)
+            del prior
+            free_memory()
 
     def decode(self, items: Sequence[WorkItem]) -> None:
         decoder_spec = self.spec.decoder
@@ -283,85 +285,84 @@ class Runner:
                     )
                     self.counts.images_generated += len(ready)
                 progress.advance(task, len(batch))
-        _release(decoder)
+        del decoder
+        free_memory()
 
     def score(self, items: Sequence[WorkItem]) -> tuple[list[dict[str, Any]], set[str]]:
         """Score every image with every applicable metric; return the rows and the keys of corrupt images."""
         rows: list[dict[str, Any]] = []
         corrupt: set[str] = set()
-        fingerprint = self.spec.fingerprint()
         for metric_spec in self.spec.metrics:
-            metric_class = METRICS.get(metric_spec.name)
-            metric_key = metric_fingerprint(self.spec, metric_spec)
-            cache = ScoreCache(self.output_dir / "scores" / f"{metric_key}.jsonl")
-            applicable = [
-                item
-                for item in items
-                if item.image_key not in corrupt
-                and (metric_class.categories is None or item.prompt.category in metric_class.categories)
-                and (metric_spec.categories is None or item.prompt.category in metric_spec.categories)
-            ]
-            records = self.store.manifest
-            keyed = {
-                item.image_key: ScoreCache.key(
-                    records[item.image_key].sha256, item.prompt.text, item.prompt.category
-                )
-                for item in applicable
-                if item.image_key in records
-            }
-            todo = [item for item in applicable if keyed.get(item.image_key) not in cache.rows]
-            if todo:
-                self._say(f"loading metric [bold]{metric_spec.name}[/]")
-                metric: Metric = metric_class(
-                    metric_class.Params.model_validate(metric_spec.params),
-                    device=self.device,
-                    dtype=self.dtype,
-                )
-                with self._progress() as progress:
-                    task = progress.add_task(f"score {metric_spec.name}", total=len(todo))
-                    for batch in batched(todo, self.spec.metric_batch_size):
-                        loaded = [(item, self._load_image(item)) for item in batch]
-                        corrupt.update(item.image_key for item, image in loaded if image is None)
-                        valid = [(item, image) for item, image in loaded if image is not None]
-                        scored = metric.score(
-                            [
-                                ScoreInput(image, item.prompt.text, item.prompt.category)
-                                for item, image in valid
-                            ]
-                        )
-                        cache.add(
-                            [
-                                {
-                                    "key": keyed[item.image_key],
-                                    "score": row.score,
-                                    "reason": row.reason,
-                                    **row.extras,
-                                }
-                                for (item, _), row in zip(valid, scored, strict=True)
-                            ]
-                        )
-                        self.counts.scores_computed += len(valid)
-                        progress.advance(task, len(batch))
-                _release(metric)
-            for item in applicable:
-                cached = cache.rows.get(keyed.get(item.image_key, ""))
-                if cached is None or item.image_key in corrupt:
-                    continue
-                rows.append(
-                    {
-                        "prior": item.prior,
-                        "category": item.prompt.category,
-                        "metric": metric_spec.name,
-                        "prompt_id": item.prompt.id,
-                        "prompt": item.prompt.text,
-                        "seed": item.seed,
-                        "score": cached["score"],
-                        "reason": cached["reason"],
-                        "image": self.store.manifest[item.image_key].path,
-                        "spec_fingerprint": fingerprint,
-                    }
-                )
+            rows += self._score_metric(metric_spec, items, corrupt)
         return rows, corrupt
+
+    def _score_metric(
+        self, metric_spec: MetricSpec, items: Sequence[WorkItem], corrupt: set[str]
+    ) -> list[dict[str, Any]]:
+        """Score the images this metric applies to, loading it only if some score is not cached yet."""
+        metric_class = METRICS.get(metric_spec.name)
+        cache = ScoreCache(self.output_dir / "scores" / f"{metric_fingerprint(self.spec, metric_spec)}.jsonl")
+        records = self.store.manifest
+        # Scores are cached by image content, so a regenerated (different) image is never served an old score.
+        score_keys = {
+            item.image_key: ScoreCache.key(
+                records[item.image_key].sha256, item.prompt.text, item.prompt.category
+            )
+            for item in items
+            if item.image_key in records
+            and item.image_key not in corrupt
+            and (metric_class.categories is None or item.prompt.category in metric_class.categories)
+            and (metric_spec.categories is None or item.prompt.category in metric_spec.categories)
+        }
+        applicable = [item for item in items if item.image_key in score_keys]
+        todo = [item for item in applicable if score_keys[item.image_key] not in cache.rows]
+        if todo:
+            self._say(f"loading metric [bold]{metric_spec.name}[/]")
+            metric: Metric = metric_class(
+                metric_class.Params.model_validate(metric_spec.params), device=self.device, dtype=self.dtype
+            )
+            with self._progress() as progress:
+                task = progress.add_task(f"score {metric_spec.name}", total=len(todo))
+                for batch in batched(todo, self.spec.metric_batch_size):
+                    loaded = [(item, self._load_image(item)) for item in batch]
+                    corrupt.update(item.image_key for item, image in loaded if image is None)
+                    valid = [(item, image) for item, image in loaded if image is not None]
+                    inputs = [
+                        ScoreInput(image, item.prompt.text, item.prompt.category) for item, image in valid
+                    ]
+                    scored = check_metric_output(metric_spec.name, inputs, metric.score(inputs))
+                    cache.add(
+                        [
+                            {
+                                "key": score_keys[item.image_key],
+                                "score": row.score,
+                                "reason": row.reason,
+                                **row.extras,
+                            }
+                            for (item, _), row in zip(valid, scored, strict=True)
+                        ]
+                    )
+                    self.counts.scores_computed += len(valid)
+                    progress.advance(task, len(batch))
+            del metric
+            free_memory()
+        fingerprint = self.spec.fingerprint()
+        return [
+            {
+                "prior": item.prior,
+                "category": item.prompt.category,
+                "metric": metric_spec.name,
+                "prompt_id": item.prompt.id,
+                "prompt": item.prompt.text,
+                "seed": item.seed,
+                "score": cache.rows[score_keys[item.image_key]]["score"],
+                "reason": cache.rows[score_keys[item.image_key]]["reason"],
+                "image": records[item.image_key].path,
+                "spec_fingerprint": fingerprint,
+            }
+            for item in applicable
+            if item.image_key not in corrupt
+        ]
 
     def _load_image(self, item: WorkItem) -> Image.Image | None:
         """Read an image and check it against its manifest hash; a corrupt one is dropped from the store."""

@@ -81,3 +81,16 @@ def test_empty_batch(metric: CLIPMetric) -> None:
 
 # Measured once from the tiny CLIP saved by `tiny_clip_dir()` (torch.manual_seed(0) build) and its 48×48 image.
 GOLDEN_TINY_CLIP_SCORE = 0.0942840
+
+
+def test_metric_output_guard() -> None:
+    from ovi_bench.errors import OviBenchError
+    from ovi_bench.metrics.base import ScoreRow, check_metric_output
+
+    batch = [ScoreInput(_images(1)[0], "a red cube", "color")] * 2
+    good = [ScoreRow(0.5, "ok"), ScoreRow(0.25, "ok")]
+    assert check_metric_output("m", batch, good) == good
+    with pytest.raises(OviBenchError, match="returned 1 rows for 2 images"):
+        check_metric_output("m", batch, good[:1])
+    with pytest.raises(OviBenchError, match="'a red cube' as nan"):
+        check_metric_output("m", batch, [ScoreRow(0.5, "ok"), ScoreRow(float("nan"), "?")])

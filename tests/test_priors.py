@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from ovi_bench.backbones.kandinsky import load_text_side, zero_image_embeds
 from ovi_bench.errors import OviBenchError
-from ovi_bench.priors.base import Prior
+from ovi_bench.priors.base import Prior, PriorOutput, check_prior_output
 from ovi_bench.priors.kandinsky import KandinskyPrior
 from ovi_bench.priors.text_embedding import TextEmbeddingPrior
 from ovi_bench.registry import PRIORS
@@ -103,7 +103,7 @@ def test_text_embedding_reports_nan() -> None:
     with torch.no_grad():
         prior.text_side.text_encoder.text_projection.weight.fill_(float("nan"))
     with pytest.raises(OviBenchError, match=r"'text-embedding'.*index \[0, 1\]"):
-        prior.embed(TEXTS[:2], generators(0, 1))
+        check_prior_output("text-embedding", TEXTS[:2], prior.embed(TEXTS[:2], generators(0, 1)))
 
 
 # --- kandinsky-2.2 --------------------------------------------------------------------------------------------------
@@ -165,4 +165,13 @@ def test_kandinsky_prior_reports_nan() -> None:
     with torch.no_grad():
         prior.pipeline.prior.clip_mean[0, 0] = float("nan")
     with pytest.raises(OviBenchError, match=r"'kandinsky-2.2'.*index \[0, 1\]"):
-        prior.embed(TEXTS[:2], generators(0, 1))
+        check_prior_output("kandinsky-2.2", TEXTS[:2], prior.embed(TEXTS[:2], generators(0, 1)))
+
+
+def test_prior_output_guard_refuses_wrong_shapes() -> None:
+    rows = torch.zeros(2, 4)
+    with pytest.raises(OviBenchError, match=r"one row per text \(\[3, D\]\)"):
+        check_prior_output("acme", ["a", "b", "c"], PriorOutput(rows, rows))
+    with pytest.raises(OviBenchError, match="same shape"):
+        check_prior_output("acme", ["a", "b"], PriorOutput(rows, torch.zeros(2, 5)))
+    assert check_prior_output("acme", ["a", "b"], PriorOutput(rows, rows)).image_embeds is rows

@@ -229,3 +229,26 @@ def test_cli_reports_bad_spec_without_traceback(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "unknown prior 'ovi-typo'" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+OFFICIAL_DIR = ROOT.parent / "shared" / "data" / "t2i-compbench"
+
+
+@pytest.mark.skipif(
+    not OFFICIAL_DIR.is_dir(), reason=f"official T2I-CompBench++ prompt files not found at {OFFICIAL_DIR}"
+)
+def test_run_on_the_official_prompt_files(tmp_path: Path) -> None:
+    spec = parse_spec(
+        tiny_spec(
+            images_per_prompt=1,
+            prompts={"source": "t2i-compbench", "limit": 1},
+            priors=[{"name": "text-embedding", "params": {"model": "tiny"}}],
+        )
+    )
+    result = Runner(spec, tmp_path, data_dir=OFFICIAL_DIR, show_progress=False).run()
+    write_results(result)
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert len(board) == 8 and (board.n == 1).all()
+    provenance = json.loads((tmp_path / "results.json").read_text())["prompts"]
+    assert provenance["source"] == "t2i-compbench"
+    assert set(provenance["files"]) == {f"{category}_val.txt" for category in board.category}

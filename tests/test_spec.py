@@ -110,3 +110,16 @@ def test_malformed_files(tmp_path: Path) -> None:
     wrong_type.write_text('priors = "text-embedding"\n')
     with pytest.raises(SpecError, match=str(wrong_type.name)):
         load_spec(wrong_type)
+
+
+def test_cuda_on_a_machine_without_it_is_a_clear_error() -> None:
+    import torch
+
+    from ovi_bench.components import resolve_device
+    from ovi_bench.errors import OviBenchError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(OviBenchError, match='device = "cpu"'):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"

@@ -10,6 +10,7 @@ from PIL import Image
 
 from ovi_bench.backbones.kandinsky import KANDINSKY22_DECODER_ID, load_decoder_pipeline
 from ovi_bench.components import Params as BaseParams
+from ovi_bench.components import nonfinite_rows
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.registry import DECODERS
@@ -62,7 +63,7 @@ class KandinskyDecoder(Decoder):
                     f"decoder 'kandinsky-2.2-decoder' expects {name} of shape [{len(generators)}, {width_expected}] "
                     f"(one row per generator), got {list(embeds.shape)}."
                 )
-            bad_rows = (~embeds.isfinite().all(dim=-1)).nonzero().flatten().tolist()
+            bad_rows = nonfinite_rows(embeds)
             if bad_rows:
                 raise OviBenchError(
                     f"decoder 'kandinsky-2.2-decoder' got NaN or inf in {name} at row(s) {bad_rows}: the prior "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from ovi_bench.components import Component, Params
+from ovi_bench.errors import OviBenchError
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,21 @@ class Metric(Component, abc.ABC):
     @abc.abstractmethod
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         """One row per input, in order. A row's score must not depend on the rest of the batch."""
+
+
+def check_metric_output(name: str, batch: Sequence[ScoreInput], rows: Sequence[ScoreRow]) -> list[ScoreRow]:
+    """Refuse a metric result that would silently corrupt a leaderboard: a missing row or a non-finite score.
+
+    The runner applies this to every metric, built-in or plugin, before anything is cached.
+    """
+    if len(rows) != len(batch):
+        raise OviBenchError(
+            f"metric '{name}' returned {len(rows)} rows for {len(batch)} images; it must return one each."
+        )
+    for index, row in enumerate(rows):
+        if not math.isfinite(row.score):
+            raise OviBenchError(
+                f"metric '{name}' scored the image of prompt {batch[index].prompt!r} as {row.score}; scores must be "
+                "finite numbers. The metric's model may be corrupt or overflowing in its dtype."
+            )
+    return list(rows)

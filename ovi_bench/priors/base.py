@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from ovi_bench.components import Component, Params
+from ovi_bench.components import Component, Params, nonfinite_rows
+from ovi_bench.errors import OviBenchError
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,34 @@ class Prior(Component, abc.ABC):
     @abc.abstractmethod
     def embed(self, texts: Sequence[str], generators: Sequence[torch.Generator]) -> PriorOutput:
         """Embed `texts`; `generators[i]` is the only source of randomness for `texts[i]`."""
+
+
+def check_prior_output(name: str, texts: Sequence[str], output: PriorOutput) -> PriorOutput:
+    """Refuse what no decoder should see: wrong shapes, or NaN/inf rows (fp16 overflow, corrupt weights).
+
+    The runner applies this to every prior, built-in or plugin, before anything is stored.
+    """
+    for field_name in ("image_embeds", "negative_image_embeds"):
+        embeds = getattr(output, field_name)
+        if embeds.ndim != 2 or embeds.shape[0] != len(texts):
+            raise OviBenchError(
+                f"prior '{name}' returned {field_name} of shape {list(embeds.shape)} for {len(texts)} texts; "
+                f"a prior must return one row per text ([{len(texts)}, D])."
+            )
+        bad_rows = nonfinite_rows(embeds)
+        if bad_rows:
+            examples = "; ".join(repr(texts[row][:60]) for row in bad_rows[:3])
+            raise OviBenchError(
+                f"prior '{name}' produced NaN or inf in {field_name} for the prompt(s) at index {bad_rows} "
+                f"({examples}). float16 can overflow (try bfloat16 or float32), or the weights are corrupt."
+            )
+    if output.image_embeds.shape != output.negative_image_embeds.shape:
+        raise OviBenchError(
+            f"prior '{name}' returned image_embeds {list(output.image_embeds.shape)} and negative_image_embeds "
+            f"{list(output.negative_image_embeds.shape)}; they must have the same shape."
+        )
+    if output.per_prompt and len(output.per_prompt) != len(texts):
+        raise OviBenchError(
+            f"prior '{name}' returned per_prompt facts for {len(output.per_prompt)} of {len(texts)} texts."
+        )
+    return output

@@ -11,18 +11,8 @@ from pydantic import field_validator
 
 from ovi_bench.backbones.kandinsky import KANDINSKY22_PRIOR_ID, load_text_side, zero_image_embeds
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.errors import OviBenchError
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
-
-
-def _check_finite(image_embeds: torch.Tensor) -> None:
-    bad_rows = (~image_embeds.isfinite().all(dim=-1)).nonzero().flatten().tolist()
-    if bad_rows:
-        raise OviBenchError(
-            f"prior 'text-embedding' produced NaN or inf for the prompt(s) at index {bad_rows}: the text encoder's "
-            "weights may be corrupt, or its dtype overflows (try float32 or bfloat16)."
-        )
 
 
 @PRIORS.register("text-embedding")
@@ -62,6 +52,5 @@ class TextEmbeddingPrior(Prior):
         if rescale != "none":
             target_norm = self.negative_image_embeds.norm() if rescale == "zero-image-norm" else rescale
             image_embeds = image_embeds / image_embeds.norm(dim=-1, keepdim=True) * target_norm
-        _check_finite(image_embeds)
         negative_image_embeds = self.negative_image_embeds.repeat(len(texts), 1)
         return PriorOutput(image_embeds=image_embeds, negative_image_embeds=negative_image_embeds)
