@@ -50,13 +50,22 @@ def run(
     spec = load_spec(config)
     result = Runner(spec, out, data_dir=compbench_dir, console=errors, show_progress=not quiet).run()
     board = write_results(result)
-    table = Table(title=f"{spec.name} · spec {spec.fingerprint()[:12]}")
+    _show_leaderboard(board, f"{spec.name} · spec {spec.fingerprint()[:12]}")
+    console.print(f"results in {result.output_dir}")
+
+
+def _show_leaderboard(board, title: str) -> None:
+    """A rich table on a terminal; the Markdown table (readable in logs, pastable) anywhere else."""
+    if not console.is_terminal:
+        print(f"{title}\n\n{board.to_markdown(index=False, floatfmt='.4f')}\n")
+        return
+    table = Table(title=title)
     for column in board.columns:
-        table.add_column(column, justify="right" if column not in ("prior", "category", "metric") else "left")
+        text = column in ("prior", "category", "metric")
+        table.add_column(column, justify="left" if text else "right", no_wrap=text)
     for record in board.itertuples(index=False):
         table.add_row(*(f"{value:.4f}" if isinstance(value, float) else str(value) for value in record))
     console.print(table)
-    console.print(f"results in {result.output_dir}")
 
 
 def _quiet_libraries() -> None:
@@ -93,6 +102,124 @@ def decoders() -> None:
 def metrics() -> None:
     """List registered metrics, one per line."""
     _list(METRICS)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ovi-bench bank: embedding banks of real images (for the OVI constraints and the diagnostics).
+
+bank_app = typer.Typer(
+    name="bank",
+    help="Build and inspect embedding banks: real images encoded by a prior's image encoder.",
+    no_args_is_help=True,
+)
+app.add_typer(bank_app, name="bank")
+
+
+@bank_app.command("build")
+def bank_build(
+    encoder: Annotated[
+        str,
+        typer.Option(
+            "--encoder",
+            help="Prior whose image encoder embeds the images: hub id (kandinsky-community/kandinsky-2-2-prior), "
+            'local folder, or "tiny".',
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Bank folder (new, empty, or an unfinished build to resume).")
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of .png/.jpg/.jpeg/.webp/.bmp images, searched recursively."),
+    ] = None,
+    hf_dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--hf-dataset",
+            help="Instead of IMAGES: a Hugging Face data set name or a save_to_disk folder (needs `pip install datasets`).",
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Data set split (with --hf-dataset).")] = "train",
+    image_column: Annotated[
+        str, typer.Option("--image-column", help="Data set image column (with --hf-dataset).")
+    ] = "image",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images per encoder call.")] = 64,
+    device: Annotated[str, typer.Option("--device", help='"auto", "cpu", "cuda", "cuda:1", ...')] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16 (GPU).")] = "float32",
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", help="Images per shard file (the unit of resuming).")
+    ] = 4096,
+    description: Annotated[
+        str | None, typer.Option("--description", help="Short description of the images, kept in bank.json.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Encode images into an embedding bank; a killed build resumes when the same command runs again."""
+    import warnings
+
+    from ovi_bench.bank import HFDatasetImages, ImageFiles, ImageSource, build_bank
+
+    if (images is None) == (hf_dataset is None):
+        raise OviBenchError("give either an IMAGES folder or --hf-dataset NAME_OR_FOLDER (exactly one).")
+    # The source first: a wrong images folder is reported before the model libraries load (seconds).
+    source: ImageSource = (
+        ImageFiles.from_folder(images)
+        if images is not None
+        else HFDatasetImages(hf_dataset, split=split, image_column=image_column)
+    )
+    _quiet_libraries()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        bank = build_bank(
+            source,
+            encoder,
+            out,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            shard_size=shard_size,
+            progress=not quiet,
+            description=description,
+        )
+    for warning in caught:  # the unreadable images, as a message rather than Python's warning format
+        errors.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+    report = bank.build_report
+    console.print(
+        f"bank {bank.path}: {bank.info.count} embeddings of width {bank.info.dim}, digest {bank.info.digest[:16]}"
+    )
+    if report is not None:
+        console.print(
+            f"encoded {report.shards_encoded} shard(s) ({report.images_encoded} images), "
+            f"kept {report.shards_reused} already finished; {len(report.skipped)} unreadable image(s) skipped"
+        )
+
+
+@bank_app.command("info")
+def bank_info(
+    folder: Annotated[Path, typer.Argument(help="Bank folder made by `ovi-bench bank build`.")],
+) -> None:
+    """Print what a bank holds: count, width, encoder, digest, sources, and the cached statistics' shrinkage."""
+    from ovi_bench.bank import EmbeddingBank
+
+    bank = EmbeddingBank.load(folder)
+    info = bank.info
+    lines = [
+        ("folder", str(bank.path)),
+        ("count", str(info.count)),
+        ("dim", str(info.dim)),
+        ("encoder", info.encoder),
+        ("encoder identity", info.encoder_identity),
+        ("digest", info.digest),
+        ("created", info.created),
+        ("sources", "; ".join(info.sources)),
+        ("skipped images", str(len(bank.skipped))),
+    ]
+    for normalised, label in ((False, "shrinkage (raw)"), (True, "shrinkage (normalised)")):
+        statistics = bank.cached_statistics(normalised)
+        lines.append((label, f"{statistics.shrinkage:.6g}" if statistics else "not computed yet"))
+    for key, value in lines:
+        # Plain print: "key<TAB>value" lines stay machine-readable.
+        print(f"{key}\t{value}")
 
 
 def main() -> None:

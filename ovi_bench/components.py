@@ -28,10 +28,22 @@ class Component:
     version: ClassVar[str] = "1"
 
     @classmethod
+    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Digests of data that parameters only point at (an embedding bank folder, say).
+
+        Part of the fingerprint, so that rebuilding such data in place invalidates what was made from it.
+        """
+        return {}
+
+    @classmethod
     def fingerprint(cls, name: str, params: Params | dict[str, Any], dtype: str) -> str:
         values = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
+        identity = cls.content_identity(values)
         return sha256_text(
-            canonical_json({"name": name, "version": cls.version, "params": values, "dtype": dtype})
+            canonical_json(
+                {"name": name, "version": cls.version, "params": values, "dtype": dtype}
+                | ({"content": identity} if identity else {})
+            )
         )
 
 

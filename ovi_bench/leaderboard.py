@@ -2,6 +2,7 @@
 
 Files written into the run folder:
     scores.csv          one row per image and metric, with its reason
+    embeddings.csv      one row per prior × prompt × seed: the prior's facts and the embedding diagnostics
     leaderboard.csv     one row per prior × category × metric (mean, std, prompts, images)
     leaderboard.md      the same table in Markdown, headed by the spec fingerprint
     results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ovi_bench import __version__
+from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.io import atomic_write_text
 from ovi_bench.prompts import CATEGORIES
 from ovi_bench.registry import METRICS
@@ -46,6 +48,15 @@ def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFr
     table["_category"] = table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES)))
     table = table.sort_values(["_prior", "_category", "category", "metric"], kind="stable")
     return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+
+
+def with_diagnostics(board: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFrame:
+    """Add the mean of each embedding diagnostic per prior × category as extra leaderboard columns."""
+    columns = [column for column in DIAGNOSTIC_COLUMNS if column in embeddings.columns]
+    if board.empty or not columns:
+        return board
+    means = embeddings.groupby(["prior", "category"], sort=False)[columns].mean().reset_index()
+    return board.merge(means, on=["prior", "category"], how="left")
 
 
 def package_versions() -> dict[str, str]:
@@ -105,9 +116,14 @@ def write_results(result: RunResult) -> pd.DataFrame:
     scores = pd.DataFrame(result.score_rows)
     if scores.empty:
         scores = pd.DataFrame(columns=["prior", "category", "metric", "prompt_id", "prompt", "seed", "score"])
+    embeddings = pd.DataFrame(result.embedding_rows)
     board = leaderboard_frame(scores, [prior.display_name for prior in result.spec.priors])
+    board = with_diagnostics(board, embeddings)
     fingerprint = result.spec.fingerprint()
     atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
+    atomic_write_text(
+        out / "embeddings.csv", embeddings.assign(spec_fingerprint=fingerprint).to_csv(index=False)
+    )
     atomic_write_text(out / "leaderboard.csv", board.assign(spec_fingerprint=fingerprint).to_csv(index=False))
     markdown = board.to_markdown(index=False, floatfmt=".4f") if not board.empty else "(no scores)"
     atomic_write_text(

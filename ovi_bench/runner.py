@@ -26,8 +26,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ovi_bench.bank import EmbeddingBank, resolve_bank
 from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
+from ovi_bench.diagnostics import EmbeddingDiagnostics
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import Metric, ScoreInput, check_metric_output
@@ -62,6 +64,7 @@ class RunCounts:
     images_regenerated_corrupt: int = 0
     scores_computed: int = 0
     scores_reused: int = 0
+    diagnostics_computed: int = 0
 
 
 @dataclass
@@ -71,6 +74,8 @@ class RunResult:
     prompt_set: PromptSet
     items: list[WorkItem]
     score_rows: list[dict[str, Any]]
+    embedding_rows: list[dict[str, Any]] = field(default_factory=list)
+    """One row per prior × prompt × seed: the prior's own facts and, when configured, the diagnostics."""
     counts: RunCounts = field(default_factory=RunCounts)
     device: str = "cpu"
 
@@ -210,6 +215,7 @@ class Runner:
             raise DataError(
                 f"images in {self.output_dir / 'images'} keep reading back corrupt; check the disk."
             )
+        embedding_rows = self.describe_embeddings(items)
         self.counts.images_reused = len(items) - self.counts.images_generated
         self.counts.scores_reused = len(rows) - self.counts.scores_computed
         self._say(
@@ -217,7 +223,9 @@ class Runner:
             f"computed {self.counts.scores_computed} score(s) ({self.counts.scores_reused} cached) "
             f"in {time.perf_counter() - started:.1f} s"
         )
-        return RunResult(self.output_dir, self.spec, prompt_set, items, rows, self.counts, str(self.device))
+        return RunResult(
+            self.output_dir, self.spec, prompt_set, items, rows, embedding_rows, self.counts, str(self.device)
+        )
 
     def embed(self, items: Sequence[WorkItem]) -> None:
         """Compute the embeddings the missing images need, loading each prior once and only when needed."""
@@ -286,6 +294,70 @@ class Runner:
                     self.counts.images_generated += len(ready)
                 progress.advance(task, len(batch))
         del decoder
+        free_memory()
+
+    def describe_embeddings(self, items: Sequence[WorkItem]) -> list[dict[str, Any]]:
+        """Per embedding: the prior's facts (e.g. optimisation steps) and the diagnostics, cached like scores."""
+        diagnostics = self.spec.diagnostics
+        cache = None
+        if diagnostics is not None:
+            bank_digest = (
+                EmbeddingBank.load(resolve_bank(diagnostics.bank)).info.digest if diagnostics.bank else None
+            )
+            key = item_key("diagnostics", diagnostics.model, bank_digest, self.spec.dtype)
+            cache = ScoreCache(self.output_dir / "diagnostics" / f"{key}.jsonl")
+            self._diagnose([item for item in items if item.embedding_key not in cache.rows], cache)
+        rows = []
+        for item in items:
+            row: dict[str, Any] = {
+                "prior": item.prior,
+                "category": item.prompt.category,
+                "prompt_id": item.prompt.id,
+                "prompt": item.prompt.text,
+                "seed": item.seed,
+            }
+            if cache is not None:
+                row |= {
+                    name: value
+                    for name, value in cache.rows.get(item.embedding_key, {}).items()
+                    if name != "key"
+                }
+            row |= {
+                f"prior_{name}": value
+                for name, value in self.store.embedding_facts(item.embedding_key).items()
+            }
+            rows.append(row)
+        return rows
+
+    def _diagnose(self, items: Sequence[WorkItem], cache: ScoreCache) -> None:
+        available = [item for item in items if self.store.embedding_path(item.embedding_key).is_file()]
+        if not available:
+            return
+        diagnostics = self.spec.diagnostics
+        assert diagnostics is not None
+        self._say("computing embedding diagnostics")
+        diagnose = EmbeddingDiagnostics(
+            diagnostics.model, diagnostics.bank, device=self.device, dtype=self.dtype
+        )
+        with self._progress() as progress:
+            task = progress.add_task("diagnose", total=len(available))
+            for batch in batched(available, self.spec.prior_batch_size):
+                pairs = [(item, self.store.get_embedding(item.embedding_key)) for item in batch]
+                readable = [(item, pair[0]) for item, pair in pairs if pair is not None]
+                if readable:
+                    values = diagnose(
+                        torch.stack([embeds for _, embeds in readable]),
+                        [item.prompt.text for item, _ in readable],
+                    )
+                    cache.add(
+                        [
+                            {"key": item.embedding_key, **row}
+                            for (item, _), row in zip(readable, values, strict=True)
+                        ]
+                    )
+                    self.counts.diagnostics_computed += len(readable)
+                progress.advance(task, len(batch))
+        del diagnose
         free_memory()
 
     def score(self, items: Sequence[WorkItem]) -> tuple[list[dict[str, Any]], set[str]]:

@@ -110,6 +110,14 @@ class MetricSpec(_Frozen):
         return self
 
 
+class DiagnosticsSpec(_Frozen):
+    model: str = "kandinsky-community/kandinsky-2-2-prior"
+    """Kandinsky 2.2 prior (id, folder or "tiny") whose text encoder gives the text embeddings; a bank must have been
+    built with its image encoder."""
+    bank: str | None = None
+    """Embedding bank folder (`ovi-bench bank build`), or "tiny"; adds the Mahalanobis and nearest-neighbour columns."""
+
+
 class RunSpec(_Frozen):
     """A benchmark run: which priors, rendered how, on which prompts, scored by which metrics."""
 
@@ -140,6 +148,8 @@ class RunSpec(_Frozen):
     """Which prompts."""
     metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name="clip")])
     """Metrics to score every image with, each a [[metrics]] table."""
+    diagnostics: DiagnosticsSpec | None = None
+    """Embedding diagnostics for every prior ([diagnostics] table); off when omitted."""
 
     @field_validator("device")
     @classmethod

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_bytes, sha256_file, sha256_text
@@ -121,6 +121,14 @@ class RunStore:
             path.unlink(missing_ok=True)
             return None
         return pair
+
+    def embedding_facts(self, key: str) -> dict[str, Any]:
+        """The facts stored with an embedding (empty when it has none or cannot be read)."""
+        try:
+            with safe_open(str(self.embedding_path(key)), framework="pt") as handle:
+                return json.loads((handle.metadata() or {}).get("facts", "{}"))
+        except (SafetensorError, OSError, ValueError):
+            return {}
 
     # -- images -------------------------------------------------------------------------------------------------
 

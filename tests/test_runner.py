@@ -252,3 +252,36 @@ def test_run_on_the_official_prompt_files(tmp_path: Path) -> None:
     provenance = json.loads((tmp_path / "results.json").read_text())["prompts"]
     assert provenance["source"] == "t2i-compbench"
     assert set(provenance["files"]) == {f"{category}_val.txt" for category in board.category}
+
+
+def test_diagnostics_and_prior_facts_reach_the_results(tmp_path: Path) -> None:
+    overrides = {
+        "priors": [
+            {"name": "text-embedding", "params": {"model": "tiny"}},
+            {"name": "ovi", "params": {"model": "tiny", "steps": 40, "early_stopping": True, "patience": 5}},
+        ],
+        "diagnostics": {"model": "tiny", "bank": "tiny"},
+    }
+    first = run(tmp_path, **overrides)
+    assert first.counts.diagnostics_computed == 8
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert {"text_cosine", "norm", "mahalanobis", "nn_cosine"} <= set(board.columns)
+    embeddings = pd.read_csv(tmp_path / "embeddings.csv")
+    assert len(embeddings) == 8
+    ovi_rows = embeddings[embeddings.prior == "ovi"]
+    assert ovi_rows.prior_steps.between(1, 40).all()
+    # The diagnostic is the cosine the optimisation itself reported for its final tokens.
+    np.testing.assert_allclose(ovi_rows.text_cosine, ovi_rows.prior_text_cosine, atol=1e-5)
+    # The text-embedding baseline is its own text embedding: cosine 1.
+    np.testing.assert_allclose(embeddings[embeddings.prior == "text-embedding"].text_cosine, 1.0, atol=1e-5)
+    for record in board.itertuples():
+        mine = embeddings[(embeddings.prior == record.prior) & (embeddings.category == record.category)]
+        assert record.mahalanobis == pytest.approx(mine.mahalanobis.mean())
+    again = run(tmp_path, **overrides)
+    assert again.counts.diagnostics_computed == 0 and again.counts.embeddings_computed == 0
+
+
+def test_without_diagnostics_there_are_no_diagnostic_columns(tmp_path: Path) -> None:
+    run(tmp_path)
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert "mahalanobis" not in board.columns and "text_cosine" not in board.columns

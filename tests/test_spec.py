@@ -17,7 +17,16 @@ MINIMAL = {"priors": [{"name": "text-embedding", "params": {"model": "tiny"}}]}
 def test_shipped_configs_are_valid() -> None:
     smoke = load_spec(ROOT / "configs" / "smoke.toml")
     assert smoke.device == "cpu"
-    assert [prior.name for prior in smoke.priors] == ["text-embedding", "kandinsky-2.2"]
+    assert [prior.name for prior in smoke.priors] == [
+        "text-embedding",
+        "kandinsky-2.2",
+        "ovi",
+        "ovi-mahalanobis",
+        "ovi-nn",
+    ]
+    sweep = load_spec(ROOT / "configs" / "sweep-ovi-constraints.toml")
+    assert {prior.name for prior in sweep.priors} == {"ovi", "ovi-mahalanobis", "ovi-nn"}
+    assert len({prior.display_name for prior in sweep.priors}) == len(sweep.priors) == 14
     real = load_spec(ROOT / "configs" / "compbench-kandinsky22.toml")
     assert real.seeds == list(range(42, 52))
     assert real.prompts.split == "val" and real.prompts.limit is None

@@ -139,8 +139,8 @@ def clear_zero_image_embeds_memo() -> None:
     _ZERO_EMBEDS_MEMO.clear()
 
 
-def _zero_image_embeds_key(resolved: str, dtype: torch.dtype) -> tuple[str, dict]:
-    """The cache key of a model's zero-image embedding, and the image encoder's config. Loads no weights."""
+def _image_encoder_source(resolved: str) -> tuple[dict, str]:
+    """What identifies a resolved model's image encoder without loading it: its weights' source, and its config text."""
     config_path = model_file(resolved, "image_encoder", "config.json")
     config_text = config_path.read_text(encoding="utf-8")
     folder = Path(resolved)
@@ -155,6 +155,23 @@ def _zero_image_embeds_key(resolved: str, dtype: torch.dtype) -> tuple[str, dict
     else:
         # A hub file lives in .../snapshots/<commit>/image_encoder/config.json: the commit names the weights.
         source = {"hub_id": resolved, "commit": config_path.parent.parent.name}
+    return source, config_text
+
+
+def image_encoder_identity(ref: str) -> str:
+    """A digest that names one image encoder's weights (a prior reference: hub id, local folder or "tiny").
+
+    Equal digests mean the same config and weight files (a local folder: names, sizes and modification times) or the
+    same hub snapshot commit; loads no weights. Embedding banks record it, so that a bank made by one image encoder is
+    never used with another's embeddings.
+    """
+    source, config_text = _image_encoder_source(resolve_prior_model(ref))
+    return sha256_text(canonical_json({"source": source, "config": config_text}))
+
+
+def _zero_image_embeds_key(resolved: str, dtype: torch.dtype) -> tuple[str, dict]:
+    """The cache key of a model's zero-image embedding, and the image encoder's config. Loads no weights."""
+    source, config_text = _image_encoder_source(resolved)
     key = sha256_text(canonical_json({"source": source, "config": config_text, "dtype": str(dtype)}))
     return key, json.loads(config_text)
 
