@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -46,7 +47,6 @@ def run(
     from ovi_bench.runner import Runner
     from ovi_bench.spec import load_spec
 
-    _quiet_libraries()
     spec = load_spec(config)
     result = Runner(spec, out, data_dir=compbench_dir, console=errors, show_progress=not quiet).run()
     board = write_results(result)
@@ -223,6 +223,9 @@ def bank_info(
 
 
 def main() -> None:
+    # Read by the libraries when they are first imported: their notices would bury ovi-bench's own messages.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
         result = app(standalone_mode=False)
     except click.ClickException as error:
