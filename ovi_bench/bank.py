@@ -39,15 +39,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
@@ -55,6 +46,7 @@ from ovi_bench.components import DTYPES, nonfinite_rows, resolve_device
 from ovi_bench.errors import DataError, ModelLoadError, OviBenchError
 from ovi_bench.io import atomic_write_bytes, atomic_write_text, canonical_json, publish_directory, sha256_text
 from ovi_bench.paths import cache_dir
+from ovi_bench.progress import progress_bar
 
 if TYPE_CHECKING:
     from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
@@ -1085,19 +1077,9 @@ def _shard_consistent(shard: _Shard) -> bool:
 
 @contextlib.contextmanager
 def _progress_bar(show: bool, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over the images on stderr, or a no-op; yields `advance(n)`."""
-    if not show:
-        yield lambda _: None
-        return
-    columns = (
-        TextColumn("encoding images"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task("encode", total=total)
+    """A progress bar over the images, or a no-op; yields `advance(n)`."""
+    with progress_bar(show=show) as bar:
+        task = bar.add_task("encode images", total=total)
         yield lambda count: bar.advance(task, count)
 
 

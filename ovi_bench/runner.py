@@ -17,14 +17,7 @@ from typing import Any, TypeVar
 import torch
 from PIL import Image, UnidentifiedImageError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from ovi_bench.bank import EmbeddingBank, resolve_bank
 from ovi_bench.components import DTYPES, resolve_device
@@ -34,10 +27,11 @@ from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import Metric, ScoreInput, check_metric_output
 from ovi_bench.priors.base import Prior, check_prior_output
+from ovi_bench.progress import progress_bar
 from ovi_bench.prompts import Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
-from ovi_bench.store import RunStore, ScoreCache, item_key
+from ovi_bench.store import RowCache, RunStore, item_key
 
 T = TypeVar("T")
 
@@ -167,15 +161,7 @@ class Runner:
     # -- progress -----------------------------------------------------------------------------------------------
 
     def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not self.show_progress,
-        )
+        return progress_bar(self.console, show=self.show_progress)
 
     def _say(self, message: str) -> None:
         if self.show_progress:
@@ -305,7 +291,7 @@ class Runner:
                 EmbeddingBank.load(resolve_bank(diagnostics.bank)).info.digest if diagnostics.bank else None
             )
             key = item_key("diagnostics", diagnostics.model, bank_digest, self.spec.dtype)
-            cache = ScoreCache(self.output_dir / "diagnostics" / f"{key}.jsonl")
+            cache = RowCache(self.output_dir / "diagnostics" / f"{key}.jsonl")
             self._diagnose([item for item in items if item.embedding_key not in cache.rows], cache)
         rows = []
         for item in items:
@@ -329,7 +315,7 @@ class Runner:
             rows.append(row)
         return rows
 
-    def _diagnose(self, items: Sequence[WorkItem], cache: ScoreCache) -> None:
+    def _diagnose(self, items: Sequence[WorkItem], cache: RowCache) -> None:
         available = [item for item in items if self.store.embedding_path(item.embedding_key).is_file()]
         if not available:
             return
@@ -373,11 +359,11 @@ class Runner:
     ) -> list[dict[str, Any]]:
         """Score the images this metric applies to, loading it only if some score is not cached yet."""
         metric_class = METRICS.get(metric_spec.name)
-        cache = ScoreCache(self.output_dir / "scores" / f"{metric_fingerprint(self.spec, metric_spec)}.jsonl")
+        cache = RowCache(self.output_dir / "scores" / f"{metric_fingerprint(self.spec, metric_spec)}.jsonl")
         records = self.store.manifest
         # Scores are cached by image content, so a regenerated (different) image is never served an old score.
         score_keys = {
-            item.image_key: ScoreCache.key(
+            item.image_key: RowCache.score_key(
                 records[item.image_key].sha256, item.prompt.text, item.prompt.category
             )
             for item in items

@@ -6,6 +6,7 @@ Layout (all keys are sha256 hex digests, so no file name ever comes from prompt 
     images/ab/<image key>.png                   one prompt × seed of one prior through one decoder
     manifest.jsonl                              one line per generated image (append-only; last line per key wins)
     scores/<metric fingerprint>.jsonl           one line per scored (image, prompt) pair
+    diagnostics/<settings key>.jsonl            one line per diagnosed embedding
 
 Every file is written atomically (temporary file, fsync, rename), so a killed run leaves whole files or none.
 A manifest line is appended only after its image is in place, so an image without a line is simply regenerated.
@@ -196,8 +197,9 @@ class RunStore:
             (self.root / record.path).unlink(missing_ok=True)
 
 
-class ScoreCache:
-    """Scores of one metric fingerprint, keyed by (image content, prompt, category); append-only on disk."""
+class RowCache:
+    """JSON rows keyed by their "key" field, append-only on disk: the scores of one metric fingerprint (keyed by
+    image content, prompt and category), or the diagnostics of one diagnostics setting (keyed by embedding)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -206,7 +208,7 @@ class ScoreCache:
         }
 
     @staticmethod
-    def key(image_sha256: str, prompt: str, category: str) -> str:
+    def score_key(image_sha256: str, prompt: str, category: str) -> str:
         return item_key(image_sha256, prompt, category)
 
     def add(self, rows: list[dict[str, Any]]) -> None:

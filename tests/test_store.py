@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ovi_bench.store import RunStore, ScoreCache, item_key
+from ovi_bench.store import RowCache, RunStore, item_key
 
 
 def _metadata(seed: int = 0) -> dict:
@@ -95,10 +95,10 @@ def test_embedding_round_trip_and_corrupt_file_is_removed(tmp_path: Path) -> Non
 
 def test_score_cache_appends_and_reloads(tmp_path: Path) -> None:
     path = tmp_path / "scores" / "m.jsonl"
-    cache = ScoreCache(path)
-    key = ScoreCache.key("abc", "a red cube", "color")
+    cache = RowCache(path)
+    key = RowCache.score_key("abc", "a red cube", "color")
     cache.add([{"key": key, "score": 0.25, "reason": "r"}])
-    assert ScoreCache(path).rows[key]["score"] == 0.25
-    assert key != ScoreCache.key("abc", "a red cube", "shape")
+    assert RowCache(path).rows[key]["score"] == 0.25
+    assert key != RowCache.score_key("abc", "a red cube", "shape")
     lines = path.read_text().splitlines()
     assert json.loads(lines[0])["key"] == key
