@@ -91,7 +91,12 @@ class Registry(Generic[T]):
 PRIORS: Registry = Registry(
     "prior",
     "ovi_bench.priors",
-    ("ovi_bench.priors.text_embedding", "ovi_bench.priors.kandinsky", "ovi_bench.priors.ovi"),
+    (
+        "ovi_bench.priors.text_embedding",
+        "ovi_bench.priors.kandinsky",
+        "ovi_bench.priors.ovi",
+        "ovi_bench.priors.eclipse",
+    ),
 )
 DECODERS: Registry = Registry("decoder", "ovi_bench.decoders", ("ovi_bench.decoders.kandinsky",))
 METRICS: Registry = Registry("metric", "ovi_bench.metrics", ("ovi_bench.metrics.clip",))

@@ -20,6 +20,7 @@ def test_shipped_configs_are_valid() -> None:
     assert [prior.name for prior in smoke.priors] == [
         "text-embedding",
         "kandinsky-2.2",
+        "eclipse",
         "ovi",
         "ovi-mahalanobis",
         "ovi-nn",

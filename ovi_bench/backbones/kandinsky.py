@@ -110,11 +110,15 @@ def load_image_encoder(ref: str, device: torch.device, dtype: torch.dtype) -> CL
 
 def load_prior_pipeline(ref: str, device: torch.device, dtype: torch.dtype) -> KandinskyV22PriorPipeline:
     """The whole diffusion prior pipeline; diffusers' progress bars are off (ovi-bench shows its own)."""
+    # Imported here: the eclipse module builds on this one.
+    from ovi_bench.priors.eclipse import refuse_eclipse_checkpoint
+
+    resolved = resolve_prior_model(ref)
+    # The stock PriorTransformer would load an ECLIPSE checkpoint silently and fail only when run.
+    refuse_eclipse_checkpoint(resolved, "prior")
     # image_processor=None: only `interpolate` uses it, and without torchvision transformers 5 would swap in a
     # fallback class with a warning. Skipping it also makes folders saved without one loadable.
-    pipeline = load_pretrained(
-        KandinskyV22PriorPipeline, resolve_prior_model(ref), dtype=dtype, image_processor=None
-    )
+    pipeline = load_pretrained(KandinskyV22PriorPipeline, resolved, dtype=dtype, image_processor=None)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(device)
 
