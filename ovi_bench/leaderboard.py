@@ -25,8 +25,9 @@ from ovi_bench.io import atomic_write_text
 from ovi_bench.prompts import CATEGORIES
 from ovi_bench.registry import METRICS
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
+from ovi_bench.spec import OFFICIAL_METRICS
 
-LEADERBOARD_COLUMNS = ["prior", "category", "metric", "mean", "std", "n_prompts", "n"]
+LEADERBOARD_COLUMNS = ["prior", "category", "metric", "official", "mean", "std", "n_prompts", "n"]
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
 
 
@@ -43,6 +44,11 @@ def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFr
         mean=("score", "mean"), std=("score", "std"), n_prompts=("prompt_id", "nunique"), n=("score", "size")
     ).reset_index()
     table["std"] = table["std"].fillna(0.0)
+    # Marks the row that is the category's T2I-CompBench++ metric; the others are extra views of the same images.
+    table["official"] = [
+        OFFICIAL_METRICS.get(category) == metric
+        for category, metric in zip(table.category, table.metric, strict=True)
+    ]
     category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
     table["_prior"] = table["prior"].map({prior: rank for rank, prior in enumerate(prior_order)})
     table["_category"] = table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES)))

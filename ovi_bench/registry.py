@@ -99,4 +99,14 @@ PRIORS: Registry = Registry(
     ),
 )
 DECODERS: Registry = Registry("decoder", "ovi_bench.decoders", ("ovi_bench.decoders.kandinsky",))
-METRICS: Registry = Registry("metric", "ovi_bench.metrics", ("ovi_bench.metrics.clip",))
+METRICS: Registry = Registry(
+    "metric",
+    "ovi_bench.metrics",
+    (
+        "ovi_bench.metrics.clip",
+        "ovi_bench.metrics.bvqa",
+        "ovi_bench.metrics.spatial",
+        "ovi_bench.metrics.numeracy",
+        "ovi_bench.metrics.three_in_one",
+    ),
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,10 @@ from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
-from ovi_bench.metrics.base import Metric, ScoreInput, check_metric_output
+from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, check_metric_output
 from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar
-from ovi_bench.prompts import Prompt, PromptSet, load_prompts
+from ovi_bench.prompts import COMPBENCH_DIR_ENV, Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
 from ovi_bench.store import RowCache, RunStore, item_key
@@ -157,6 +158,10 @@ class Runner:
             )
         self.store = RunStore(self.output_dir)
         self.counts = RunCounts()
+        official_data = data_dir or spec.prompts.data_dir
+        if official_data:
+            # Metrics read other official data files (the numeracy lexicon) through the same lookup as the prompts.
+            os.environ[COMPBENCH_DIR_ENV] = str(Path(official_data).expanduser())
 
     # -- progress -----------------------------------------------------------------------------------------------
 
@@ -347,12 +352,69 @@ class Runner:
         free_memory()
 
     def score(self, items: Sequence[WorkItem]) -> tuple[list[dict[str, Any]], set[str]]:
-        """Score every image with every applicable metric; return the rows and the keys of corrupt images."""
+        """Score every image with every applicable metric; return the rows and the keys of corrupt images.
+
+        Metrics with a model come first; derived metrics (3-in-1) then combine their scores per image.
+        """
         rows: list[dict[str, Any]] = []
         corrupt: set[str] = set()
+        derived = [spec for spec in self.spec.metrics if issubclass(METRICS.get(spec.name), DerivedMetric)]
         for metric_spec in self.spec.metrics:
-            rows += self._score_metric(metric_spec, items, corrupt)
+            if metric_spec not in derived:
+                rows += self._score_metric(metric_spec, items, corrupt)
+        for metric_spec in derived:
+            rows += self._derive_metric(metric_spec, items, rows, corrupt)
         return rows, corrupt
+
+    def _applies(self, metric_spec: MetricSpec, item: WorkItem) -> bool:
+        categories = METRICS.get(metric_spec.name).categories
+        return (categories is None or item.prompt.category in categories) and (
+            metric_spec.categories is None or item.prompt.category in metric_spec.categories
+        )
+
+    def _derive_metric(
+        self,
+        metric_spec: MetricSpec,
+        items: Sequence[WorkItem],
+        rows: list[dict[str, Any]],
+        corrupt: set[str],
+    ) -> list[dict[str, Any]]:
+        metric_class = METRICS.get(metric_spec.name)
+        metric: DerivedMetric = metric_class(
+            metric_class.Params.model_validate(metric_spec.params), device=self.device, dtype=self.dtype
+        )
+        scores: dict[tuple[str, str], float] = {(row["image"], row["metric"]): row["score"] for row in rows}
+        derived = []
+        for item in items:
+            record = self.store.manifest.get(item.image_key)
+            if record is None or item.image_key in corrupt or not self._applies(metric_spec, item):
+                continue
+            inputs = {name: scores.get((record.path, name)) for name in metric.inputs}
+            missing = [name for name, value in inputs.items() if value is None]
+            if missing:
+                raise OviBenchError(
+                    f"metric '{metric_spec.name}' needs the {', '.join(missing)} score(s) of {item.prompt.category} "
+                    f"images; add those metrics to [[metrics]] without excluding the '{item.prompt.category}' category."
+                )
+            row = metric.combine(item.prompt.category, item.prompt.subset, inputs)
+            derived.append(self._result_row(metric_spec.name, item, row.score, row.reason, record.path))
+        return derived
+
+    def _result_row(
+        self, metric: str, item: WorkItem, score: float, reason: str, image: str
+    ) -> dict[str, Any]:
+        return {
+            "prior": item.prior,
+            "category": item.prompt.category,
+            "metric": metric,
+            "prompt_id": item.prompt.id,
+            "prompt": item.prompt.text,
+            "seed": item.seed,
+            "score": score,
+            "reason": reason,
+            "image": image,
+            "spec_fingerprint": self.spec.fingerprint(),
+        }
 
     def _score_metric(
         self, metric_spec: MetricSpec, items: Sequence[WorkItem], corrupt: set[str]
@@ -369,8 +431,7 @@ class Runner:
             for item in items
             if item.image_key in records
             and item.image_key not in corrupt
-            and (metric_class.categories is None or item.prompt.category in metric_class.categories)
-            and (metric_spec.categories is None or item.prompt.category in metric_spec.categories)
+            and self._applies(metric_spec, item)
         }
         applicable = [item for item in items if item.image_key in score_keys]
         todo = [item for item in applicable if score_keys[item.image_key] not in cache.rows]
@@ -404,20 +465,14 @@ class Runner:
                     progress.advance(task, len(batch))
             del metric
             free_memory()
-        fingerprint = self.spec.fingerprint()
         return [
-            {
-                "prior": item.prior,
-                "category": item.prompt.category,
-                "metric": metric_spec.name,
-                "prompt_id": item.prompt.id,
-                "prompt": item.prompt.text,
-                "seed": item.seed,
-                "score": cache.rows[score_keys[item.image_key]]["score"],
-                "reason": cache.rows[score_keys[item.image_key]]["reason"],
-                "image": records[item.image_key].path,
-                "spec_fingerprint": fingerprint,
-            }
+            self._result_row(
+                metric_spec.name,
+                item,
+                cache.rows[score_keys[item.image_key]]["score"],
+                cache.rows[score_keys[item.image_key]]["reason"],
+                records[item.image_key].path,
+            )
             for item in applicable
             if item.image_key not in corrupt
         ]

@@ -110,6 +110,26 @@ class MetricSpec(_Frozen):
         return self
 
 
+OFFICIAL_METRICS: dict[str, str] = {
+    "color": "b-vqa",
+    "shape": "b-vqa",
+    "texture": "b-vqa",
+    "spatial": "spatial-2d",
+    "3d_spatial": "spatial-3d",
+    "numeracy": "numeracy",
+    "non_spatial": "clip",
+    "complex": "3-in-1",
+}
+"""Each T2I-CompBench++ category's official metric (3-in-1 combines b-vqa, spatial-2d and clip)."""
+
+
+def official_metric_specs() -> list[MetricSpec]:
+    """The default [[metrics]]: every category's official metric with its default (real-weight) parameters."""
+    return [
+        MetricSpec(name=name) for name in ("b-vqa", "spatial-2d", "spatial-3d", "numeracy", "clip", "3-in-1")
+    ]
+
+
 class DiagnosticsSpec(_Frozen):
     model: str = "kandinsky-community/kandinsky-2-2-prior"
     """Kandinsky 2.2 prior (id, folder or "tiny") whose text encoder gives the text embeddings; a bank must have been
@@ -146,8 +166,9 @@ class RunSpec(_Frozen):
     """How embeddings become images."""
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     """Which prompts."""
-    metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name="clip")])
-    """Metrics to score every image with, each a [[metrics]] table."""
+    metrics: list[MetricSpec] = Field(default_factory=official_metric_specs)
+    """Metrics, each a [[metrics]] table; each applies to its own categories. Default: every category's official
+    metric (`OFFICIAL_METRICS`)."""
     diagnostics: DiagnosticsSpec | None = None
     """Embedding diagnostics for every prior ([diagnostics] table); off when omitted."""
 
@@ -176,6 +197,15 @@ class RunSpec(_Frozen):
         metric_names = [metric.name for metric in self.metrics]
         if len(set(metric_names)) != len(metric_names):
             raise ValueError("metrics: a metric is listed twice; list each metric once")
+        for metric in self.metrics:
+            needed = [
+                name for name in getattr(METRICS.get(metric.name), "inputs", ()) if name not in metric_names
+            ]
+            if needed:
+                raise ValueError(
+                    f"metrics: '{metric.name}' is computed from {', '.join(needed)}; add "
+                    + " and ".join(f'[[metrics]] name = "{name}"' for name in needed)
+                )
         return self
 
     @property
@@ -201,7 +231,7 @@ def _format_validation_error(
             message = f"unknown field.{hint} Valid fields here: {', '.join(fields)}."
         elif problem["type"] == "missing":
             message = "this field is required."
-        elif "input" in problem and problem["type"] not in ("model_type",):
+        elif "input" in problem and problem["loc"] and problem["type"] not in ("model_type",):
             message = f"{message} (got {problem['input']!r})"
         lines.append(f"  {location or '(top level)'}: {message}")
     return "invalid run spec:\n" + "\n".join(lines)

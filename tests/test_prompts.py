@@ -485,3 +485,18 @@ def test_prompt_set_is_frozen() -> None:
     assert isinstance(prompt_set, PromptSet)
     with pytest.raises(AttributeError):
         prompt_set.digest = "x"  # type: ignore[misc]
+
+
+@pytest.mark.skipif(not OFFICIAL_DIR.is_dir(), reason=f"official prompt files not found at {OFFICIAL_DIR}")
+def test_complex_prompts_carry_their_official_3_in_1_routing() -> None:
+    prompts = load_prompts("t2i-compbench", ["complex"], data_dir=OFFICIAL_DIR).prompts
+    assert Counter(prompt.subset for prompt in prompts) == {"action": 212, "spatial": 58, "spatialaction": 30}
+    assert all(
+        prompt.subset is None
+        for prompt in load_prompts("t2i-compbench", ["color"], data_dir=OFFICIAL_DIR).prompts
+    )
+    assert {prompt.subset for prompt in load_prompts("builtin", ["complex"]).prompts} <= {
+        "spatial",
+        "action",
+        "spatialaction",
+    }

@@ -71,7 +71,7 @@ def test_run_writes_result_files_with_a_row_per_prior_and_category(tmp_path: Pat
     assert results["spec_fingerprint"] == result.spec.fingerprint() == board.spec_fingerprint[0]
     assert results["prompts"]["digest"] == result.prompt_set.digest
     assert results["packages"]["torch"].startswith("2.")
-    assert results["metrics"]["clip"]["version"] == "1"
+    assert results["metrics"]["clip"]["version"] == "2"
     assert results["device"] == "cpu" and results["dtype"] == "float32"
     assert "kandinsky-2.2" in (tmp_path / "leaderboard.md").read_text()
 
@@ -285,3 +285,40 @@ def test_without_diagnostics_there_are_no_diagnostic_columns(tmp_path: Path) -> 
     run(tmp_path)
     board = pd.read_csv(tmp_path / "leaderboard.csv")
     assert "mahalanobis" not in board.columns and "text_cosine" not in board.columns
+
+
+def test_official_suite_scores_every_category_and_3_in_1_combines_the_runs_own_scores(tmp_path: Path) -> None:
+    detector = {"detector_model": "tiny", "text_analyzer": "builtin"}
+    metrics = [
+        {"name": "b-vqa", "params": {"model": "tiny", "text_analyzer": "builtin", "image_size": 64}},
+        {"name": "spatial-2d", "params": detector},
+        {"name": "spatial-3d", "params": {**detector, "depth_model": "tiny", "depth_input_size": 32}},
+        {"name": "numeracy", "params": {**detector, "lexicon": "builtin"}},
+        {"name": "clip", "params": {"model": "tiny", "text_analyzer": "builtin"}},
+        {"name": "3-in-1"},
+    ]
+    run(
+        tmp_path,
+        images_per_prompt=1,
+        prompts={"source": "builtin", "limit": 1},
+        priors=[{"name": "text-embedding", "params": {"model": "tiny"}}],
+        metrics=metrics,
+    )
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    official = board[board.official]
+    assert dict(zip(official.category, official.metric, strict=True)) == {
+        "color": "b-vqa",
+        "shape": "b-vqa",
+        "texture": "b-vqa",
+        "spatial": "spatial-2d",
+        "3d_spatial": "spatial-3d",
+        "numeracy": "numeracy",
+        "non_spatial": "clip",
+        "complex": "3-in-1",
+    }
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert scores.score.between(-1, 1).all() and scores.reason.str.len().gt(0).all()
+    complex_scores = scores[scores.category == "complex"].set_index("metric").score
+    # The built-in complex prompt 0 routes "spatialaction": the mean of the three.
+    expected = (complex_scores["b-vqa"] + complex_scores["spatial-2d"] + complex_scores["clip"]) / 3
+    assert complex_scores["3-in-1"] == pytest.approx(expected)

@@ -38,7 +38,14 @@ def test_defaults_follow_the_official_protocol() -> None:
     spec = parse_spec(MINIMAL)
     assert spec.seeds == list(range(42, 52))
     assert spec.prompts.source == "t2i-compbench" and spec.prompts.split == "val"
-    assert [metric.name for metric in spec.metrics] == ["clip"]
+    assert [metric.name for metric in spec.metrics] == [
+        "b-vqa",
+        "spatial-2d",
+        "spatial-3d",
+        "numeracy",
+        "clip",
+        "3-in-1",
+    ]
 
 
 def test_component_defaults_are_filled_in() -> None:

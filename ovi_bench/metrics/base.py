@@ -20,6 +20,8 @@ class ScoreInput:
     image: Image.Image
     prompt: str
     category: str
+    subset: str | None = None
+    """The prompt's sub-type where the benchmark defines one (complex prompts: the 3-in-1 routing)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,24 @@ class Metric(Component, abc.ABC):
     @abc.abstractmethod
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         """One row per input, in order. A row's score must not depend on the rest of the batch."""
+
+
+class DerivedMetric(Metric):
+    """A metric computed from other metrics' scores of the same image, with no model of its own.
+
+    The runner scores the `inputs` metrics first (they must be in the run spec) and calls `combine` per image.
+    """
+
+    inputs: ClassVar[tuple[str, ...]] = ()
+
+    def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
+        raise TypeError(
+            f"{type(self).__name__} is derived from {self.inputs}: the runner calls `combine` instead."
+        )
+
+    @abc.abstractmethod
+    def combine(self, category: str, subset: str | None, scores: dict[str, float]) -> ScoreRow:
+        """The derived score of one image from its `inputs` scores (metric name -> score)."""
 
 
 def check_metric_output(name: str, batch: Sequence[ScoreInput], rows: Sequence[ScoreRow]) -> list[ScoreRow]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -10,18 +11,22 @@ from transformers import CLIPModel, CLIPProcessor
 
 from ovi_bench.backbones.clip import TINY_CLIP_BUILDERS
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
-from ovi_bench.components import Params
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
 from ovi_bench.metrics.functional.clip import clip_cosine
+from ovi_bench.metrics.functional.text import make_analyzer, without_adjectives
 from ovi_bench.registry import METRICS
 
 OFFICIAL_CLIP_ID = "openai/clip-vit-base-patch32"
 
 
-class CLIPParams(Params):
+class CLIPParams(AnalyzerParams):
     model: str = Field(OFFICIAL_CLIP_ID)
     """CLIP checkpoint: a Hugging Face id, a local folder, or "tiny". The official metric uses ViT-B/32; other
     checkpoints give numbers that are not comparable with published ones."""
+    remove_adjectives_in: list[str] = Field(default_factory=lambda: ["complex"])
+    """Categories whose prompts lose every ADJ token before encoding: the official complex mode, the CLIP input of
+    3-in-1. Empty: always the full prompt."""
 
 
 @METRICS.register("clip")
@@ -34,10 +39,12 @@ class CLIPMetric(Metric):
     """
 
     Params = CLIPParams
-    version = "1"
+    version = "2"
+    params: CLIPParams
 
     def __init__(self, params: CLIPParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
+        self.analyzer = make_analyzer(params.text_analyzer) if params.remove_adjectives_in else None
         source = resolve_model(params.model, TINY_CLIP_BUILDERS)
         self.model = load_pretrained(CLIPModel, source, dtype=dtype).to(device).eval()
         self.processor = load_pretrained(CLIPProcessor, source)
@@ -57,12 +64,23 @@ class CLIPMetric(Metric):
         )
         return self.model.text_projection(text.pooler_output).float().cpu()
 
+    @classmethod
+    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return analyzer_identity(values) if values["remove_adjectives_in"] else {}
+
+    def text_for(self, item: ScoreInput) -> str:
+        """The text the image is compared with: the prompt, without adjectives in the configured categories."""
+        if self.analyzer is not None and item.category in self.params.remove_adjectives_in:
+            return without_adjectives(item.prompt, self.analyzer)
+        return item.prompt
+
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         if not batch:
             return []
-        unique_prompts = list(dict.fromkeys(item.prompt for item in batch))
-        text_by_prompt = dict(zip(unique_prompts, self.text_embeds(unique_prompts), strict=True))
+        texts = [self.text_for(item) for item in batch]
+        unique_texts = list(dict.fromkeys(texts))
+        embeds_by_text = dict(zip(unique_texts, self.text_embeds(unique_texts), strict=True))
         image_embeds = self.image_embeds([item.image.convert("RGB") for item in batch])
-        text_embeds = torch.stack([text_by_prompt[item.prompt] for item in batch])
+        text_embeds = torch.stack([embeds_by_text[text] for text in texts])
         cosines = clip_cosine(image_embeds, text_embeds).tolist()
         return [ScoreRow(score=value, reason=f"CLIP cosine {value:.4f}") for value in cosines]

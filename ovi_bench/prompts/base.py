@@ -40,6 +40,9 @@ class Prompt:
     split: str
     index: int
     text: str
+    subset: str | None = None
+    """Complex prompts: "spatial", "action" or "spatialaction", the routing of the official 3-in-1 metric (None:
+    not known, which 3-in-1 treats as the official "otherwise", spatialaction)."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,27 @@ def make_prompt_set(source: str, prompts: Iterable[Prompt], files: dict[str, str
 
 
 def number_prompts(
-    texts: Sequence[str], *, category: str, split: str, id_tag: str, limit: int | None
+    texts: Sequence[str],
+    *,
+    category: str,
+    split: str,
+    id_tag: str,
+    limit: int | None,
+    subsets: Sequence[str | None] | None = None,
 ) -> list[Prompt]:
     """Turn texts (already stripped, empties dropped, source order) into Prompts with ids
-    f"{category}-{id_tag}-{index:04d}", keeping only the first `limit`."""
+    f"{category}-{id_tag}-{index:04d}", keeping only the first `limit`; `subsets` runs parallel to `texts`."""
+    subsets = subsets if subsets is not None else [None] * len(texts)
     return [
-        Prompt(id=f"{category}-{id_tag}-{index:04d}", category=category, split=split, index=index, text=text)
-        for index, text in enumerate(texts[:limit])
+        Prompt(
+            id=f"{category}-{id_tag}-{index:04d}",
+            category=category,
+            split=split,
+            index=index,
+            text=text,
+            subset=subset,
+        )
+        for index, (text, subset) in enumerate(zip(texts[:limit], subsets[:limit], strict=True))
     ]
 
 

@@ -69,13 +69,22 @@ BUILTIN_PROMPTS: dict[str, tuple[str, ...]] = {
 }
 
 
+BUILTIN_COMPLEX_SUBSETS: tuple[str, ...] = ("spatialaction", "spatialaction", "spatialaction", "spatial")
+"""The 3-in-1 routing of the built-in complex prompts, in order (what the official lists would say of them)."""
+
+
 def load_builtin(categories: Sequence[str] | None, limit: int | None) -> PromptSet:
     """The built-in prompts of `categories` (all when None), ids f"{category}-builtin-{index:04d}"."""
     prompts = [
         prompt
         for category in resolve_categories(categories)
         for prompt in number_prompts(
-            BUILTIN_PROMPTS[category], category=category, split="val", id_tag="builtin", limit=limit
+            BUILTIN_PROMPTS[category],
+            category=category,
+            split="val",
+            id_tag="builtin",
+            limit=limit,
+            subsets=BUILTIN_COMPLEX_SUBSETS if category == "complex" else None,
         )
     ]
     return make_prompt_set(BUILTIN_SOURCE, prompts, files={})

@@ -185,7 +185,13 @@ def load_compbench(
     for category in resolve_categories(categories):
         name = f"{category}_{split}.txt"
         texts = read_prompt_lines(compbench_file(name, data_dir))
-        prompts += number_prompts(texts, category=category, split=split, id_tag=split, limit=limit)
+        subsets = None
+        if category == "complex":
+            routing = complex_subsets(split, data_dir)
+            subsets = [routing[normalise_complex_prompt(text)] for text in texts]
+        prompts += number_prompts(
+            texts, category=category, split=split, id_tag=split, limit=limit, subsets=subsets
+        )
         files[name] = FILE_SHA256[name]
     return make_prompt_set(COMPBENCH_SOURCE, prompts, files)
 

@@ -63,6 +63,12 @@ def load_lexicon(path: str | Path) -> dict[str, str]:
         raise DataError(f"cannot read the numeracy lexicon {path}: {error}") from error
     except UnicodeDecodeError as error:
         raise DataError(f"the numeracy lexicon {path} is not UTF-8 text ({error})") from error
+    return parse_lexicon(text, source=str(path))
+
+
+def parse_lexicon(text: str, source: str = "lexicon") -> dict[str, str]:
+    """`load_lexicon` on text already read; `source` names it in errors."""
+    path = source
     lexicon: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

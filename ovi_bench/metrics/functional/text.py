@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from ovi_bench.errors import ModelLoadError
 
@@ -800,3 +800,20 @@ def _is_proper(pieces: list[_Piece], words: list[str], tags: list[str], index: i
     text = pieces[index].text
     sentence_start = index == 0 or words[index - 1] in _SENTENCE_END
     return text[:1].isupper() and not sentence_start and text != "I"
+
+
+AnalyzerChoice = Literal["auto", "spacy", "builtin"]
+
+
+def make_analyzer(choice: AnalyzerChoice) -> TextAnalyzer:
+    """The analyzer a metric's `text_analyzer` parameter names ("auto": spaCy when it imports, else built-in)."""
+    if choice == "spacy":
+        return SpacyAnalyzer()
+    if choice == "builtin":
+        return BuiltinAnalyzer()
+    return default_analyzer()
+
+
+def without_adjectives(text: str, analyzer: TextAnalyzer) -> str:
+    """The prompt with every ADJ token removed, tokens joined by single spaces (the official complex CLIP text)."""
+    return " ".join(token.text for token in analyzer.tokens(text) if token.pos != "ADJ")

@@ -1,0 +1,372 @@
+"""Open-vocabulary detectors standing in for T2I-CompBench's UniDet (2D spatial, 3D spatial, numeracy).
+
+The official evaluators use UniDet (a detectron2 Cascade R-CNN over a fixed 722-label vocabulary), which has no
+transformers port. OWLv2 and Grounding DINO, queried with the prompt's nouns, are substitutes, not reproductions:
+their scores are not UniDet probabilities, so thresholds need recalibrating and absolute 2D/3D/numeracy numbers
+differ from the published ones (see shared/reference/t2i-compbench-scoring.md §2.2–2.4 and §7).
+
+What is kept from the official pipeline: a strict `score > threshold` filter and class-wise NMS (UniDet applies
+both: 0.1 and IoU 0.5), detections sorted by descending score, boxes in pixels of the image given. The scoring rules
+(which detection counts, the geometry, de-duplication for counting) live elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from PIL import Image
+from transformers import (
+    GroundingDinoForObjectDetection,
+    GroundingDinoProcessor,
+    Owlv2ForObjectDetection,
+    Owlv2Processor,
+)
+
+from ovi_bench.backbones.evaluator_common import check_one_entry_per_image, indices_by_size, rgb_images
+from ovi_bench.backbones.evaluator_tiny import tiny_grounding_dino_dir, tiny_owlv2_dir
+from ovi_bench.backbones.hub import load_pretrained, resolve_model
+from ovi_bench.errors import ModelLoadError
+
+OWLV2_ID = "google/owlv2-base-patch16-ensemble"
+GROUNDING_DINO_ID = "IDEA-Research/grounding-dino-tiny"
+
+UNIDET_NMS_IOU = 0.5
+"""UniDet's class-wise NMS IoU, the default for both detectors."""
+
+DEFAULT_THRESHOLDS = {"owlv2": 0.1, "grounding-dino": 0.25}
+"""Score thresholds (kept: score > threshold): the defaults of transformers' post-processing for each model. They
+are not calibrated against UniDet (whose effective threshold is 0.1): recalibrate before comparing numbers."""
+
+
+@dataclass(frozen=True)
+class RawDetection:
+    """One detection: `label` is one of the image's queries, `box` is (x1, y1, x2, y2) in pixels of the image given."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    def detect(
+        self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
+    ) -> list[list[RawDetection]]:
+        """Per image, the detections of its queries, sorted by descending score."""
+        ...
+
+
+def box_iou(boxes: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """(N, M) intersection over union of (x1, y1, x2, y2) boxes, continuous coordinates (no +1 pixel)."""
+    top_left = torch.maximum(boxes[:, None, :2], others[None, :, :2])
+    bottom_right = torch.minimum(boxes[:, None, 2:], others[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(dim=-1)
+    other_area = (others[:, 2:] - others[:, :2]).clamp(min=0).prod(dim=-1)
+    union = area[:, None] + other_area[None, :] - intersection
+    return torch.where(union > 0, intersection / union, torch.zeros_like(union))
+
+
+def non_maximum_suppression(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Indices of the boxes greedy NMS keeps, by descending score: a box is dropped when its IoU with a kept,
+    higher-scoring box exceeds `iou_threshold` (torchvision's `nms` rule; torchvision is not a dependency)."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    overlaps = box_iou(boxes[order], boxes[order]) > iou_threshold
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    kept: list[int] = []
+    for position in range(len(order)):
+        if suppressed[position]:
+            continue
+        kept.append(position)
+        suppressed |= overlaps[position]
+    return order[kept]
+
+
+def class_wise_nms(detections: Sequence[RawDetection], iou_threshold: float) -> list[RawDetection]:
+    """NMS within each label (boxes of different labels never suppress each other), sorted by descending score."""
+    by_label: dict[str, list[RawDetection]] = {}
+    for detection in detections:
+        by_label.setdefault(detection.label, []).append(detection)
+    kept: list[RawDetection] = []
+    for group in by_label.values():
+        boxes = torch.tensor([detection.box for detection in group], dtype=torch.float64)
+        scores = torch.tensor([detection.score for detection in group], dtype=torch.float64)
+        kept += [group[index] for index in non_maximum_suppression(boxes, scores, iou_threshold).tolist()]
+    return sorted(kept, key=lambda detection: -detection.score)
+
+
+def _check_queries(queries: Sequence[Sequence[str]]) -> None:
+    for image_queries in queries:
+        if isinstance(image_queries, str):
+            raise TypeError(
+                f"queries must be one list of strings per image, got the string {image_queries!r}"
+            )
+        for query in image_queries:
+            if not isinstance(query, str) or not query.strip():
+                raise ValueError(f"detector queries must be non-empty strings, got {query!r}")
+
+
+def _clip_box(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(value) for value in box)
+    return (
+        min(max(x1, 0.0), float(width)),
+        min(max(y1, 0.0), float(height)),
+        min(max(x2, 0.0), float(width)),
+        min(max(y2, 0.0), float(height)),
+    )
+
+
+def _finish(detections: list[RawDetection], nms_iou: float | None) -> list[RawDetection]:
+    if nms_iou is not None:
+        return class_wise_nms(detections, nms_iou)
+    return sorted(detections, key=lambda detection: -detection.score)
+
+
+def _check_options(threshold: float, nms_iou: float | None) -> None:
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
+        raise ValueError(f"nms_iou must be in (0, 1] or None, got {nms_iou}")
+
+
+class Owlv2Detector:
+    """OWLv2, one query per noun. Detections with score > `threshold`, then class-wise NMS at `nms_iou`.
+
+    OWLv2's processor pads each image at the bottom and right to a square before resizing, so the model's boxes are
+    relative to that square; `post_process_grounded_object_detection` with the original (height, width) scales them
+    by max(height, width), which maps them back to the original image. Boxes reaching into the padding are clipped
+    to the image.
+    """
+
+    def __init__(
+        self,
+        model: str = OWLV2_ID,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        threshold: float = DEFAULT_THRESHOLDS["owlv2"],
+        nms_iou: float | None = UNIDET_NMS_IOU,
+    ) -> None:
+        _check_options(threshold, nms_iou)
+        if importlib.util.find_spec("scipy") is None:
+            raise ModelLoadError("OWLv2's image processor needs scipy (scipy.ndimage): `pip install scipy`.")
+        self.device = device
+        self.dtype = dtype
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+        source = resolve_model(model, {"tiny": tiny_owlv2_dir, "tiny-owlv2": tiny_owlv2_dir})
+        self.model = load_pretrained(Owlv2ForObjectDetection, source, dtype=dtype).to(device).eval()
+        self.processor = load_pretrained(Owlv2Processor, source)
+
+    @torch.inference_mode()
+    def detect(
+        self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
+    ) -> list[list[RawDetection]]:
+        check_one_entry_per_image(images, queries, "queries")
+        _check_queries(queries)
+        detections: list[list[RawDetection]] = [[] for _ in images]
+        asked = [index for index, image_queries in enumerate(queries) if image_queries]
+        if not asked:
+            return detections
+        asked_images = rgb_images([images[index] for index in asked])
+        asked_queries = [list(queries[index]) for index in asked]
+        # Queries longer than the text model's window (16 tokens for the real model) are truncated, as OWL-ViT does.
+        inputs = self.processor(text=asked_queries, images=asked_images, return_tensors="pt", truncation=True)
+        # The processor pads every image's query list to the longest one with " ", a real query that can win. The
+        # model ignores a query whose first token id is 0 (its `query_mask`), so the padding queries get that.
+        input_ids = inputs["input_ids"].clone()
+        per_image = input_ids.view(len(asked), -1, input_ids.shape[-1])
+        for row, image_queries in enumerate(asked_queries):
+            per_image[row, len(image_queries) :, 0] = 0
+        outputs = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=inputs["attention_mask"].to(self.device),
+            pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
+        )
+        results = self.processor.post_process_grounded_object_detection(
+            outputs,
+            threshold=self.threshold,
+            target_sizes=[(image.height, image.width) for image in asked_images],
+            text_labels=asked_queries,
+        )
+        for index, image, result in zip(asked, asked_images, results, strict=True):
+            found = [
+                RawDetection(label=label, score=float(score), box=_clip_box(box, image.width, image.height))
+                for label, score, box in zip(
+                    result["text_labels"],
+                    result["scores"].tolist(),
+                    result["boxes"].float().tolist(),
+                    strict=True,
+                )
+            ]
+            detections[index] = _finish(found, self.nms_iou)
+        return detections
+
+
+def _merged_text_and_spans(image_queries: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Grounding DINO's text "q1. q2. q3." (the processor's own merging rule) and each query's character span."""
+    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for query in image_queries:
+        part = query.strip().lower()
+        if "." in part:
+            raise ValueError(f"Grounding DINO queries cannot contain '.', which separates them: {query!r}")
+        spans.append((position, position + len(part)))
+        parts.append(part)
+        position += len(part) + 2  # ". "
+    return ". ".join(parts) + ".", spans
+
+
+class GroundingDinoDetector:
+    """Grounding DINO, all of an image's queries in one text. Score > `threshold`, then class-wise NMS at `nms_iou`.
+
+    Scores and boxes come from the processor's `post_process_grounded_object_detection` (the score is the highest
+    token probability of the box over the whole text, as in Grounding DINO's own demo). Its text labels are the
+    tokens above a threshold and need not spell a query, so each kept box is instead labelled with the query whose
+    tokens reach the highest probability. Images are run in batches of equal size: the processor pads a batch to its
+    largest image, which would make an image's result depend on its batch mates.
+    """
+
+    def __init__(
+        self,
+        model: str = GROUNDING_DINO_ID,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        threshold: float = DEFAULT_THRESHOLDS["grounding-dino"],
+        nms_iou: float | None = UNIDET_NMS_IOU,
+    ) -> None:
+        _check_options(threshold, nms_iou)
+        self.device = device
+        self.dtype = dtype
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+        source = resolve_model(
+            model, {"tiny": tiny_grounding_dino_dir, "tiny-grounding-dino": tiny_grounding_dino_dir}
+        )
+        self.model = load_pretrained(GroundingDinoForObjectDetection, source, dtype=dtype).to(device).eval()
+        self.processor = load_pretrained(GroundingDinoProcessor, source)
+
+    @torch.inference_mode()
+    def detect(
+        self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
+    ) -> list[list[RawDetection]]:
+        check_one_entry_per_image(images, queries, "queries")
+        _check_queries(queries)
+        detections: list[list[RawDetection]] = [[] for _ in images]
+        asked = [index for index, image_queries in enumerate(queries) if image_queries]
+        asked_images = rgb_images([images[index] for index in asked])
+        for group in indices_by_size(asked_images):
+            indices = [asked[position] for position in group]
+            group_images = [asked_images[position] for position in group]
+            group_queries = [list(queries[index]) for index in indices]
+            for index, found in zip(
+                indices, self._detect_same_size(group_images, group_queries), strict=True
+            ):
+                detections[index] = _finish(found, self.nms_iou)
+        return detections
+
+    def _detect_same_size(
+        self, images: list[Image.Image], queries: list[list[str]]
+    ) -> list[list[RawDetection]]:
+        texts_and_spans = [_merged_text_and_spans(image_queries) for image_queries in queries]
+        texts = [text for text, _ in texts_and_spans]
+        inputs = self.processor(images=images, text=texts, padding="longest", return_tensors="pt")
+        max_text_len = self.model.config.max_text_len
+        if inputs["input_ids"].shape[1] > max_text_len:
+            raise ValueError(
+                f"the queries take {inputs['input_ids'].shape[1]} tokens, more than Grounding DINO's "
+                f"{max_text_len}: ask for fewer or shorter queries per image."
+            )
+        offsets = self.processor.tokenizer(
+            texts, padding="longest", return_offsets_mapping=True, return_tensors="pt"
+        )
+        if not torch.equal(offsets["input_ids"], inputs["input_ids"]):
+            raise RuntimeError(
+                "Grounding DINO's processor tokenized the queries differently from its tokenizer."
+            )
+        outputs = self.model(
+            pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
+            pixel_mask=inputs["pixel_mask"].to(self.device),
+            input_ids=inputs["input_ids"].to(self.device),
+            attention_mask=inputs["attention_mask"].to(self.device),
+            token_type_ids=inputs["token_type_ids"].to(self.device),
+        )
+        results = self.processor.post_process_grounded_object_detection(
+            outputs,
+            input_ids=inputs["input_ids"],
+            threshold=self.threshold,
+            target_sizes=[(image.height, image.width) for image in images],
+        )
+        # The rows the processor kept, by its own rule (same dtype, same comparison), to label them.
+        token_probabilities = torch.sigmoid(outputs.logits)
+        kept_rows = token_probabilities.max(dim=-1).values > self.threshold
+
+        detections: list[list[RawDetection]] = []
+        for row, (image, image_queries, result) in enumerate(zip(images, queries, results, strict=True)):
+            spans = texts_and_spans[row][1]
+            token_offsets = offsets["offset_mapping"][row]
+            probabilities = token_probabilities[row][kept_rows[row]].float().cpu()
+            if len(probabilities) != len(result["scores"]):
+                raise RuntimeError("could not match Grounding DINO's post-processed boxes with its logits.")
+            query_probabilities = torch.stack(
+                [self._span_probability(probabilities, token_offsets, span) for span in spans], dim=-1
+            )
+            labels = query_probabilities.argmax(dim=-1).tolist()
+            detections.append(
+                [
+                    RawDetection(
+                        label=image_queries[label],
+                        score=float(score),
+                        box=_clip_box(box, image.width, image.height),
+                    )
+                    for label, score, box in zip(
+                        labels, result["scores"].tolist(), result["boxes"].float().tolist(), strict=True
+                    )
+                ]
+            )
+        return detections
+
+    @staticmethod
+    def _span_probability(
+        probabilities: torch.Tensor, token_offsets: torch.Tensor, span: tuple[int, int]
+    ) -> torch.Tensor:
+        """Per kept box, the highest probability among the tokens of one query (its character span)."""
+        start, end = span
+        in_span = (
+            (token_offsets[:, 1] > token_offsets[:, 0])
+            & (token_offsets[:, 0] >= start)
+            & (token_offsets[:, 1] <= end)
+        )
+        positions = in_span.nonzero(as_tuple=True)[0]
+        if len(positions) == 0:
+            raise ValueError("a Grounding DINO query has no tokens after tokenization.")
+        return probabilities[:, positions].max(dim=-1).values
+
+
+def make_detector(
+    kind: Literal["owlv2", "grounding-dino"],
+    model: str | None = None,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    threshold: float | None = None,
+    nms_iou: float | None = UNIDET_NMS_IOU,
+) -> Detector:
+    """A detector of `kind`. `model` defaults to the kind's hub id ("tiny" gives its tiny model), `threshold` to the
+    kind's entry in DEFAULT_THRESHOLDS."""
+    if kind not in DEFAULT_THRESHOLDS:
+        raise ValueError(f"unknown detector kind {kind!r}: use one of {sorted(DEFAULT_THRESHOLDS)}")
+    threshold = DEFAULT_THRESHOLDS[kind] if threshold is None else threshold
+    if kind == "owlv2":
+        return Owlv2Detector(
+            model or OWLV2_ID, device=device, dtype=dtype, threshold=threshold, nms_iou=nms_iou
+        )
+    return GroundingDinoDetector(
+        model or GROUNDING_DINO_ID, device=device, dtype=dtype, threshold=threshold, nms_iou=nms_iou
+    )

@@ -1,0 +1,59 @@
+"""Parameters and helpers shared by the T2I-CompBench++ metrics: the text analyzer and the detector."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from ovi_bench.backbones.evaluators import RawDetection, make_detector
+from ovi_bench.components import Params
+from ovi_bench.metrics.functional.detections import Detection
+from ovi_bench.metrics.functional.text import AnalyzerChoice, make_analyzer
+
+
+class AnalyzerParams(Params):
+    text_analyzer: AnalyzerChoice = "auto"
+    """Noun chunks and POS tags: "spacy" (en_core_web_sm, what the official evaluators use), "builtin" (ovi-bench's
+    rule-based approximation, no extra install) or "auto" (spaCy when installed). The analyzer actually used, with
+    its version, is part of the metric's fingerprint."""
+
+
+class DetectorParams(AnalyzerParams):
+    detector: Literal["owlv2", "grounding-dino"] = "owlv2"
+    """Open-vocabulary detector queried with the prompt's nouns; it substitutes the official UniDet, so absolute
+    numbers are not comparable with published ones."""
+    detector_model: str | None = None
+    """Detector checkpoint (hub id, folder or "tiny"); default: google/owlv2-base-patch16-ensemble or
+    IDEA-Research/grounding-dino-tiny."""
+    threshold: float | None = Field(None, ge=0, lt=1)
+    """Keep detections with a score above this; default: the detector family's default (OWLv2 0.1, GDINO 0.25)."""
+    nms_iou: float | None = Field(0.5, gt=0, le=1)
+    """Class-wise non-maximum suppression IoU (UniDet's 0.5); None disables it."""
+
+
+def analyzer_identity(values: dict[str, Any]) -> dict[str, Any]:
+    """The resolved analyzer (name and version) for a metric's fingerprint: "auto" differs between machines."""
+    return {"text_analyzer": make_analyzer(values["text_analyzer"]).name}
+
+
+def build_detector(params: DetectorParams, device: torch.device, dtype: torch.dtype):
+    return make_detector(
+        params.detector,
+        params.detector_model,
+        device=device,
+        dtype=dtype,
+        threshold=params.threshold,
+        nms_iou=params.nms_iou,
+    )
+
+
+def as_detections(raw: list[RawDetection]) -> list[Detection]:
+    return [Detection(label=item.label, score=item.score, box=item.box) for item in raw]
+
+
+def detection_queries(*nouns: str | None) -> list[str]:
+    """The distinct nouns to query the detector with, in order (a detector needs at least one query)."""
+    queries = list(dict.fromkeys(noun for noun in nouns if noun))
+    return queries or ["object"]

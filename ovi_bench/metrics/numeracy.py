@@ -1,0 +1,119 @@
+"""`numeracy`: T2I-CompBench++'s counting metric, with a substitute detector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ovi_bench.errors import SpecError
+from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.metrics.common import (
+    DetectorParams,
+    analyzer_identity,
+    as_detections,
+    build_detector,
+    detection_queries,
+)
+from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, parse_counts, parse_lexicon
+from ovi_bench.metrics.functional.text import make_analyzer
+from ovi_bench.prompts.compbench import compbench_file
+from ovi_bench.registry import METRICS
+
+# ovi-bench's own small singular/plural list, for prompt sets without the official lexicon (the offline smoke run).
+BUILTIN_LEXICON_LINES = """\
+apple - apples
+backpack - backpacks
+ball - balls
+banana - bananas
+bicycle - bicycles
+bird - birds
+book - books
+bottle - bottles
+bowl - bowls
+box - boxes
+car - cars
+cat - cats
+chair - chairs
+clock - clocks
+cow - cows
+cup - cups
+dog - dogs
+egg - eggs
+flower - flowers
+fork - forks
+horse - horses
+key - keys
+lamp - lamps
+orange - oranges
+pen - pens
+pencil - pencils
+person - people
+plate - plates
+sheep - sheep
+shoe - shoes
+spoon - spoons
+table - tables
+tree - trees
+umbrella - umbrellas
+"""
+
+
+class NumeracyParams(DetectorParams):
+    lexicon: str = "t2i-compbench"
+    """Object names the parser recognises: "t2i-compbench" (the official `new_objects.txt`, read like the prompt
+    files: local folder, $OVI_BENCH_COMPBENCH_DIR or the verified download), "builtin" (ovi-bench's small list, for
+    other prompt sets), or the path of a file of "singular - plural" lines."""
+    substring_rename: bool = True
+    """Official quirk: a detected label containing a requested name is renamed to it, in place ("cattle, cow"
+    counts for "cat"). False counts only labels equal to the name."""
+
+
+def _lexicon(source: str) -> dict[str, str]:
+    if source == "builtin":
+        return parse_lexicon(BUILTIN_LEXICON_LINES, source="the built-in lexicon")
+    if source == "t2i-compbench":
+        return load_lexicon(compbench_file("new_objects.txt"))
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise SpecError(
+            f'numeracy lexicon {source!r} is not "t2i-compbench", "builtin" or an existing file of '
+            '"singular - plural" lines.'
+        )
+    return load_lexicon(path)
+
+
+@METRICS.register("numeracy")
+class NumeracyMetric(Metric):
+    """Per requested object type: 0.5/K when detected, another 0.5/K when the count is exactly right."""
+
+    Params = NumeracyParams
+    version = "1"
+    categories = ("numeracy",)
+    params: NumeracyParams
+
+    def __init__(self, params: NumeracyParams, *, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(params, device=device, dtype=dtype)
+        self.analyzer = make_analyzer(params.text_analyzer)
+        self.lexicon = _lexicon(params.lexicon)
+        self.detector = build_detector(params, device, dtype)
+
+    @classmethod
+    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return analyzer_identity(values) | {"lexicon": sorted(_lexicon(values["lexicon"]).items())}
+
+    def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
+        requested = [parse_counts(item.prompt, self.lexicon, analyzer=self.analyzer) for item in batch]
+        detections = self.detector.detect(
+            [item.image for item in batch],
+            [detection_queries(*(name for name, _ in counts)) for counts in requested],
+        )
+        rows = []
+        for counts, raw in zip(requested, detections, strict=True):
+            score, reason = numeracy_score(
+                as_detections(raw), counts, substring_rename=self.params.substring_rename
+            )
+            rows.append(ScoreRow(score=score, reason=reason))
+        return rows
