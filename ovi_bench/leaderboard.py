@@ -109,6 +109,7 @@ def provenance(result: RunResult) -> dict[str, Any]:
                 "version": METRICS.get(metric.name).version,
                 "higher_is_better": METRICS.get(metric.name).higher_is_better,
                 "params": metric.params,
+                "content": METRICS.get(metric.name).content_identity(metric.params),
                 "fingerprint": metric_fingerprint(spec, metric),
             }
             for metric in spec.metrics

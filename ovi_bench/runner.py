@@ -208,7 +208,12 @@ class Runner:
             )
         embedding_rows = self.describe_embeddings(items)
         self.counts.images_reused = len(items) - self.counts.images_generated
-        self.counts.scores_reused = len(rows) - self.counts.scores_computed
+        # Derived scores (3-in-1) are recomputed from the others on every run; only model scores are cached.
+        derived = {
+            spec.name for spec in self.spec.metrics if issubclass(METRICS.get(spec.name), DerivedMetric)
+        }
+        model_rows = sum(row["metric"] not in derived for row in rows)
+        self.counts.scores_reused = model_rows - self.counts.scores_computed
         self._say(
             f"generated {self.counts.images_generated} image(s) ({self.counts.images_reused} already in the store), "
             f"computed {self.counts.scores_computed} score(s) ({self.counts.scores_reused} cached) "
