@@ -34,7 +34,7 @@ from ovi_bench.priors.eclipse import (
     tiny_eclipse_prior_dir,
 )
 from ovi_bench.registry import PRIORS
-from ovi_bench.runner import Runner
+from ovi_bench.runner import Runner, seeded_generators
 from ovi_bench.spec import parse_spec
 
 CPU = torch.device("cpu")
@@ -49,10 +49,6 @@ GOLDEN_ATOL = 1e-4
 # A prompt's embedding alone vs. in a batch of three: measured up to 2.4e-7 over 20 batches (batched matmuls round
 # differently).
 BATCH_ATOL = 1e-5
-
-
-def generators(*seeds: int) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed) for seed in seeds]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +81,7 @@ def test_tiny_checkpoint_has_the_real_checkpoints_format() -> None:
 
 
 def test_eclipse_prior_matches_golden(eclipse_prior: EclipsePrior) -> None:
-    output = eclipse_prior.embed(["a red cube"], generators(0))
+    output = eclipse_prior.embed(["a red cube"], seeded_generators([0]))
     assert output.image_embeds.shape == (1, 32)
     assert output.image_embeds.dtype == F32 and output.image_embeds.device == CPU
     assert output.image_embeds[0, :4].tolist() == pytest.approx(
@@ -94,17 +90,17 @@ def test_eclipse_prior_matches_golden(eclipse_prior: EclipsePrior) -> None:
 
 
 def test_eclipse_prior_seeds(eclipse_prior: EclipsePrior) -> None:
-    first = eclipse_prior.embed(TEXTS[:2], generators(0, 1)).image_embeds
-    again = eclipse_prior.embed(TEXTS[:2], generators(0, 1)).image_embeds
-    other = eclipse_prior.embed(TEXTS[:2], generators(2, 3)).image_embeds
+    first = eclipse_prior.embed(TEXTS[:2], seeded_generators([0, 1])).image_embeds
+    again = eclipse_prior.embed(TEXTS[:2], seeded_generators([0, 1])).image_embeds
+    other = eclipse_prior.embed(TEXTS[:2], seeded_generators([2, 3])).image_embeds
     assert torch.equal(first, again)
     assert not torch.allclose(first, other, atol=1e-3)
 
 
 def test_eclipse_prior_batch_composition(eclipse_prior: EclipsePrior) -> None:
-    batched = eclipse_prior.embed(TEXTS, generators(10, 11, 12)).image_embeds
+    batched = eclipse_prior.embed(TEXTS, seeded_generators([10, 11, 12])).image_embeds
     for index, text in enumerate(TEXTS):
-        alone = eclipse_prior.embed([text], generators(10 + index)).image_embeds
+        alone = eclipse_prior.embed([text], seeded_generators([10 + index])).image_embeds
         torch.testing.assert_close(alone[0], batched[index], rtol=0, atol=BATCH_ATOL)
 
 
@@ -116,14 +112,14 @@ def test_steps_and_guidance_do_not_change_the_output(eclipse_prior: EclipsePrior
     changed = EclipsePrior(
         EclipsePrior.Params(checkpoint="tiny", model="tiny", **ignored), device=CPU, dtype=F32
     )
-    default = eclipse_prior.embed(TEXTS, generators(0, 1, 2))
-    other = changed.embed(TEXTS, generators(0, 1, 2))
+    default = eclipse_prior.embed(TEXTS, seeded_generators([0, 1, 2]))
+    other = changed.embed(TEXTS, seeded_generators([0, 1, 2]))
     assert torch.equal(default.image_embeds, other.image_embeds)
     assert torch.equal(default.negative_image_embeds, other.negative_image_embeds)
 
 
 def test_negative_is_the_zero_image_embedding(eclipse_prior: EclipsePrior) -> None:
-    output = eclipse_prior.embed(TEXTS[:2], generators(0, 1))
+    output = eclipse_prior.embed(TEXTS[:2], seeded_generators([0, 1]))
     assert torch.equal(output.negative_image_embeds, zero_image_embeds("tiny", CPU, F32).repeat(2, 1))
 
 
@@ -162,7 +158,7 @@ def reference_forward(
 
 def test_embed_is_one_forward_pass_with_the_documented_token_order(eclipse_prior: EclipsePrior) -> None:
     texts = TEXTS[:1]
-    output = eclipse_prior.embed(texts, generators(0))
+    output = eclipse_prior.embed(texts, seeded_generators([0]))
     # What ECLIPSE's pipeline does for one prompt: randn(B, D) from the generator, the prompt's text_embeds, last
     # hidden state and mask, one forward pass, and nothing after it.
     noise = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
@@ -269,8 +265,8 @@ def test_configured_text_encoder_replaces_the_kandinsky_one(
     )
     assert prior.text_side.text_encoder.config.projection_dim == 32  # the checkpoint's width
     torch.testing.assert_close(
-        prior.embed(TEXTS, generators(0, 1, 2)).image_embeds,
-        eclipse_prior.embed(TEXTS, generators(0, 1, 2)).image_embeds,
+        prior.embed(TEXTS, seeded_generators([0, 1, 2])).image_embeds,
+        eclipse_prior.embed(TEXTS, seeded_generators([0, 1, 2])).image_embeds,
         rtol=0,
         atol=0,
     )
@@ -312,7 +308,7 @@ def test_full_clip_repository_gives_its_text_side_with_the_checkpoints_projectio
     text_encoder = prior.text_side.text_encoder
     assert text_encoder.config.projection_dim == 32
     assert torch.equal(text_encoder.text_projection.weight, clip.text_projection.weight)
-    assert prior.embed(TEXTS[:1], generators(0)).image_embeds.shape == (1, 32)
+    assert prior.embed(TEXTS[:1], seeded_generators([0])).image_embeds.shape == (1, 32)
 
 
 @pytest.mark.parametrize(
@@ -339,7 +335,7 @@ def test_eclipse_prior_rejects_bad_params(bad: dict) -> None:
 
 def test_eclipse_prior_needs_one_generator_per_text(eclipse_prior: EclipsePrior) -> None:
     with pytest.raises(OviBenchError, match="2 texts but 1 generators"):
-        eclipse_prior.embed(TEXTS[:2], generators(0))
+        eclipse_prior.embed(TEXTS[:2], seeded_generators([0]))
 
 
 def test_runner_end_to_end_with_the_eclipse_prior(tmp_path: Path) -> None:

@@ -18,13 +18,10 @@ from ovi_bench.priors.ovi import (
     pseudo_token_image_embeds,
 )
 from ovi_bench.registry import PRIORS
+from ovi_bench.runner import seeded_generators
 
 CPU, F32 = torch.device("cpu"), torch.float32
 TEXTS = ["a red cube", "two cats and a dog", "a 'quoted' café on the left of a tree"]
-
-
-def generators(*seeds: int) -> list[torch.Generator]:
-    return [torch.Generator().manual_seed(seed) for seed in seeds]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +90,7 @@ def test_gradients_reach_only_the_pseudo_tokens(image_encoder, text_embeds) -> N
     optimise_pseudo_tokens(
         image_encoder,
         text_embeds,
-        generators(0, 1, 2),
+        seeded_generators([0, 1, 2]),
         pseudo_tokens=2,
         steps=5,
         learning_rate=2e-2,
@@ -112,8 +109,8 @@ def _ovi(**params) -> OVIPrior:
 
 def test_cosine_to_the_text_rises_above_095() -> None:
     prior = _ovi(steps=300, pseudo_tokens=1)
-    short = _ovi(steps=1, pseudo_tokens=1).embed(TEXTS, generators(0, 1, 2))
-    output = prior.embed(TEXTS, generators(0, 1, 2))
+    short = _ovi(steps=1, pseudo_tokens=1).embed(TEXTS, seeded_generators([0, 1, 2]))
+    output = prior.embed(TEXTS, seeded_generators([0, 1, 2]))
     final = [fact["text_cosine"] for fact in output.per_prompt]
     assert all(cosine > 0.95 for cosine in final), final
     assert all(
@@ -127,17 +124,19 @@ def test_cosine_to_the_text_rises_above_095() -> None:
 
 def test_same_seed_same_result_and_seeds_matter() -> None:
     prior = _ovi(steps=30)
-    first = prior.embed(TEXTS[:2], generators(5, 6)).image_embeds
-    again = prior.embed(TEXTS[:2], generators(5, 6)).image_embeds
-    other = prior.embed(TEXTS[:2], generators(7, 8)).image_embeds
+    first = prior.embed(TEXTS[:2], seeded_generators([5, 6])).image_embeds
+    again = prior.embed(TEXTS[:2], seeded_generators([5, 6])).image_embeds
+    other = prior.embed(TEXTS[:2], seeded_generators([7, 8])).image_embeds
     assert torch.equal(first, again)
     assert not torch.allclose(first, other)
 
 
 def test_a_prompts_result_does_not_depend_on_its_batch() -> None:
     prior = _ovi(steps=60, early_stopping=True, patience=5, min_improvement=1e-3)
-    together = prior.embed(TEXTS, generators(0, 1, 2))
-    alone = [prior.embed([text], generators(seed)) for text, seed in zip(TEXTS, (0, 1, 2), strict=True)]
+    together = prior.embed(TEXTS, seeded_generators([0, 1, 2]))
+    alone = [
+        prior.embed([text], seeded_generators([seed])) for text, seed in zip(TEXTS, (0, 1, 2), strict=True)
+    ]
     separate = torch.cat([output.image_embeds for output in alone])
     # Rows share only matrix products, whose blocking (so float rounding) depends on the batch size; 60 Adam steps
     # amplify that rounding to about 1.5e-5 of the embedding's norm (measured), far below any effect on an image.
@@ -147,9 +146,9 @@ def test_a_prompts_result_does_not_depend_on_its_batch() -> None:
 
 
 def test_early_stopping_stops_converged_prompts_and_records_their_steps() -> None:
-    fixed = _ovi(steps=400, pseudo_tokens=1).embed(TEXTS, generators(0, 1, 2))
+    fixed = _ovi(steps=400, pseudo_tokens=1).embed(TEXTS, seeded_generators([0, 1, 2]))
     early = _ovi(steps=400, pseudo_tokens=1, early_stopping=True, patience=20, min_improvement=1e-4).embed(
-        TEXTS, generators(0, 1, 2)
+        TEXTS, seeded_generators([0, 1, 2])
     )
     steps = [fact["steps"] for fact in early.per_prompt]
     assert all(step < 400 for step in steps), steps
@@ -169,10 +168,12 @@ def bank() -> EmbeddingBank:
 
 def test_mahalanobis_variant_ends_closer_to_the_bank(bank: EmbeddingBank) -> None:
     common = {"model": "tiny", "steps": 150, "pseudo_tokens": 1}
-    plain = OVIPrior(OVIPrior.Params(**common), device=CPU, dtype=F32).embed(TEXTS, generators(0, 1, 2))
+    plain = OVIPrior(OVIPrior.Params(**common), device=CPU, dtype=F32).embed(
+        TEXTS, seeded_generators([0, 1, 2])
+    )
     constrained = OVIMahalanobisPrior(
         OVIMahalanobisPrior.Params(**common, mahalanobis_weight=1.0), device=CPU, dtype=F32
-    ).embed(TEXTS, generators(0, 1, 2))
+    ).embed(TEXTS, seeded_generators([0, 1, 2]))
     statistics = bank.statistics()
     plain_distance = statistics.mahalanobis_squared(plain.image_embeds)
     constrained_distance = statistics.mahalanobis_squared(constrained.image_embeds)
@@ -181,10 +182,12 @@ def test_mahalanobis_variant_ends_closer_to_the_bank(bank: EmbeddingBank) -> Non
 
 def test_nearest_neighbour_variant_ends_closer_to_its_neighbours(bank: EmbeddingBank) -> None:
     common = {"model": "tiny", "steps": 150, "pseudo_tokens": 1}
-    plain = OVIPrior(OVIPrior.Params(**common), device=CPU, dtype=F32).embed(TEXTS, generators(0, 1, 2))
+    plain = OVIPrior(OVIPrior.Params(**common), device=CPU, dtype=F32).embed(
+        TEXTS, seeded_generators([0, 1, 2])
+    )
     constrained = OVINearestNeighbourPrior(
         OVINearestNeighbourPrior.Params(**common, nn_weight=1.0, k=4, refresh_every=5), device=CPU, dtype=F32
-    ).embed(TEXTS, generators(0, 1, 2))
+    ).embed(TEXTS, seeded_generators([0, 1, 2]))
     embeddings = bank.embeddings()
     plain_nn, _ = nearest_neighbours(plain.image_embeds, embeddings, 1)
     constrained_nn, _ = nearest_neighbours(constrained.image_embeds, embeddings, 1)
