@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from pydantic import Field
 
 from ovi_bench.backbones.evaluators import BLIP_VQA_ID, OFFICIAL_BLIP_IMAGE_SIZE, BlipVQA
-from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
-from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
+from ovi_bench.metrics.base import ScoreInput, ScoreRow
+from ovi_bench.metrics.common import AnalyzerParams, TextAnalyzingMetric
 from ovi_bench.metrics.functional.bvqa import bvqa_questions, bvqa_score
-from ovi_bench.metrics.functional.text import make_analyzer
 from ovi_bench.registry import METRICS
 
 
@@ -27,7 +25,7 @@ class BVQAParams(AnalyzerParams):
 
 
 @METRICS.register("b-vqa")
-class BVQAMetric(Metric):
+class BVQAMetric(TextAnalyzingMetric):
     """Product over the prompt's noun chunks of BLIP-VQA's P(yes)/(P(yes)+P(no)) for "<chunk>?"."""
 
     Params = BVQAParams
@@ -37,12 +35,7 @@ class BVQAMetric(Metric):
 
     def __init__(self, params: BVQAParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.analyzer = make_analyzer(params.text_analyzer)
         self.vqa = BlipVQA(params.model, device=device, dtype=dtype, image_size=params.image_size)
-
-    @classmethod
-    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
-        return analyzer_identity(values)
 
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         questions = [bvqa_questions(self.analyzer.noun_chunks(item.prompt)) for item in batch]

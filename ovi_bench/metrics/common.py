@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ovi_bench.backbones.evaluators import RawDetection, make_detector
 from ovi_bench.components import Params
+from ovi_bench.metrics.base import Metric
 from ovi_bench.metrics.functional.detections import Detection
 from ovi_bench.metrics.functional.text import AnalyzerChoice, make_analyzer
 
@@ -36,6 +37,20 @@ class DetectorParams(AnalyzerParams):
 def analyzer_identity(values: dict[str, Any]) -> dict[str, Any]:
     """The resolved analyzer (name and version) for a metric's fingerprint: "auto" differs between machines."""
     return {"text_analyzer": make_analyzer(values["text_analyzer"]).name}
+
+
+class TextAnalyzingMetric(Metric):
+    """A metric that reads its prompts with a text analyzer; the analyzer it resolves to is part of its fingerprint."""
+
+    params: AnalyzerParams
+
+    def __init__(self, params: AnalyzerParams, *, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(params, device=device, dtype=dtype)
+        self.analyzer = make_analyzer(params.text_analyzer)
+
+    @classmethod
+    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return analyzer_identity(values)
 
 
 def build_detector(params: DetectorParams, device: torch.device, dtype: torch.dtype):

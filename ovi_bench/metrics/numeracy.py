@@ -9,16 +9,15 @@ from typing import Any
 import torch
 
 from ovi_bench.errors import SpecError
-from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import (
     DetectorParams,
-    analyzer_identity,
+    TextAnalyzingMetric,
     as_detections,
     build_detector,
     detection_queries,
 )
 from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, parse_counts, parse_lexicon
-from ovi_bench.metrics.functional.text import make_analyzer
 from ovi_bench.prompts.compbench import compbench_file
 from ovi_bench.registry import METRICS
 
@@ -86,7 +85,7 @@ def _lexicon(source: str) -> dict[str, str]:
 
 
 @METRICS.register("numeracy")
-class NumeracyMetric(Metric):
+class NumeracyMetric(TextAnalyzingMetric):
     """Per requested object type: 0.5/K when detected, another 0.5/K when the count is exactly right."""
 
     Params = NumeracyParams
@@ -96,13 +95,12 @@ class NumeracyMetric(Metric):
 
     def __init__(self, params: NumeracyParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.analyzer = make_analyzer(params.text_analyzer)
         self.lexicon = _lexicon(params.lexicon)
         self.detector = build_detector(params, device, dtype)
 
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
-        return analyzer_identity(values) | {"lexicon": sorted(_lexicon(values["lexicon"]).items())}
+        return super().content_identity(values) | {"lexicon": sorted(_lexicon(values["lexicon"]).items())}
 
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         requested = [parse_counts(item.prompt, self.lexicon, analyzer=self.analyzer) for item in batch]

@@ -9,16 +9,16 @@ run here, not with published 2D/3D numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
 
 from ovi_bench.backbones.evaluators import DPT_HYBRID_MIDAS_ID, DepthEstimator
-from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import (
     DetectorParams,
-    analyzer_identity,
+    TextAnalyzingMetric,
     as_detections,
     build_detector,
     detection_queries,
@@ -31,7 +31,6 @@ from ovi_bench.metrics.functional.spatial import (
     spatial_2d_score,
     spatial_3d_score,
 )
-from ovi_bench.metrics.functional.text import make_analyzer
 from ovi_bench.registry import METRICS
 
 
@@ -42,7 +41,7 @@ class Spatial2DParams(DetectorParams):
 
 
 @METRICS.register("spatial-2d")
-class Spatial2DMetric(Metric):
+class Spatial2DMetric(TextAnalyzingMetric):
     """Detector boxes of the two nouns, the official left/right/top/bottom/near rule, weights and 0.5 gate."""
 
     Params = Spatial2DParams
@@ -52,12 +51,7 @@ class Spatial2DMetric(Metric):
 
     def __init__(self, params: Spatial2DParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.analyzer = make_analyzer(params.text_analyzer)
         self.detector = build_detector(params, device, dtype)
-
-    @classmethod
-    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
-        return analyzer_identity(values)
 
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         # Complex prompts use the official `--complex` noun selection around the preposition.
@@ -103,7 +97,7 @@ class Spatial3DParams(DetectorParams):
 
 
 @METRICS.register("spatial-3d")
-class Spatial3DMetric(Metric):
+class Spatial3DMetric(TextAnalyzingMetric):
     """Detector boxes plus relative depth: the official front/behind/hidden rule with overlap, no gate."""
 
     Params = Spatial3DParams
@@ -113,7 +107,6 @@ class Spatial3DMetric(Metric):
 
     def __init__(self, params: Spatial3DParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.analyzer = make_analyzer(params.text_analyzer)
         self.detector = build_detector(params, device, dtype)
         self.depth = DepthEstimator(
             params.depth_model,
@@ -122,10 +115,6 @@ class Spatial3DMetric(Metric):
             input_size=params.depth_input_size,
             quantise_8bit=params.quantise_depth_8bit,
         )
-
-    @classmethod
-    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
-        return analyzer_identity(values)
 
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         images = [item.image for item in batch]
