@@ -10,6 +10,7 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ovi_bench.errors import OviBenchError
@@ -237,7 +238,8 @@ def main() -> None:
         )
         sys.exit(130)
     except OviBenchError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        # Escaped: messages quote user text such as "priors[ovi].params", which rich would read as markup.
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         sys.exit(2)
     if isinstance(result, int):  # --help and similar return an exit code instead of raising
         sys.exit(result)

@@ -5,6 +5,7 @@ Files written into the run folder:
     embeddings.csv      one row per prior × prompt × seed: the prior's facts and the embedding diagnostics
     leaderboard.csv     one row per prior × category × metric (mean, std, prompts, images)
     leaderboard.md      the same table in Markdown, headed by the spec fingerprint
+    set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × category and per prior ("all")
     results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest
 """
 
@@ -63,6 +64,49 @@ def with_diagnostics(board: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFr
         return board
     means = embeddings.groupby(["prior", "category"], sort=False)[columns].mean().reset_index()
     return board.merge(means, on=["prior", "category"], how="left")
+
+
+SET_SCORE_COLUMNS = [
+    "prior",
+    "category",
+    "metric",
+    "value",
+    "n_generated",
+    "n_prompts",
+    "n_reference",
+    "feature_space",
+    "details",
+]
+
+
+def set_score_frame(set_rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The set-level rows as a table; `details` as JSON text. `metric` carries the feature space: `fid[dinov2]`."""
+    if not set_rows:
+        return pd.DataFrame(columns=SET_SCORE_COLUMNS)
+    table = pd.DataFrame(set_rows)
+    table["details"] = [json.dumps(details, sort_keys=True) for details in table["details"]]
+    return table[SET_SCORE_COLUMNS]
+
+
+def with_set_scores(board: pd.DataFrame, set_scores: pd.DataFrame) -> pd.DataFrame:
+    """Append set-level values as leaderboard rows: `mean` is the value, `std` empty (one number per set)."""
+    if set_scores.empty:
+        return board
+    rows = pd.DataFrame(
+        {
+            "prior": set_scores["prior"],
+            "category": set_scores["category"],
+            "metric": set_scores["metric"],
+            "official": False,
+            "mean": pd.to_numeric(set_scores["value"], errors="coerce"),
+            "std": float("nan"),
+            "n_prompts": set_scores["n_prompts"],
+            "n": set_scores["n_generated"],
+        }
+    )
+    if board.empty:
+        return rows.reset_index(drop=True)
+    return pd.concat([board, rows], ignore_index=True)
 
 
 def package_versions() -> dict[str, str]:
@@ -126,8 +170,14 @@ def write_results(result: RunResult) -> pd.DataFrame:
     embeddings = pd.DataFrame(result.embedding_rows)
     board = leaderboard_frame(scores, [prior.display_name for prior in result.spec.priors])
     board = with_diagnostics(board, embeddings)
+    set_scores = set_score_frame(result.set_rows)
+    board = with_set_scores(board, set_scores)
     fingerprint = result.spec.fingerprint()
     atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
+    if result.set_rows:
+        atomic_write_text(
+            out / "set_scores.csv", set_scores.assign(spec_fingerprint=fingerprint).to_csv(index=False)
+        )
     atomic_write_text(
         out / "embeddings.csv", embeddings.assign(spec_fingerprint=fingerprint).to_csv(index=False)
     )
@@ -143,5 +193,9 @@ def write_results(result: RunResult) -> pd.DataFrame:
         "counts": vars(result.counts),
         "leaderboard": json.loads(board.to_json(orient="records")),
     }
+    if result.set_rows:
+        # Feature space, extractor, resize policy and reference set per set metric; sample counts per row.
+        payload["set_metrics"] = result.set_metrics
+        payload["set_scores"] = result.set_rows
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return board

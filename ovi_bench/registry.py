@@ -108,5 +108,9 @@ METRICS: Registry = Registry(
         "ovi_bench.metrics.spatial",
         "ovi_bench.metrics.numeracy",
         "ovi_bench.metrics.three_in_one",
+        "ovi_bench.metrics.aesthetic",
+        "ovi_bench.metrics.vqascore",
+        "ovi_bench.metrics.imported",
+        "ovi_bench.metrics.fid",
     ),
 )

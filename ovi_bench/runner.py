@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -18,15 +19,18 @@ from typing import Any, TypeVar
 import torch
 from PIL import Image, UnidentifiedImageError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 
 from ovi_bench.bank import EmbeddingBank, resolve_bank
 from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics
 from ovi_bench.errors import DataError, OviBenchError
-from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
-from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, check_metric_output
+from ovi_bench.io import atomic_write_bytes, atomic_write_text, canonical_json, sha256_bytes
+from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, Prompt, PromptSet, load_prompts
@@ -60,6 +64,9 @@ class RunCounts:
     scores_computed: int = 0
     scores_reused: int = 0
     diagnostics_computed: int = 0
+    features_computed: int = 0
+    """Images run through a set metric's feature extractor (set metrics sharing an extractor share features)."""
+    features_reused: int = 0
 
 
 @dataclass
@@ -73,6 +80,10 @@ class RunResult:
     """One row per prior × prompt × seed: the prior's own facts and, when configured, the diagnostics."""
     counts: RunCounts = field(default_factory=RunCounts)
     device: str = "cpu"
+    set_rows: list[dict[str, Any]] = field(default_factory=list)
+    """Set-level metrics (FID, KID, CMMD): one row per prior × category and per prior over all its images ("all")."""
+    set_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Provenance of each set metric: feature space, extractor fingerprint, resize policy, reference set and size."""
 
 
 def prior_fingerprint(spec: RunSpec, prior: PriorSpec) -> str:
@@ -206,6 +217,7 @@ class Runner:
             raise DataError(
                 f"images in {self.output_dir / 'images'} keep reading back corrupt; check the disk."
             )
+        set_rows, set_metrics = self.score_sets(items)
         embedding_rows = self.describe_embeddings(items)
         self.counts.images_reused = len(items) - self.counts.images_generated
         # Derived scores (3-in-1) are recomputed from the others on every run; only model scores are cached.
@@ -220,7 +232,16 @@ class Runner:
             f"in {time.perf_counter() - started:.1f} s"
         )
         return RunResult(
-            self.output_dir, self.spec, prompt_set, items, rows, embedding_rows, self.counts, str(self.device)
+            self.output_dir,
+            self.spec,
+            prompt_set,
+            items,
+            rows,
+            embedding_rows,
+            self.counts,
+            str(self.device),
+            set_rows,
+            set_metrics,
         )
 
     def embed(self, items: Sequence[WorkItem]) -> None:
@@ -234,13 +255,13 @@ class Runner:
             ]
             if not todo:
                 continue
-            self._say(f"loading prior [bold]{prior_spec.display_name}[/] ({prior_spec.name})")
+            self._say(f"loading prior [bold]{escape(prior_spec.display_name)}[/] ({escape(prior_spec.name)})")
             prior_class = PRIORS.get(prior_spec.name)
             prior: Prior = prior_class(
                 prior_class.Params.model_validate(prior_spec.params), device=self.device, dtype=self.dtype
             )
             with self._progress() as progress:
-                task = progress.add_task(f"embed {prior_spec.display_name}", total=len(todo))
+                task = progress.add_task(f"embed {escape(prior_spec.display_name)}", total=len(todo))
                 for batch in batched(todo, self.spec.prior_batch_size):
                     texts = [item.prompt.text for item in batch]
                     output = check_prior_output(
@@ -365,7 +386,7 @@ class Runner:
         corrupt: set[str] = set()
         derived = [spec for spec in self.spec.metrics if issubclass(METRICS.get(spec.name), DerivedMetric)]
         for metric_spec in self.spec.metrics:
-            if metric_spec not in derived:
+            if metric_spec not in derived and not _is_set_metric(metric_spec):
                 rows += self._score_metric(metric_spec, items, corrupt)
         for metric_spec in derived:
             rows += self._derive_metric(metric_spec, items, rows, corrupt)
@@ -441,12 +462,12 @@ class Runner:
         applicable = [item for item in items if item.image_key in score_keys]
         todo = [item for item in applicable if score_keys[item.image_key] not in cache.rows]
         if todo:
-            self._say(f"loading metric [bold]{metric_spec.name}[/]")
+            self._say(f"loading metric [bold]{escape(metric_spec.name)}[/]")
             metric: Metric = metric_class(
                 metric_class.Params.model_validate(metric_spec.params), device=self.device, dtype=self.dtype
             )
             with self._progress() as progress:
-                task = progress.add_task(f"score {metric_spec.name}", total=len(todo))
+                task = progress.add_task(f"score {escape(metric_spec.name)}", total=len(todo))
                 for batch in batched(todo, self.spec.metric_batch_size):
                     loaded = [(item, self._load_image(item)) for item in batch]
                     corrupt.update(item.image_key for item, image in loaded if image is None)
@@ -482,6 +503,99 @@ class Runner:
             if item.image_key not in corrupt
         ]
 
+    def score_sets(self, items: Sequence[WorkItem]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Set-level metrics, after the per-image ones: one value per prior × category and per prior ("all")."""
+        rows: list[dict[str, Any]] = []
+        provenance: dict[str, dict[str, Any]] = {}
+        for metric_spec in self.spec.metrics:
+            if _is_set_metric(metric_spec):
+                metric_rows, provenance[metric_spec.name] = self._score_set_metric(metric_spec, items)
+                rows += metric_rows
+        return rows, provenance
+
+    def _score_set_metric(
+        self, metric_spec: MetricSpec, items: Sequence[WorkItem]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        metric_class = METRICS.get(metric_spec.name)
+        # Cheap: the extractor is loaded on the first `features` call, so a fully cached run never loads it.
+        metric: SetMetric = metric_class(
+            metric_class.Params.model_validate(metric_spec.params), device=self.device, dtype=self.dtype
+        )
+        records = self.store.manifest
+        applicable = [
+            item for item in items if item.image_key in records and self._applies(metric_spec, item)
+        ]
+        cache = FeatureCache(self.output_dir / "features" / metric.extractor_fingerprint())
+        # Features are cached by image content: a regenerated (different) image is never served old features.
+        todo = list(
+            {
+                records[item.image_key].sha256: item
+                for item in applicable
+                if records[item.image_key].sha256 not in cache.features
+            }.values()
+        )
+        self.counts.features_reused += len(applicable) - len(todo)
+        if todo:
+            self._say(
+                f"extracting [bold]{escape(metric_spec.name)}[/] features ({escape(metric.feature_space)})"
+            )
+            with self._progress() as progress:
+                task = progress.add_task(f"features {escape(metric_spec.name)}", total=len(todo))
+                for batch in batched(todo, self.spec.metric_batch_size):
+                    loaded = [(item, self._load_image(item)) for item in batch]
+                    valid = [(item, image) for item, image in loaded if image is not None]
+                    if valid:
+                        features = metric.features([image for _, image in valid])
+                        cache.add([records[item.image_key].sha256 for item, _ in valid], features)
+                        self.counts.features_computed += len(valid)
+                    progress.advance(task, len(batch))
+        reference = metric.reference_features()
+        name = f"{metric_spec.name}[{metric.feature_space}]"
+        groups: dict[tuple[str, str], list[WorkItem]] = {}
+        for item in applicable:
+            if item.image_key in records and records[item.image_key].sha256 in cache.features:
+                groups.setdefault((item.prior, item.prompt.category), []).append(item)
+                groups.setdefault((item.prior, "all"), []).append(item)
+        rows = []
+        for (prior, category), members in groups.items():
+            details: dict[str, Any] = {}
+            value: float | None = None
+            if len(members) < 2:
+                details["warning"] = (
+                    f"{len(members)} image(s): a set distance needs at least 2 (the covariance of one sample is "
+                    "undefined); generate more images per prompt"
+                )
+            else:
+                generated = torch.stack([cache.features[records[item.image_key].sha256] for item in members])
+                score = metric.compare(generated, reference)
+                value, details = score.value, dict(score.details)
+            rows.append(
+                {
+                    "prior": prior,
+                    "category": category,
+                    "metric": name,
+                    "value": value,
+                    "n_generated": len(members),
+                    "n_prompts": len({item.prompt.id for item in members}),
+                    "n_reference": int(reference.shape[0]),
+                    "feature_space": metric.feature_space,
+                    "details": details,
+                }
+            )
+        provenance = {
+            "leaderboard_name": name,
+            "feature_space": metric.feature_space,
+            "extractor_fingerprint": metric.extractor_fingerprint(),
+            "resize": metric_spec.params.get("resize"),
+            "reference": metric_spec.params.get("reference"),
+            "reference_identity": metric.reference_identity(),
+            "n_reference": int(reference.shape[0]),
+            "higher_is_better": metric.higher_is_better,
+        }
+        del metric
+        free_memory()
+        return rows, provenance
+
     def _load_image(self, item: WorkItem) -> Image.Image | None:
         """Read an image and check it against its manifest hash; a corrupt one is dropped from the store."""
         record = self.store.manifest[item.image_key]
@@ -495,6 +609,47 @@ class Runner:
         except (OSError, ValueError, UnidentifiedImageError):
             self.store.forget_image(item.image_key)
             return None
+
+
+def _is_set_metric(metric_spec: MetricSpec) -> bool:
+    return issubclass(METRICS.get(metric_spec.name), SetMetric)
+
+
+class FeatureCache:
+    """Per-image features of one extractor, keyed by image sha256: append-only safetensors files, one per batch.
+
+    features/<extractor fingerprint>/<batch key>.safetensors holds "features" [B, F] and, in its metadata, the image
+    hashes of its rows. Each file is written atomically, so a killed run keeps every finished batch; an unreadable
+    file is ignored (its images are featurised again).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.features: dict[str, torch.Tensor] = {}
+        for path in sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []:
+            try:
+                tensors = load_file(str(path))
+                with safe_open(str(path), framework="pt") as handle:
+                    keys = json.loads((handle.metadata() or {})["keys"])
+                rows = tensors["features"]
+            except (SafetensorError, KeyError, OSError, ValueError):
+                continue
+            if rows.ndim == 2 and rows.shape[0] == len(keys) and bool(rows.isfinite().all()):
+                self.features.update(zip(keys, rows, strict=True))
+
+    def add(self, keys: list[str], features: torch.Tensor) -> None:
+        features = features.detach().to("cpu", torch.float32).contiguous()
+        if features.ndim != 2 or features.shape[0] != len(keys) or not bool(features.isfinite().all()):
+            raise OviBenchError(
+                f"a feature extractor returned {tuple(features.shape)} (or non-finite values) for {len(keys)} "
+                "images; it must return one finite row per image. Its model may be corrupt or overflowing."
+            )
+        batch_key = item_key("features", keys)
+        atomic_write_bytes(
+            self.folder / f"{batch_key}.safetensors",
+            save({"features": features}, metadata={"keys": json.dumps(keys)}),
+        )
+        self.features.update(zip(keys, features, strict=True))
 
 
 def _png_bytes(image: Image.Image) -> bytes:

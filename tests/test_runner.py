@@ -322,3 +322,18 @@ def test_official_suite_scores_every_category_and_3_in_1_combines_the_runs_own_s
     # The built-in complex prompt 0 routes "spatialaction": the mean of the three.
     expected = (complex_scores["b-vqa"] + complex_scores["spatial-2d"] + complex_scores["clip"]) / 3
     assert complex_scores["3-in-1"] == pytest.approx(expected)
+
+
+def test_cli_error_keeps_bracketed_field_paths(tmp_path: Path) -> None:
+    spec_path = _write_spec(
+        tmp_path / "spec.toml", priors=[{"name": "ovi", "params": {"model": "tiny", "stesp": 3}}]
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "ovi_bench", "run", str(spec_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"},
+    )
+    assert completed.returncode == 2
+    assert "priors[ovi].params.stesp" in completed.stderr
+    assert "Did you mean 'steps'?" in completed.stderr

@@ -6,13 +6,18 @@ import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from ovi_bench.components import Component, Params
 from ovi_bench.errors import OviBenchError
+from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_text
+from ovi_bench.paths import cache_dir
 
 
 @dataclass(frozen=True)
@@ -86,3 +91,96 @@ def check_metric_output(name: str, batch: Sequence[ScoreInput], rows: Sequence[S
                 "finite numbers. The metric's model may be corrupt or overflowing in its dtype."
             )
     return list(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Set-level metrics: one number for a whole set of images against a reference set (FID, KID, CMMD).
+
+
+@dataclass(frozen=True)
+class SetScore:
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+    """JSON-able facts about the value (e.g. KID's std over subsets), written to set_scores.csv and results.json."""
+
+
+class SetMetric(Metric):
+    """Compares the features of a set of generated images with those of a reference set of real images.
+
+    The runner calls `features` on batches of generated images (and caches them per image content under the run
+    folder, keyed by `extractor_fingerprint`), `reference_features` once, and `compare` once per set. Subclasses
+    implement `features`, `extractor_fingerprint`, `reference_identity`, `reference_image_paths` and `compare`.
+    """
+
+    reference_batch_size: ClassVar[int] = 32
+
+    def __init__(self, params: Params, *, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__(params, device=device, dtype=dtype)
+        self.reference_features_computed = 0
+        """How many reference images this instance ran through the extractor (0 when the disk cache served them)."""
+
+    def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
+        raise TypeError(
+            f"{type(self).__name__} scores a whole set of images, not one image: the runner calls `features` and "
+            "`compare` instead."
+        )
+
+    @property
+    @abc.abstractmethod
+    def feature_space(self) -> str:
+        """A short label of the feature space (e.g. "clip-vit-l-14"); numbers are comparable only within one."""
+
+    @abc.abstractmethod
+    def extractor_fingerprint(self) -> str:
+        """Changes whenever `features` could return other values for the same image (model, resize, dtype, version).
+
+        Not the metric's fingerprint: FID and KID on the same extractor share cached features."""
+
+    @abc.abstractmethod
+    def features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """[B, F] float32 CPU features, one row per image; a row must not depend on the rest of the batch."""
+
+    @abc.abstractmethod
+    def reference_identity(self) -> str:
+        """Changes whenever the reference images do (their names, sizes and mtimes, or a bank's digest)."""
+
+    @abc.abstractmethod
+    def reference_image_paths(self) -> list[Path]:
+        """The reference images, in a fixed order."""
+
+    @abc.abstractmethod
+    def compare(self, generated: torch.Tensor, reference: torch.Tensor) -> SetScore:
+        """The metric's value for generated features [N, F] against reference features [M, F]."""
+
+    def reference_cache_path(self) -> Path:
+        key = sha256_text(canonical_json([self.reference_identity(), self.extractor_fingerprint()]))
+        return cache_dir() / "reference-features" / f"{key}.safetensors"
+
+    def reference_features(self) -> torch.Tensor:
+        """The reference set's features, computed once per reference set and extractor and kept on disk."""
+        path = self.reference_cache_path()
+        if path.is_file():
+            try:
+                cached = load_file(str(path))["features"]
+                if cached.ndim == 2 and bool(cached.isfinite().all()):
+                    return cached
+            except (SafetensorError, KeyError, OSError, ValueError):
+                pass  # a corrupt cache file is recomputed and replaced below
+        paths = self.reference_image_paths()
+        rows = []
+        for start in range(0, len(paths), self.reference_batch_size):
+            images = []
+            for image_path in paths[start : start + self.reference_batch_size]:
+                try:
+                    with Image.open(image_path) as image:
+                        images.append(image.convert("RGB"))
+                except (OSError, ValueError) as error:
+                    raise OviBenchError(
+                        f"cannot read the reference image {image_path}: {error}. Remove it from the reference folder "
+                        "or replace it with a readable copy."
+                    ) from error
+            rows.append(self.features(images).to("cpu", torch.float32))
+            self.reference_features_computed += len(images)
+        features = torch.cat(rows).contiguous()
+        atomic_write_bytes(path, save({"features": features}, metadata={"images": str(len(paths))}))
+        return features
