@@ -109,6 +109,29 @@ def with_set_scores(board: pd.DataFrame, set_scores: pd.DataFrame) -> pd.DataFra
     return pd.concat([board, rows], ignore_index=True)
 
 
+def with_audits(board: pd.DataFrame, audits: pd.DataFrame) -> pd.DataFrame:
+    """An `audit` column next to each audited metric × category: "ok", or what the audits flagged."""
+    if board.empty or audits.empty:
+        return board
+    flags = (
+        audits[audits.flagged]
+        .groupby(["metric", "category"])["audit"]
+        .agg(
+            lambda kinds: "; ".join(
+                {"prompt-shuffle": "cannot tell prompts apart", "canaries": "canaries score high"}[k]
+                for k in kinds
+            )
+        )
+    )
+    audited = set(zip(audits.metric, audits.category, strict=True))
+    board = board.copy()
+    board["audit"] = [
+        flags.get((metric, category), "ok") if (metric, category) in audited else ""
+        for metric, category in zip(board.metric, board.category, strict=True)
+    ]
+    return board
+
+
 def package_versions() -> dict[str, str]:
     versions = {"ovi-bench": __version__, "python": platform.python_version()}
     for package in PACKAGES:
@@ -172,7 +195,11 @@ def write_results(result: RunResult) -> pd.DataFrame:
     board = with_diagnostics(board, embeddings)
     set_scores = set_score_frame(result.set_rows)
     board = with_set_scores(board, set_scores)
+    audits = pd.DataFrame(result.audit_rows)
+    board = with_audits(board, audits)
     fingerprint = result.spec.fingerprint()
+    if result.audit_rows:
+        atomic_write_text(out / "audit.csv", audits.assign(spec_fingerprint=fingerprint).to_csv(index=False))
     atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
     if result.set_rows:
         atomic_write_text(
@@ -197,5 +224,7 @@ def write_results(result: RunResult) -> pd.DataFrame:
         # Feature space, extractor, resize policy and reference set per set metric; sample counts per row.
         payload["set_metrics"] = result.set_metrics
         payload["set_scores"] = result.set_rows
+    if result.audit_rows:
+        payload["audits"] = result.audit_rows
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return board

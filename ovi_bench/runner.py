@@ -24,6 +24,7 @@ from rich.progress import Progress
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from ovi_bench.audits import run_audits
 from ovi_bench.bank import EmbeddingBank, resolve_bank
 from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
@@ -84,6 +85,8 @@ class RunResult:
     """Set-level metrics (FID, KID, CMMD): one row per prior × category and per prior over all its images ("all")."""
     set_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Provenance of each set metric: feature space, extractor fingerprint, resize policy, reference set and size."""
+    audit_rows: list[dict[str, Any]] = field(default_factory=list)
+    """Metric audits (prompt-shuffle gap, canaries): one row per metric × category × audit, when configured."""
 
 
 def prior_fingerprint(spec: RunSpec, prior: PriorSpec) -> str:
@@ -218,6 +221,7 @@ class Runner:
                 f"images in {self.output_dir / 'images'} keep reading back corrupt; check the disk."
             )
         set_rows, set_metrics = self.score_sets(items)
+        audit_rows = run_audits(self, items, rows)
         embedding_rows = self.describe_embeddings(items)
         self.counts.images_reused = len(items) - self.counts.images_generated
         # Derived scores (3-in-1) are recomputed from the others on every run; only model scores are cached.
@@ -242,6 +246,7 @@ class Runner:
             str(self.device),
             set_rows,
             set_metrics,
+            audit_rows,
         )
 
     def embed(self, items: Sequence[WorkItem]) -> None:
@@ -469,7 +474,7 @@ class Runner:
             with self._progress() as progress:
                 task = progress.add_task(f"score {escape(metric_spec.name)}", total=len(todo))
                 for batch in batched(todo, self.spec.metric_batch_size):
-                    loaded = [(item, self._load_image(item)) for item in batch]
+                    loaded = [(item, self.load_image(item)) for item in batch]
                     corrupt.update(item.image_key for item, image in loaded if image is None)
                     valid = [(item, image) for item, image in loaded if image is not None]
                     inputs = [
@@ -542,7 +547,7 @@ class Runner:
             with self._progress() as progress:
                 task = progress.add_task(f"features {escape(metric_spec.name)}", total=len(todo))
                 for batch in batched(todo, self.spec.metric_batch_size):
-                    loaded = [(item, self._load_image(item)) for item in batch]
+                    loaded = [(item, self.load_image(item)) for item in batch]
                     valid = [(item, image) for item, image in loaded if image is not None]
                     if valid:
                         features = metric.features([image for _, image in valid])
@@ -596,7 +601,7 @@ class Runner:
         free_memory()
         return rows, provenance
 
-    def _load_image(self, item: WorkItem) -> Image.Image | None:
+    def load_image(self, item: WorkItem) -> Image.Image | None:
         """Read an image and check it against its manifest hash; a corrupt one is dropped from the store."""
         record = self.store.manifest[item.image_key]
         try:

@@ -138,6 +138,17 @@ class DiagnosticsSpec(_Frozen):
     """Embedding bank folder (`ovi-bench bank build`), or "tiny"; adds the Mahalanobis and nearest-neighbour columns."""
 
 
+class AuditSpec(_Frozen):
+    shuffle: bool = True
+    """Prompt-shuffle control: also score every image against another prompt of its category."""
+    canaries: bool = True
+    """Score blank, noise and single-colour images against every prompt of the category."""
+    seed: int = 0
+    """Seed of the shuffle, the noise canary and the bootstrap."""
+    bootstrap: int = Field(1000, ge=100)
+    """Bootstrap resamples (over prompts) for the shuffle gap's 95% interval."""
+
+
 class RunSpec(_Frozen):
     """A benchmark run: which priors, rendered how, on which prompts, scored by which metrics."""
 
@@ -169,6 +180,8 @@ class RunSpec(_Frozen):
     metrics: list[MetricSpec] = Field(default_factory=official_metric_specs)
     """Metrics, each a [[metrics]] table; each applies to its own categories. Default: every category's official
     metric (`OFFICIAL_METRICS`)."""
+    audits: AuditSpec | None = None
+    """Metric audits ([audits] table): prompt-shuffle control and canaries; off when omitted."""
     diagnostics: DiagnosticsSpec | None = None
     """Embedding diagnostics for every prior ([diagnostics] table); off when omitted."""
 

@@ -1,0 +1,272 @@
+"""Metric audits: can a metric tell prompts apart on this run, and does it rank junk images near real ones?
+
+* Prompt-shuffle control: every image is also scored against another prompt of its category (a seeded cyclic
+  derangement of the category's prompts). The matched-minus-shuffled gap, averaged per prompt, gets a bootstrap
+  confidence interval over prompts. A gap whose interval does not lie above zero means the metric cannot tell this
+  run's prompts apart, whatever its mean says.
+* Canaries: blank, noise and single-colour images scored against every prompt of the category. A metric that scores
+  them above a quarter of the run's real generations is flagged.
+
+Audit scores go through the metric's own score cache (keyed by image content, prompt and category), so they are
+computed once.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from ovi_bench.io import sha256_bytes
+from ovi_bench.metrics.base import DerivedMetric, ScoreInput, SetMetric, check_metric_output
+from ovi_bench.registry import METRICS
+from ovi_bench.store import RowCache
+
+if TYPE_CHECKING:
+    from ovi_bench.runner import Runner, WorkItem
+
+CANARY_FLAG_RANK = 0.25
+"""A metric is flagged when the canaries' mean score beats this fraction of the run's real images."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pure statistics.
+
+
+@dataclass(frozen=True)
+class ShuffleGap:
+    gap: float
+    """Mean over prompts of (matched − shuffled) score, in the metric's better direction."""
+    ci_low: float
+    ci_high: float
+    n_prompts: int
+
+    @property
+    def discriminates(self) -> bool:
+        return self.ci_low > 0
+
+
+def shuffle_gap(
+    prompt_ids: Sequence[str],
+    matched: Sequence[float],
+    shuffled: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> ShuffleGap:
+    """Per-prompt mean of matched − shuffled (sign flipped for lower-is-better metrics), and a percentile bootstrap
+    interval over prompts (images are nested within prompts, so prompts are the resampling unit)."""
+    differences: dict[str, list[float]] = defaultdict(list)
+    sign = 1.0 if higher_is_better else -1.0
+    for prompt_id, good, bad in zip(prompt_ids, matched, shuffled, strict=True):
+        differences[prompt_id].append(sign * (good - bad))
+    per_prompt = np.array([np.mean(values) for values in differences.values()])
+    if per_prompt.size == 0:
+        return ShuffleGap(float("nan"), float("nan"), float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    samples = rng.integers(0, per_prompt.size, size=(resamples, per_prompt.size))
+    means = per_prompt[samples].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return ShuffleGap(float(per_prompt.mean()), float(low), float(high), int(per_prompt.size))
+
+
+def canary_rank(
+    canary_scores: Sequence[float], real_scores: Sequence[float], higher_is_better: bool = True
+) -> float:
+    """Fraction of real images that the canaries' mean score beats (0: canaries are worse than every real image)."""
+    if not real_scores:
+        return float("nan")
+    canary = float(np.mean(canary_scores))
+    real = np.asarray(real_scores, dtype=float)
+    return float(np.mean(real < canary) if higher_is_better else np.mean(real > canary))
+
+
+def cyclic_derangement(keys: Sequence[str], seed: int) -> dict[str, str]:
+    """Map every key to another key (a random cycle through all of them); empty when there are fewer than two."""
+    order = sorted(set(keys))
+    if len(order) < 2:
+        return {}
+    random.Random(seed).shuffle(order)
+    return {key: order[(index + 1) % len(order)] for index, key in enumerate(order)}
+
+
+def canary_images(width: int, height: int, seed: int = 0) -> dict[str, Image.Image]:
+    """Images no prompt describes: black, white, mid-grey, uniform noise and three saturated colours."""
+    rng = np.random.default_rng(seed)
+    solid = {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "grey": (128, 128, 128),
+        "red": (220, 30, 30),
+        "green": (30, 200, 60),
+        "blue": (40, 60, 220),
+    }
+    images = {name: Image.new("RGB", (width, height), colour) for name, colour in solid.items()}
+    images["noise"] = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    return images
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Running them.
+
+
+@dataclass(frozen=True)
+class _Pair:
+    cache_key: str
+    image: Callable[[], Image.Image | None]
+    prompt: str
+    category: str
+    subset: str | None
+
+
+def _png_sha(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return sha256_bytes(buffer.getvalue())
+
+
+def run_audits(
+    runner: Runner, items: Sequence[WorkItem], rows: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Audit every per-image metric of the run; one row per metric × category and audit kind."""
+    settings = runner.spec.audits
+    if settings is None:
+        return []
+    from ovi_bench.runner import metric_fingerprint
+
+    matched = {(row["image"], row["metric"]): row["score"] for row in rows}
+    records = runner.store.manifest
+    canaries = canary_images(runner.spec.decoder.width, runner.spec.decoder.height, settings.seed)
+    canary_keys = {name: _png_sha(image) for name, image in canaries.items()}
+    audit_rows: list[dict[str, Any]] = []
+    for metric_spec in runner.spec.metrics:
+        metric_class = METRICS.get(metric_spec.name)
+        if issubclass(metric_class, DerivedMetric | SetMetric):
+            continue
+        cache = RowCache(
+            runner.output_dir / "scores" / f"{metric_fingerprint(runner.spec, metric_spec)}.jsonl"
+        )
+        scored = [
+            item
+            for item in items
+            if item.image_key in records and (records[item.image_key].path, metric_spec.name) in matched
+        ]
+        by_category: dict[str, list[WorkItem]] = defaultdict(list)
+        for item in scored:
+            by_category[item.prompt.category].append(item)
+        pairs: list[_Pair] = []
+        plans: list[tuple[str, str, list[tuple[WorkItem, _Pair]], list[_Pair]]] = []
+        for category, category_items in by_category.items():
+            prompts = {item.prompt.id: item.prompt for item in category_items}
+            shuffled_pairs: list[tuple[WorkItem, _Pair]] = []
+            if settings.shuffle:
+                other = cyclic_derangement(list(prompts), settings.seed)
+                for item in category_items:
+                    if item.prompt.id not in other:
+                        continue
+                    prompt = prompts[other[item.prompt.id]]
+                    record = records[item.image_key]
+                    pair = _Pair(
+                        RowCache.score_key(record.sha256, prompt.text, category),
+                        lambda item=item: runner.load_image(item),
+                        prompt.text,
+                        category,
+                        prompt.subset,
+                    )
+                    shuffled_pairs.append((item, pair))
+            canary_pairs: list[_Pair] = []
+            if settings.canaries:
+                for name, image in canaries.items():
+                    for prompt in prompts.values():
+                        canary_pairs.append(
+                            _Pair(
+                                RowCache.score_key(canary_keys[name], prompt.text, category),
+                                lambda image=image: image,
+                                prompt.text,
+                                category,
+                                prompt.subset,
+                            )
+                        )
+            pairs += [pair for _, pair in shuffled_pairs] + canary_pairs
+            plans.append((metric_spec.name, category, shuffled_pairs, canary_pairs))
+        _score_pairs(runner, metric_spec, pairs, cache)
+        for name, category, shuffled_pairs, canary_pairs in plans:
+            real = [matched[(records[item.image_key].path, name)] for item in by_category[category]]
+            if shuffled_pairs:
+                gap = shuffle_gap(
+                    [item.prompt.id for item, _ in shuffled_pairs],
+                    [matched[(records[item.image_key].path, name)] for item, _ in shuffled_pairs],
+                    [cache.rows[pair.cache_key]["score"] for _, pair in shuffled_pairs],
+                    higher_is_better=metric_class.higher_is_better,
+                    resamples=settings.bootstrap,
+                    seed=settings.seed,
+                )
+                audit_rows.append(
+                    {
+                        "metric": name,
+                        "category": category,
+                        "audit": "prompt-shuffle",
+                        "value": gap.gap,
+                        "ci_low": gap.ci_low,
+                        "ci_high": gap.ci_high,
+                        "n_prompts": gap.n_prompts,
+                        "flagged": not gap.discriminates,
+                        "verdict": "tells prompts apart"
+                        if gap.discriminates
+                        else "cannot tell prompts apart",
+                    }
+                )
+            if canary_pairs:
+                canary_scores = [cache.rows[pair.cache_key]["score"] for pair in canary_pairs]
+                rank = canary_rank(canary_scores, real, metric_class.higher_is_better)
+                flagged = bool(rank >= CANARY_FLAG_RANK)
+                audit_rows.append(
+                    {
+                        "metric": name,
+                        "category": category,
+                        "audit": "canaries",
+                        "value": float(np.mean(canary_scores)),
+                        "ci_low": float("nan"),
+                        "ci_high": float("nan"),
+                        "n_prompts": len({pair.prompt for pair in canary_pairs}),
+                        "flagged": flagged,
+                        "verdict": f"canaries beat {rank:.0%} of real images"
+                        + (" — ranks junk near real generations" if flagged else ""),
+                    }
+                )
+    return audit_rows
+
+
+def _score_pairs(runner: Runner, metric_spec: Any, pairs: Sequence[_Pair], cache: RowCache) -> None:
+    """Score the pairs the cache lacks with the metric's model, loaded once."""
+    todo = list({pair.cache_key: pair for pair in pairs if pair.cache_key not in cache.rows}.values())
+    if not todo:
+        return
+    metric_class = METRICS.get(metric_spec.name)
+    metric = metric_class(
+        metric_class.Params.model_validate(metric_spec.params), device=runner.device, dtype=runner.dtype
+    )
+    with runner._progress() as progress:
+        task = progress.add_task(f"audit {metric_spec.name}", total=len(todo))
+        for start in range(0, len(todo), runner.spec.metric_batch_size):
+            batch = todo[start : start + runner.spec.metric_batch_size]
+            loaded = [(pair, pair.image()) for pair in batch]
+            ready = [(pair, image) for pair, image in loaded if image is not None]
+            inputs = [ScoreInput(image, pair.prompt, pair.category, pair.subset) for pair, image in ready]
+            scored = check_metric_output(metric_spec.name, inputs, metric.score(inputs))
+            cache.add(
+                [
+                    {"key": pair.cache_key, "score": row.score, "reason": row.reason}
+                    for (pair, _), row in zip(ready, scored, strict=True)
+                ]
+            )
+            progress.advance(task, len(batch))
