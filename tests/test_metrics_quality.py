@@ -23,6 +23,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
     InstructBlipForConditionalGeneration,
     InstructBlipProcessor,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
 )
 
 from ovi_bench.errors import ModelLoadError, OviBenchError
@@ -34,7 +36,14 @@ from ovi_bench.metrics.aesthetic import (
 )
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.imported import ImportedScoresMetric, ImportedScoresParams
-from ovi_bench.metrics.vqascore import VQAScoreMetric, VQAScoreParams, tiny_instructblip_dir
+from ovi_bench.metrics.vqascore import (
+    VQASCORE_INSTRUCTBLIP_ID,
+    VQASCORE_LLAVA_ID,
+    VQAScoreMetric,
+    VQAScoreParams,
+    tiny_instructblip_dir,
+    tiny_llava_dir,
+)
 from ovi_bench.registry import METRICS
 from ovi_bench.store import RunStore
 
@@ -316,3 +325,69 @@ def test_imported_fingerprint_follows_the_file(tmp_path: Path) -> None:
     assert ImportedScoresMetric.fingerprint("imported-scores", params, "float32") == before
     _write_csv(path, [{"prompt": "a", "score": 0.6}])
     assert ImportedScoresMetric.fingerprint("imported-scores", params, "float32") != before
+
+
+# -- vqascore, LLaVA-1.5 family ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vqascore_llava() -> VQAScoreMetric:
+    return VQAScoreMetric(VQAScoreParams(model="tiny", model_family="llava"), device=CPU, dtype=torch.float32)
+
+
+def test_vqascore_llava_is_the_next_token_yes_probability(vqascore_llava: VQAScoreMetric) -> None:
+    images = _images(3)
+    rows = vqascore_llava.score(_inputs(images, PROMPTS[:3]))
+    folder = tiny_llava_dir()
+    model = LlavaForConditionalGeneration.from_pretrained(folder, local_files_only=True).eval()
+    processor = LlavaProcessor.from_pretrained(folder, local_files_only=True)
+    # After "ASSISTANT:" the Llama-style tokenizer writes " Yes" as the word-start token "▁Yes".
+    yes = processor.tokenizer.convert_tokens_to_ids("▁Yes")
+    assert vqascore_llava.yes_token_id == yes != processor.tokenizer.unk_token_id
+    expected = []
+    for image, prompt in zip(images, PROMPTS[:3], strict=True):
+        text = f'USER: <image>\nDoes this figure show "{prompt}"? Please answer yes or no. ASSISTANT:'
+        inputs = processor(images=[image], text=[text], return_tensors="pt")
+        ids = inputs["input_ids"][0].tolist()
+        assert ids[0] == processor.tokenizer.bos_token_id
+        assert ids.count(model.config.image_token_index) == 16  # (32 / 8) ** 2 patches, CLS dropped
+        with torch.no_grad():
+            logits = model(**inputs).logits
+        expected.append(logits[0, -1].softmax(-1)[yes].item())
+    np.testing.assert_allclose([row.score for row in rows], expected, rtol=1e-5)
+    assert all(0 < row.score < 1 for row in rows)
+    assert rows[0].reason == f"P(yes) {rows[0].score:.2f}"
+
+
+def test_vqascore_llava_inputs_matter(vqascore_llava: VQAScoreMetric) -> None:
+    images = _images(2)
+    rows = vqascore_llava.score(_inputs(images, [PROMPTS[0], PROMPTS[0]]))
+    other_prompt = vqascore_llava.score(_inputs(images[:1], [PROMPTS[1]]))[0].score
+    assert rows[0].score != rows[1].score and rows[0].score != other_prompt
+
+
+def test_vqascore_llava_batch_independence(vqascore_llava: VQAScoreMetric) -> None:
+    images = _images(4)
+    together = vqascore_llava.score(_inputs(images, PROMPTS))
+    alone = [
+        vqascore_llava.score(_inputs([image], [prompt]))[0]
+        for image, prompt in zip(images, PROMPTS, strict=True)
+    ]
+    # Left padding with positions counted from each row's first token changes float rounding only.
+    np.testing.assert_allclose([r.score for r in together], [r.score for r in alone], rtol=1e-5)
+
+
+def test_vqascore_family_defaults_and_fingerprint() -> None:
+    assert VQAScoreParams().model == VQASCORE_INSTRUCTBLIP_ID
+    assert VQAScoreParams(model_family="llava").model == VQASCORE_LLAVA_ID
+    assert VQAScoreParams(model_family="llava", model="tiny").model == "tiny"
+    with pytest.raises(ValueError):
+        VQAScoreParams(model_family="qwen2-vl")
+    instructblip = VQAScoreMetric.fingerprint("vqascore", VQAScoreParams(model="tiny"), "float32")
+    explicit = VQAScoreMetric.fingerprint(
+        "vqascore", VQAScoreParams(model="tiny", model_family="instructblip"), "float32"
+    )
+    llava = VQAScoreMetric.fingerprint(
+        "vqascore", VQAScoreParams(model="tiny", model_family="llava"), "float32"
+    )
+    assert instructblip == explicit != llava
