@@ -17,35 +17,13 @@ import pandas as pd
 import pytest
 import tomli_w
 from PIL import Image
+from tiny_runs import run, tiny_spec
 
 from ovi_bench.leaderboard import write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_spec(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "tiny",
-        "device": "cpu",
-        "images_per_prompt": 2,
-        "prompts": {"source": "builtin", "categories": ["color", "spatial"], "limit": 1},
-        "priors": [
-            {"name": "text-embedding", "params": {"model": "tiny"}},
-            {"name": "kandinsky-2.2", "params": {"model": "tiny", "steps": 3}},
-        ],
-        "decoder": {"params": {"model": "tiny"}, "steps": 2, "height": 32, "width": 32},
-        "metrics": [{"name": "clip", "params": {"model": "tiny"}}],
-    }
-    spec.update(overrides)
-    return spec
-
-
-def run(out: Path, **overrides: Any):
-    result = Runner(parse_spec(tiny_spec(**overrides)), out, show_progress=False).run()
-    write_results(result)
-    return result
 
 
 def test_run_writes_result_files_with_a_row_per_prior_and_category(tmp_path: Path) -> None:

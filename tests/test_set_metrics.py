@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_runs import tiny_spec
 
 from ovi_bench.errors import OviBenchError
 from ovi_bench.leaderboard import write_results
@@ -24,23 +24,6 @@ from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
 
 CPU = torch.device("cpu")
-
-
-def tiny_spec(**overrides: Any) -> dict[str, Any]:
-    """The tiny run of tests/test_runner.py: 2 priors × 2 categories × 1 prompt × 2 seeds, 32×32 images."""
-    spec: dict[str, Any] = {
-        "name": "tiny",
-        "device": "cpu",
-        "images_per_prompt": 2,
-        "prompts": {"source": "builtin", "categories": ["color", "spatial"], "limit": 1},
-        "priors": [
-            {"name": "text-embedding", "params": {"model": "tiny"}},
-            {"name": "kandinsky-2.2", "params": {"model": "tiny", "steps": 3}},
-        ],
-        "decoder": {"params": {"model": "tiny"}, "steps": 2, "height": 32, "width": 32},
-        "metrics": [{"name": "clip", "params": {"model": "tiny"}}],
-    }
-    return spec | overrides
 
 
 def gaussian(n: int, dim: int = 8, shift: float = 0.0, scale: float = 1.0, seed: int = 0) -> np.ndarray:
