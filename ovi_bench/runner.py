@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import io
-import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -21,8 +20,6 @@ from PIL import Image, UnidentifiedImageError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 
 from ovi_bench.audits import run_audits
 from ovi_bench.bank import EmbeddingBank, resolve_bank
@@ -30,14 +27,14 @@ from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics
 from ovi_bench.errors import DataError, OviBenchError
-from ovi_bench.io import atomic_write_bytes, atomic_write_text, canonical_json, sha256_bytes
+from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
-from ovi_bench.store import RowCache, RunStore, item_key
+from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key
 
 T = TypeVar("T")
 
@@ -618,43 +615,6 @@ class Runner:
 
 def _is_set_metric(metric_spec: MetricSpec) -> bool:
     return issubclass(METRICS.get(metric_spec.name), SetMetric)
-
-
-class FeatureCache:
-    """Per-image features of one extractor, keyed by image sha256: append-only safetensors files, one per batch.
-
-    features/<extractor fingerprint>/<batch key>.safetensors holds "features" [B, F] and, in its metadata, the image
-    hashes of its rows. Each file is written atomically, so a killed run keeps every finished batch; an unreadable
-    file is ignored (its images are featurised again).
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.features: dict[str, torch.Tensor] = {}
-        for path in sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []:
-            try:
-                tensors = load_file(str(path))
-                with safe_open(str(path), framework="pt") as handle:
-                    keys = json.loads((handle.metadata() or {})["keys"])
-                rows = tensors["features"]
-            except (SafetensorError, KeyError, OSError, ValueError):
-                continue
-            if rows.ndim == 2 and rows.shape[0] == len(keys) and bool(rows.isfinite().all()):
-                self.features.update(zip(keys, rows, strict=True))
-
-    def add(self, keys: list[str], features: torch.Tensor) -> None:
-        features = features.detach().to("cpu", torch.float32).contiguous()
-        if features.ndim != 2 or features.shape[0] != len(keys) or not bool(features.isfinite().all()):
-            raise OviBenchError(
-                f"a feature extractor returned {tuple(features.shape)} (or non-finite values) for {len(keys)} "
-                "images; it must return one finite row per image. Its model may be corrupt or overflowing."
-            )
-        batch_key = item_key("features", keys)
-        atomic_write_bytes(
-            self.folder / f"{batch_key}.safetensors",
-            save({"features": features}, metadata={"keys": json.dumps(keys)}),
-        )
-        self.features.update(zip(keys, features, strict=True))
 
 
 def _png_bytes(image: Image.Image) -> bytes:

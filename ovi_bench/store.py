@@ -7,6 +7,7 @@ Layout (all keys are sha256 hex digests, so no file name ever comes from prompt 
     manifest.jsonl                              one line per generated image (append-only; last line per key wins)
     scores/<metric fingerprint>.jsonl           one line per scored (image, prompt) pair
     diagnostics/<settings key>.jsonl            one line per diagnosed embedding
+    features/<extractor fingerprint>/*.safetensors   per-image features of set metrics (FID, KID, CMMD)
 
 Every file is written atomically (temporary file, fsync, rename), so a killed run leaves whole files or none.
 A manifest line is appended only after its image is in place, so an image without a line is simply regenerated.
@@ -25,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_bytes, sha256_file, sha256_text
 
 
@@ -215,3 +217,40 @@ class RowCache:
         _append_jsonl(self.path, rows)
         for row in rows:
             self.rows[row["key"]] = row
+
+
+class FeatureCache:
+    """Per-image features of one extractor, keyed by image sha256: append-only safetensors files, one per batch.
+
+    features/<extractor fingerprint>/<batch key>.safetensors holds "features" [B, F] and, in its metadata, the image
+    hashes of its rows. Each file is written atomically, so a killed run keeps every finished batch; an unreadable
+    file is ignored (its images are featurised again).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.features: dict[str, torch.Tensor] = {}
+        for path in sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []:
+            try:
+                tensors = load_file(str(path))
+                with safe_open(str(path), framework="pt") as handle:
+                    keys = json.loads((handle.metadata() or {})["keys"])
+                rows = tensors["features"]
+            except (SafetensorError, KeyError, OSError, ValueError):
+                continue
+            if rows.ndim == 2 and rows.shape[0] == len(keys) and bool(rows.isfinite().all()):
+                self.features.update(zip(keys, rows, strict=True))
+
+    def add(self, keys: list[str], features: torch.Tensor) -> None:
+        features = features.detach().to("cpu", torch.float32).contiguous()
+        if features.ndim != 2 or features.shape[0] != len(keys) or not bool(features.isfinite().all()):
+            raise OviBenchError(
+                f"a feature extractor returned {tuple(features.shape)} (or non-finite values) for {len(keys)} "
+                "images; it must return one finite row per image. Its model may be corrupt or overflowing."
+            )
+        batch_key = item_key("features", keys)
+        atomic_write_bytes(
+            self.folder / f"{batch_key}.safetensors",
+            save({"features": features}, metadata={"keys": json.dumps(keys)}),
+        )
+        self.features.update(zip(keys, features, strict=True))
