@@ -26,6 +26,7 @@ from PIL import Image
 from ovi_bench.io import sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.registry import METRICS
+from ovi_bench.statistics import prompt_bootstrap_interval
 from ovi_bench.store import RowCache
 
 if TYPE_CHECKING:
@@ -64,19 +65,14 @@ def shuffle_gap(
 ) -> ShuffleGap:
     """Per-prompt mean of matched − shuffled (sign flipped for lower-is-better metrics), and a percentile bootstrap
     interval over prompts (images are nested within prompts, so prompts are the resampling unit)."""
-    differences: dict[str, list[float]] = defaultdict(list)
     sign = 1.0 if higher_is_better else -1.0
-    for prompt_id, good, bad in zip(prompt_ids, matched, shuffled, strict=True):
-        differences[prompt_id].append(sign * (good - bad))
-    per_prompt = np.array([np.mean(values) for values in differences.values()])
-    if per_prompt.size == 0:
+    differences = [sign * (good - bad) for good, bad in zip(matched, shuffled, strict=True)]
+    if not differences:
         return ShuffleGap(float("nan"), float("nan"), float("nan"), 0)
-    rng = np.random.default_rng(seed)
-    samples = rng.integers(0, per_prompt.size, size=(resamples, per_prompt.size))
-    means = per_prompt[samples].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return ShuffleGap(float(per_prompt.mean()), float(low), float(high), int(per_prompt.size))
+    gap, low, high = prompt_bootstrap_interval(
+        prompt_ids, differences, weight_by_images=False, resamples=resamples, confidence=confidence, seed=seed
+    )
+    return ShuffleGap(gap, low, high, len(set(prompt_ids)))
 
 
 def canary_rank(

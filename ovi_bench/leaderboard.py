@@ -27,8 +27,20 @@ from ovi_bench.prompts import CATEGORIES
 from ovi_bench.registry import METRICS
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.spec import OFFICIAL_METRICS
+from ovi_bench.statistics import prompt_bootstrap_interval
 
-LEADERBOARD_COLUMNS = ["prior", "category", "metric", "official", "mean", "std", "n_prompts", "n"]
+LEADERBOARD_COLUMNS = [
+    "prior",
+    "category",
+    "metric",
+    "official",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "std",
+    "n_prompts",
+    "n",
+]
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
 
 
@@ -45,6 +57,14 @@ def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFr
         mean=("score", "mean"), std=("score", "std"), n_prompts=("prompt_id", "nunique"), n=("score", "size")
     ).reset_index()
     table["std"] = table["std"].fillna(0.0)
+    # 95% interval of the mean, resampling prompts with their images (images are nested within prompts).
+    intervals = {
+        key: prompt_bootstrap_interval(list(group.prompt_id), list(group.score)) for key, group in grouped
+    }
+    keys = zip(table.prior, table.category, table.metric, strict=True)
+    table["ci_low"], table["ci_high"] = zip(
+        *((intervals[key][1], intervals[key][2]) for key in keys), strict=True
+    )
     # Marks the row that is the category's T2I-CompBench++ metric; the others are extra views of the same images.
     table["official"] = [
         OFFICIAL_METRICS.get(category) == metric
