@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, tiny_tokenizer
+from ovi_bench.backbones.tiny import clip_image_processor, tiny_tokenizer
 from ovi_bench.io import publish_directory
 from ovi_bench.paths import cache_dir
 
@@ -42,13 +41,7 @@ def build_tiny_clip(folder: Path) -> None:
     )
     torch.manual_seed(0)
     model = CLIPModel(config).eval()
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": TINY_CLIP_IMAGE_SIZE},
-        crop_size={"height": TINY_CLIP_IMAGE_SIZE, "width": TINY_CLIP_IMAGE_SIZE},
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-        resample=3,  # bicubic, as OpenAI's preprocessing
-    )
+    image_processor = clip_image_processor(TINY_CLIP_IMAGE_SIZE)
     model.save_pretrained(folder, safe_serialization=True)
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
 

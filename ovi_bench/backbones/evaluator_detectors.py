@@ -13,8 +13,9 @@ both: 0.1 and IoU 0.5), detections sorted by descending score, boxes in pixels o
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import torch
@@ -126,14 +127,35 @@ def _finish(detections: list[RawDetection], nms_iou: float | None) -> list[RawDe
     return sorted(detections, key=lambda detection: -detection.score)
 
 
-def _check_options(threshold: float, nms_iou: float | None) -> None:
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
-        raise ValueError(f"nms_iou must be in (0, 1] or None, got {nms_iou}")
+class _LoadedDetector:
+    """What both detectors share: checked options, and a model plus processor loaded once from a reference."""
+
+    def __init__(
+        self,
+        model: str,
+        tiny_builders: dict[str, Callable[[], Path]],
+        model_class: type,
+        processor_class: type,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        threshold: float,
+        nms_iou: float | None,
+    ) -> None:
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        if nms_iou is not None and not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1] or None, got {nms_iou}")
+        self.device = device
+        self.dtype = dtype
+        self.threshold = threshold
+        self.nms_iou = nms_iou
+        source = resolve_model(model, tiny_builders)
+        self.model = load_pretrained(model_class, source, dtype=dtype).to(device).eval()
+        self.processor = load_pretrained(processor_class, source)
 
 
-class Owlv2Detector:
+class Owlv2Detector(_LoadedDetector):
     """OWLv2, one query per noun. Detections with score > `threshold`, then class-wise NMS at `nms_iou`.
 
     OWLv2's processor pads each image at the bottom and right to a square before resizing, so the model's boxes are
@@ -151,16 +173,18 @@ class Owlv2Detector:
         threshold: float = DEFAULT_THRESHOLDS["owlv2"],
         nms_iou: float | None = UNIDET_NMS_IOU,
     ) -> None:
-        _check_options(threshold, nms_iou)
         if importlib.util.find_spec("scipy") is None:
             raise ModelLoadError("OWLv2's image processor needs scipy (scipy.ndimage): `pip install scipy`.")
-        self.device = device
-        self.dtype = dtype
-        self.threshold = threshold
-        self.nms_iou = nms_iou
-        source = resolve_model(model, {"tiny": tiny_owlv2_dir, "tiny-owlv2": tiny_owlv2_dir})
-        self.model = load_pretrained(Owlv2ForObjectDetection, source, dtype=dtype).to(device).eval()
-        self.processor = load_pretrained(Owlv2Processor, source)
+        super().__init__(
+            model,
+            {"tiny": tiny_owlv2_dir, "tiny-owlv2": tiny_owlv2_dir},
+            Owlv2ForObjectDetection,
+            Owlv2Processor,
+            device=device,
+            dtype=dtype,
+            threshold=threshold,
+            nms_iou=nms_iou,
+        )
 
     @torch.inference_mode()
     def detect(
@@ -222,7 +246,7 @@ def _merged_text_and_spans(image_queries: Sequence[str]) -> tuple[str, list[tupl
     return ". ".join(parts) + ".", spans
 
 
-class GroundingDinoDetector:
+class GroundingDinoDetector(_LoadedDetector):
     """Grounding DINO, all of an image's queries in one text. Score > `threshold`, then class-wise NMS at `nms_iou`.
 
     Scores and boxes come from the processor's `post_process_grounded_object_detection` (the score is the highest
@@ -241,16 +265,16 @@ class GroundingDinoDetector:
         threshold: float = DEFAULT_THRESHOLDS["grounding-dino"],
         nms_iou: float | None = UNIDET_NMS_IOU,
     ) -> None:
-        _check_options(threshold, nms_iou)
-        self.device = device
-        self.dtype = dtype
-        self.threshold = threshold
-        self.nms_iou = nms_iou
-        source = resolve_model(
-            model, {"tiny": tiny_grounding_dino_dir, "tiny-grounding-dino": tiny_grounding_dino_dir}
+        super().__init__(
+            model,
+            {"tiny": tiny_grounding_dino_dir, "tiny-grounding-dino": tiny_grounding_dino_dir},
+            GroundingDinoForObjectDetection,
+            GroundingDinoProcessor,
+            device=device,
+            dtype=dtype,
+            threshold=threshold,
+            nms_iou=nms_iou,
         )
-        self.model = load_pretrained(GroundingDinoForObjectDetection, source, dtype=dtype).to(device).eval()
-        self.processor = load_pretrained(GroundingDinoProcessor, source)
 
     @torch.inference_mode()
     def detect(

@@ -108,9 +108,10 @@ def _tiny_prior() -> PriorTransformer:
     return prior.eval()
 
 
-def _tiny_image_processor(image_size: int) -> CLIPImageProcessorPil:
-    # Only KandinskyV22PriorPipeline.interpolate uses it (ovi-bench loads the pipeline without it); it is saved so
-    # the folder has the real layout and loads with a plain from_pretrained too. transformers 5 without torchvision
+def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:
+    """OpenAI CLIP preprocessing (bicubic resize of the short side, centre crop, CLIP mean/std) at `image_size`,
+    for every tiny folder that holds a CLIP-style vision tower."""
+    # transformers 5 without torchvision
     # turns `CLIPImageProcessor` into this class anyway (with a warning), and save_pretrained records the class it
     # really has; naming it directly keeps the saved folder the same whether or not torchvision is installed.
     return CLIPImageProcessorPil(
@@ -139,7 +140,9 @@ def build_tiny_kandinsky_prior(folder: Path) -> None:
             clip_sample=True,
             clip_sample_range=10.0,
         ),
-        image_processor=_tiny_image_processor(image_encoder.config.image_size),
+        # Only KandinskyV22PriorPipeline.interpolate uses it (ovi-bench loads the pipeline without it); saved so
+        # the folder has the real layout and loads with a plain from_pretrained too.
+        image_processor=clip_image_processor(image_encoder.config.image_size),
     )
     pipeline.save_pretrained(folder, safe_serialization=True)
 

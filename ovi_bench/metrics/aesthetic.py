@@ -34,10 +34,9 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
-from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from ovi_bench.backbones.tiny import clip_image_processor
 from ovi_bench.components import Params
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
@@ -156,13 +155,7 @@ def build_tiny_aesthetic(folder: Path) -> None:
     torch.manual_seed(0)
     vision = CLIPVisionModelWithProjection(config).eval()
     mlp = AestheticMLP(TINY_AESTHETIC_PROJECTION_DIM)
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": TINY_AESTHETIC_IMAGE_SIZE},
-        crop_size={"height": TINY_AESTHETIC_IMAGE_SIZE, "width": TINY_AESTHETIC_IMAGE_SIZE},
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-        resample=3,  # bicubic, as OpenAI's preprocessing
-    )
+    image_processor = clip_image_processor(TINY_AESTHETIC_IMAGE_SIZE)
     vision.save_pretrained(folder / "clip", safe_serialization=True)
     image_processor.save_pretrained(folder / "clip")
     safetensors.torch.save_file(

@@ -54,11 +54,10 @@ from transformers import (
     LlavaProcessor,
     T5Tokenizer,
 )
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from ovi_bench.backbones.evaluator_tiny import tiny_bert_tokenizer
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
-from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_image_processor
 from ovi_bench.components import Params
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
@@ -242,13 +241,7 @@ def build_tiny_llava(folder: Path) -> None:
     )
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(config).eval()
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": TINY_LLAVA_IMAGE_SIZE},
-        crop_size={"height": TINY_LLAVA_IMAGE_SIZE, "width": TINY_LLAVA_IMAGE_SIZE},
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
-        resample=3,  # bicubic, as the hub's processor
-    )
+    image_processor = clip_image_processor(TINY_LLAVA_IMAGE_SIZE)
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
