@@ -55,6 +55,36 @@ def run(
     console.print(f"results in {result.output_dir}")
 
 
+@app.command()
+def leaderboard(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders written by `ovi-bench run`.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write leaderboard.{csv,md,tex,json} into this folder (default: print only)."),
+    ] = None,
+    allow_protocol_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-protocol-mismatch",
+            help="Put runs made under different protocols side by side anyway; the differences are recorded.",
+        ),
+    ] = False,
+) -> None:
+    """One leaderboard from one or more runs; refuses runs whose protocols differ, naming the fields."""
+    from ovi_bench.leaderboard import merge_runs, write_leaderboard
+    from ovi_bench.results import load_run
+
+    merged = merge_runs([load_run(path) for path in run_dirs], allow_protocol_mismatch=allow_protocol_mismatch)
+    for line in merged.protocol_differences:
+        errors.print(f"[yellow]protocols differ:[/] {escape(line)}", highlight=False)
+    for note in merged.notes:
+        errors.print(f"note: {escape(note)}", highlight=False)
+    _show_leaderboard(merged.board, merged.header().title)
+    if out is not None:
+        write_leaderboard(out, merged.board, merged.header(), merged.meta())
+        console.print(f"leaderboard.csv, .md, .tex and .json in {out}")
+
+
 def _show_leaderboard(board, title: str) -> None:
     """A rich table on a terminal; the Markdown table (readable in logs, pastable) anywhere else."""
     if not console.is_terminal:

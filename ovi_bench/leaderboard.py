@@ -3,10 +3,15 @@
 Files written into the run folder:
     scores.csv          one row per image and metric, with its reason
     embeddings.csv      one row per prior × prompt × seed: the prior's facts and the embedding diagnostics
-    leaderboard.csv     one row per prior × category × metric (mean, std, prompts, images)
-    leaderboard.md      the same table in Markdown, headed by the spec fingerprint
+    leaderboard.csv     one row per prior × category × metric (mean, 95% interval, std, prompts, images)
+    leaderboard.md      the official-metric table (priors × categories), then every row; headed by the fingerprint
+    leaderboard.tex     the official-metric table for a paper (booktabs)
+    leaderboard.json    every row plus the provenance
     set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × category and per prior ("all")
-    results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest
+    results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest,
+                        and the set scores and audits: what every later command reads (ovi_bench.results)
+
+`merge_runs` puts several finished runs into one leaderboard when their protocols agree.
 """
 
 from __future__ import annotations
@@ -15,18 +20,23 @@ import datetime as dt
 import importlib.metadata
 import json
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ovi_bench import __version__
+from ovi_bench.backbones.hub import is_model_parameter, model_revision
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
+from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text
 from ovi_bench.prompts import CATEGORIES
+from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
+from ovi_bench.results import RunRecord, check_same_protocol, protocol
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
-from ovi_bench.spec import OFFICIAL_METRICS
+from ovi_bench.spec import OFFICIAL_METRICS, RunSpec
 from ovi_bench.statistics import prompt_bootstrap_interval
 
 LEADERBOARD_COLUMNS = [
@@ -70,11 +80,23 @@ def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFr
         OFFICIAL_METRICS.get(category) == metric
         for category, metric in zip(table.category, table.metric, strict=True)
     ]
+    return in_board_order(table, prior_order)[LEADERBOARD_COLUMNS]
+
+
+def in_board_order(table: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
+    """Rows in the given prior order, then the benchmark's category order (other categories after), then metric."""
     category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
-    table["_prior"] = table["prior"].map({prior: rank for rank, prior in enumerate(prior_order)})
-    table["_category"] = table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES)))
-    table = table.sort_values(["_prior", "_category", "category", "metric"], kind="stable")
-    return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    prior_rank = {prior: rank for rank, prior in enumerate(prior_order)}
+    keys = pd.DataFrame(
+        {
+            "prior": table["prior"].map(lambda prior: prior_rank.get(prior, len(prior_rank))),
+            "category": table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES))),
+            "name": table["category"],
+            "metric": table["metric"],
+        }
+    )
+    order = keys.sort_values(["prior", "category", "name", "metric"], kind="stable").index
+    return table.loc[order].reset_index(drop=True)
 
 
 def with_diagnostics(board: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFrame:
@@ -162,6 +184,19 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def model_revisions(spec: RunSpec) -> dict[str, dict[str, str]]:
+    """Every model a component's parameters name, with the revision it resolved to (see `model_revision`)."""
+    components = [(f"priors[{prior.display_name}]", prior.params) for prior in spec.priors]
+    components.append(("decoder", spec.decoder.params))
+    components += [(f"metrics[{metric.name}]", metric.params) for metric in spec.metrics]
+    return {
+        f"{where}.{name}": model_revision(value)
+        for where, params in components
+        for name, value in params.items()
+        if is_model_parameter(name) and isinstance(value, str)
+    }
+
+
 def provenance(result: RunResult) -> dict[str, Any]:
     spec = result.spec
     return {
@@ -177,7 +212,13 @@ def provenance(result: RunResult) -> dict[str, Any]:
             "digest": result.prompt_set.digest,
             "files": result.prompt_set.files,
             "n_prompts": len(result.prompt_set.prompts),
+            # Per category, so that runs over different categories can still be checked for the same prompts.
+            "category_digests": {
+                category: prompt_set_digest(prompts)
+                for category, prompts in result.prompt_set.by_category().items()
+            },
         },
+        "models": model_revisions(spec),
         "priors": {
             prior.display_name: {
                 "name": prior.name,
@@ -205,7 +246,7 @@ def provenance(result: RunResult) -> dict[str, Any]:
 
 
 def write_results(result: RunResult) -> pd.DataFrame:
-    """Write scores.csv, leaderboard.csv/.md and results.json into the run folder; return the leaderboard."""
+    """Write the run's result files (module docstring) into the run folder; return the leaderboard."""
     out = Path(result.output_dir)
     scores = pd.DataFrame(result.score_rows)
     if scores.empty:
@@ -228,15 +269,20 @@ def write_results(result: RunResult) -> pd.DataFrame:
     atomic_write_text(
         out / "embeddings.csv", embeddings.assign(spec_fingerprint=fingerprint).to_csv(index=False)
     )
-    atomic_write_text(out / "leaderboard.csv", board.assign(spec_fingerprint=fingerprint).to_csv(index=False))
-    markdown = board.to_markdown(index=False, floatfmt=".4f") if not board.empty else "(no scores)"
-    atomic_write_text(
-        out / "leaderboard.md",
-        f"# {result.spec.name}\n\nspec fingerprint `{fingerprint}` · prompts `{result.prompt_set.source}` "
-        f"({result.prompt_set.digest[:12]}) · {result.spec.images_per_prompt} image(s) per prompt\n\n{markdown}\n",
+    run_provenance = provenance(result)
+    prompts = result.prompt_set
+    header = LeaderboardHeader(
+        title=result.spec.name,
+        lines=[
+            f"spec fingerprint `{fingerprint}` · prompts `{prompts.source}` ({prompts.digest[:12]}) · "
+            f"{result.spec.images_per_prompt} image(s) per prompt · seeds {_seed_range(result.spec.seeds)}"
+        ],
+        caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
+        f"spec {fingerprint[:12]}",
     )
+    write_leaderboard(out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance})
     payload = {
-        **provenance(result),
+        **run_provenance,
         "counts": vars(result.counts),
         "leaderboard": json.loads(board.to_json(orient="records")),
     }
@@ -246,5 +292,287 @@ def write_results(result: RunResult) -> pd.DataFrame:
         payload["set_scores"] = result.set_rows
     if result.audit_rows:
         payload["audits"] = result.audit_rows
+    # Last: a folder with results.json is a finished run (see ovi_bench.results.load_run).
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return board
+
+
+def _seed_range(seeds: list[int]) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# leaderboard.{csv,md,tex,json}: the long table, and the paper table of each category's official metric.
+
+
+@dataclass(frozen=True)
+class LeaderboardHeader:
+    """What heads the Markdown file and captions the LaTeX table."""
+
+    title: str
+    lines: list[str]
+    """Markdown lines under the title: fingerprints, prompts, seeds."""
+    caption: str
+    """Plain text for the LaTeX caption (escaped when written)."""
+
+
+CATEGORY_TITLES = {
+    "color": "Color",
+    "shape": "Shape",
+    "texture": "Texture",
+    "spatial": "2D-Spatial",
+    "3d_spatial": "3D-Spatial",
+    "non_spatial": "Non-Spatial",
+    "numeracy": "Numeracy",
+    "complex": "Complex",
+}
+
+
+def official_summary(board: pd.DataFrame) -> pd.DataFrame:
+    """One row per prior, one column group per category: the official metric's mean and interval.
+
+    Columns `<category>.mean`, `.ci_low`, `.ci_high`, `.metric`, `.best` (the highest mean of its column); empty
+    when the board has no official rows.
+    """
+    official = board[board["official"].astype(bool)] if not board.empty else board
+    if official.empty:
+        return pd.DataFrame()
+    priors = list(dict.fromkeys(official["prior"]))
+    categories = [category for category in CATEGORIES if category in set(official["category"])]
+    categories += sorted(set(official["category"]) - set(categories))
+    summary = pd.DataFrame({"prior": priors})
+    for category in categories:
+        rows = official[official["category"] == category].set_index("prior")
+        for column in ("mean", "ci_low", "ci_high", "metric"):
+            summary[f"{category}.{column}"] = [rows[column].get(prior) for prior in priors]
+        means = pd.to_numeric(summary[f"{category}.mean"], errors="coerce")
+        metric = rows["metric"].iloc[0]
+        best = means.max() if _higher_is_better(metric) else means.min()
+        summary[f"{category}.best"] = means == best
+    return summary
+
+
+def _higher_is_better(metric: str) -> bool:
+    try:
+        return bool(METRICS.get(metric.split("[", 1)[0]).higher_is_better)
+    except OviBenchError:  # a plugin metric that is not installed here: the usual convention
+        return True
+
+
+def _summary_categories(summary: pd.DataFrame) -> list[str]:
+    return [column.removesuffix(".mean") for column in summary.columns if column.endswith(".mean")]
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The official-metric table: `mean [low, high]` per cell, the best of each column in bold."""
+    categories = _summary_categories(summary)
+    header = [
+        "prior",
+        *(f"{category} ({summary[f'{category}.metric'].dropna().iloc[0]})" for category in categories),
+    ]
+    rows = []
+    for record in summary.to_dict("records"):
+        cells = [_markdown_text(record["prior"])]
+        for category in categories:
+            cell = _interval_text(
+                record[f"{category}.mean"], record[f"{category}.ci_low"], record[f"{category}.ci_high"]
+            )
+            cells.append(f"**{cell}**" if record[f"{category}.best"] and cell != "–" else cell)
+        rows.append(cells)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(categories)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def _interval_text(mean: Any, low: Any, high: Any, digits: int = 4) -> str:
+    if mean is None or pd.isna(mean):
+        return "–"
+    text = f"{mean:.{digits}f}"
+    if low is not None and high is not None and not pd.isna(low) and not pd.isna(high):
+        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return text
+
+
+def _markdown_text(text: str) -> str:
+    """Prior labels are user text: a `|` would split the cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
+
+
+def summary_latex(summary: pd.DataFrame, caption: str) -> str:
+    """A booktabs table for a paper: priors × categories, the official metric's mean (best in bold) over its 95%
+    interval in small type. Needs `\\usepackage{booktabs}`."""
+    categories = _summary_categories(summary)
+    lines = [
+        "% ovi-bench leaderboard: each T2I-CompBench++ category's official metric; needs \\usepackage{booktabs}",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\setlength{\\tabcolsep}{3pt}",
+        "\\begin{tabular}{l" + "c" * len(categories) + "}",
+        "\\toprule",
+        "Prior & " + " & ".join(latex_escape(CATEGORY_TITLES.get(c, c)) for c in categories) + " \\\\",
+        " & "
+        + " & ".join(
+            "{\\scriptsize " + latex_escape(summary[f"{c}.metric"].dropna().iloc[0]) + "}" for c in categories
+        )
+        + " \\\\",
+        "\\midrule",
+    ]
+    for record in summary.to_dict("records"):
+        means, intervals = [], []
+        for category in categories:
+            mean, low, high = (record[f"{category}.{key}"] for key in ("mean", "ci_low", "ci_high"))
+            if mean is None or pd.isna(mean):
+                means.append("--")
+                intervals.append("")
+                continue
+            means.append(f"\\textbf{{{mean:.4f}}}" if record[f"{category}.best"] else f"{mean:.4f}")
+            intervals.append(
+                "" if low is None or pd.isna(low) else f"{{\\scriptsize [{low:.4f}, {high:.4f}]}}"
+            )
+        lines.append(latex_escape(record["prior"]) + " & " + " & ".join(means) + " \\\\")
+        lines.append(" & " + " & ".join(intervals) + " \\\\")
+    lines += [
+        "\\bottomrule",
+        "\\end{tabular}",
+        "\\caption{" + latex_escape(caption) + "; mean over images, 95\\% bootstrap interval over prompts.}",
+        "\\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(
+    out: Path, board: pd.DataFrame, header: LeaderboardHeader, meta: dict[str, Any]
+) -> None:
+    """leaderboard.csv (every row), .md (the official table, then every row), .tex (the official table) and .json
+    (every row plus `meta`: the provenance)."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = official_summary(board)
+    atomic_write_text(out / "leaderboard.csv", board.to_csv(index=False))
+    long_table = board.drop(columns=["spec_fingerprint"], errors="ignore")
+    markdown = [f"# {_markdown_text(header.title)}", "", *header.lines, ""]
+    if not summary.empty:
+        markdown += ["## Official metric per category", "", summary_markdown(summary), ""]
+    markdown += [
+        "## Every metric",
+        "",
+        long_table.to_markdown(index=False, floatfmt=".4f") if not board.empty else "(no scores)",
+        "",
+    ]
+    atomic_write_text(out / "leaderboard.md", "\n".join(markdown))
+    if not summary.empty:
+        atomic_write_text(out / "leaderboard.tex", summary_latex(summary, header.caption))
+    else:
+        (out / "leaderboard.tex").unlink(missing_ok=True)  # never leave a stale table next to fresh results
+    payload = {**meta, "leaderboard": json.loads(board.to_json(orient="records"))}
+    atomic_write_text(out / "leaderboard.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Several runs in one table (`ovi-bench leaderboard RUN_DIR ...`).
+
+
+@dataclass
+class MergedLeaderboard:
+    board: pd.DataFrame
+    """Every run's leaderboard rows, with a `run` column; priors in order of first appearance."""
+    runs: list[RunRecord]
+    protocol_differences: list[str]
+    """Empty unless the runs' protocols differ and that was allowed."""
+    notes: list[str] = field(default_factory=list)
+    """Rows left out as exact repeats (the same prior, with the same fingerprint, in two runs)."""
+
+    def header(self) -> LeaderboardHeader:
+        lines = [f"- `{run.name}` ({run.path}): spec `{run.fingerprint[:12]}`" for run in self.runs]
+        if self.protocol_differences:
+            lines += ["", "**Protocols differ** (merged on request):", ""]
+            lines += [f"- {_markdown_text(line)}" for line in self.protocol_differences]
+        shared = protocol(self.runs[0].provenance)
+        return LeaderboardHeader(
+            title=f"leaderboard of {len(self.runs)} run(s)",
+            lines=lines,
+            caption=f"{shared['prompts.source']} prompts, {shared['images_per_prompt']} image(s) per prompt; "
+            + ", ".join(f"{run.name} {run.fingerprint[:12]}" for run in self.runs),
+        )
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "runs": [
+                {"path": str(run.path), "name": run.name, "provenance": _without_leaderboard(run.provenance)}
+                for run in self.runs
+            ],
+            "protocol": protocol(self.runs[0].provenance),
+            "protocol_differences": self.protocol_differences,
+            "notes": self.notes,
+        }
+
+
+def _without_leaderboard(results: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value for key, value in results.items() if key not in ("leaderboard", "set_scores", "audits")
+    }
+
+
+def merge_runs(runs: list[RunRecord], *, allow_protocol_mismatch: bool = False) -> MergedLeaderboard:
+    """The runs' leaderboards side by side, refused when their protocols differ (unless allowed).
+
+    A prior in two runs of one protocol with the same fingerprint (a baseline re-run next to a new prior) gives the
+    same numbers, so it is taken from the first run only; with different fingerprints it is an error, since one name
+    would stand for two models. Under differing protocols (allowed) both are kept, as `prior @ run`.
+    """
+    if not runs:
+        raise OviBenchError("give at least one run folder.")
+    differences = check_same_protocol(runs, allow_mismatch=allow_protocol_mismatch)
+    owner: dict[str, RunRecord] = {}
+    notes: list[str] = []
+    frames = []
+    for run in runs:
+        board = run.leaderboard
+        renamed: dict[str, str] = {}
+        for prior in run.priors:
+            first = owner.get(prior)
+            if first is None:
+                owner[prior] = run
+            elif differences:
+                renamed[prior] = f"{prior} @ {run.name}"
+                owner[renamed[prior]] = run
+            elif _prior_fingerprint(first, prior) == _prior_fingerprint(run, prior):
+                notes.append(
+                    f"'{prior}' from {run.path} left out: the same prior and protocol as in {first.path}"
+                )
+            else:
+                raise OviBenchError(
+                    f"prior '{prior}' is in {first.path} and in {run.path} with different parameters or versions; "
+                    "give one of them a `label` in its spec so the leaderboard can tell them apart."
+                )
+        if not board.empty:
+            board = board.assign(prior=board["prior"].replace(renamed), run=run.name)
+            frames.append(board[board["prior"].map(lambda prior, run=run: owner.get(prior) is run)])
+    board = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*LEADERBOARD_COLUMNS, "run"])
+    )
+    board = in_board_order(board, list(owner))
+    columns = ["run", *[column for column in board.columns if column != "run"]]
+    return MergedLeaderboard(board[columns], runs, differences, notes)
+
+
+def _prior_fingerprint(run: RunRecord, prior: str) -> str:
+    return str(run.provenance["priors"][prior]["fingerprint"])

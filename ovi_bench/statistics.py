@@ -7,6 +7,7 @@ each prompt's images together (images nested within prompts).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -42,3 +43,55 @@ def prompt_bootstrap_interval(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return estimate, float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """second − first over paired images (same prompt, same seed), with its bootstrap interval over prompts."""
+
+    estimate: float
+    low: float
+    high: float
+    n_prompts: int
+    n_pairs: int
+    wins: int
+    """Pairs where `second` scored higher."""
+    ties: int
+    losses: int
+
+    @property
+    def win_rate(self) -> float:
+        """P(second beats first) over pairs, ties counted half."""
+        return (self.wins + 0.5 * self.ties) / self.n_pairs if self.n_pairs else float("nan")
+
+
+def paired_difference(
+    prompt_ids: Sequence[str],
+    first: Sequence[float],
+    second: Sequence[float],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """Mean of `second − first` over pairs and its percentile bootstrap interval, resampling prompts.
+
+    Pairing removes the prompt effect (a hard prompt is hard for both), so the interval is much narrower than the
+    two separate intervals suggest; resampling prompts keeps the images of one prompt together.
+    """
+    if not len(prompt_ids) == len(first) == len(second):
+        raise ValueError(f"{len(prompt_ids)} prompt ids for {len(first)} and {len(second)} values")
+    differences = np.asarray(second, dtype=np.float64) - np.asarray(first, dtype=np.float64)
+    estimate, low, high = prompt_bootstrap_interval(
+        prompt_ids, list(differences), resamples=resamples, confidence=confidence, seed=seed
+    )
+    return PairedDifference(
+        estimate,
+        low,
+        high,
+        n_prompts=len(set(prompt_ids)),
+        n_pairs=len(differences),
+        wins=int((differences > 0).sum()),
+        ties=int((differences == 0).sum()),
+        losses=int((differences < 0).sum()),
+    )

@@ -30,3 +30,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, ovi_bench_cache: Path, one_torch_thread: None) -> Path:
+    """The README's main job, `configs/smoke.toml`, run once per session (about a minute); its folder, read-only.
+
+    The report, compare, baseline and check tests all read this one run, as users do after `ovi-bench run`.
+    """
+    from ovi_bench.leaderboard import write_results
+    from ovi_bench.runner import Runner
+    from ovi_bench.spec import load_spec
+
+    out = tmp_path_factory.mktemp("smoke-run")
+    spec = load_spec(Path(__file__).resolve().parents[1] / "configs" / "smoke.toml")
+    write_results(Runner(spec, out, show_progress=False).run())
+    return out

@@ -139,9 +139,10 @@ def test_a_prompts_result_does_not_depend_on_its_batch() -> None:
     ]
     separate = torch.cat([output.image_embeds for output in alone])
     # Rows share only matrix products, whose blocking (so float rounding) depends on the batch size; 60 Adam steps
-    # amplify that rounding to about 1.5e-5 of the embedding's norm (measured), far below any effect on an image.
+    # amplify that rounding to 1.5e-5 of the embedding's norm on one CPU and 5.4e-4 on another (measured; the CPU's
+    # kernels decide the blocking), far below any effect on an image.
     relative = (together.image_embeds - separate).norm(dim=-1) / separate.norm(dim=-1)
-    assert (relative < 1e-4).all(), relative
+    assert (relative < 2e-3).all(), relative
     assert [f["steps"] for f in together.per_prompt] == [output.per_prompt[0]["steps"] for output in alone]
 
 

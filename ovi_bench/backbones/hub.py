@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from safetensors import SafetensorError
 
@@ -103,3 +103,28 @@ def model_file(ref: str, subfolder: str, filename: str) -> Path:
         return Path(hf_hub_download(ref, filename, subfolder=subfolder, local_files_only=hub_offline()))
     except LOAD_ERRORS as error:
         raise explain_load_failure(ref, what, error) from error
+
+
+def model_revision(ref: str) -> dict[str, str]:
+    """Which model a reference named when the run was made, for provenance; never downloads anything.
+
+    A hub id gives the commit its cached copy was taken from (the hub cache's `refs/main`), a local folder its
+    absolute path, a tiny name the ovi-bench version whose code built it.
+    """
+    from ovi_bench import __version__
+
+    if ref == "tiny" or (ref.startswith("tiny-") and "/" not in ref):  # "tiny", "tiny-owlv2", ...
+        return {"kind": "tiny", "built_by": f"ovi-bench {__version__}"}
+    folder = Path(ref).expanduser()
+    if folder.exists() or looks_like_path(ref):
+        return {"kind": "local", "path": str(folder.resolve())}
+    cached = Path(constants.HF_HUB_CACHE) / f"models--{ref.replace('/', '--')}" / "refs" / "main"
+    try:
+        return {"kind": "hub", "id": ref, "revision": cached.read_text().strip()}
+    except OSError:
+        return {"kind": "hub", "id": ref, "revision": "not in the local hub cache"}
+
+
+def is_model_parameter(name: str) -> bool:
+    """Parameters that name a model (hub id, folder or tiny name) by the convention every component follows."""
+    return name in ("model", "checkpoint", "text_encoder", "weights") or name.endswith("_model")

@@ -1,0 +1,236 @@
+"""Finished run folders read back: provenance, leaderboard, per-image scores, and what makes two runs comparable.
+
+Everything after `ovi-bench run` (the merged leaderboard, the report, `compare`, `baseline`, `check`) starts here,
+from the files a run wrote, so it never needs the models again.
+
+The **protocol** of a run is what a number depends on other than the prior itself: the prompts (per category, by
+content digest), the seeds, the decoder and its settings, the dtype, and every metric's version, parameters and
+fingerprint. Numbers are put side by side only when the protocols agree on every field both runs have.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ovi_bench.errors import DataError
+
+RESULTS_FILE = "results.json"
+SCORES_FILE = "scores.csv"
+AUDIT_FILE = "audit.csv"
+
+
+class ProtocolMismatchError(DataError):
+    """Two runs (or a run and a baseline) were made under different protocols."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+@dataclass
+class RunRecord:
+    """One finished run folder, as its result files describe it."""
+
+    path: Path
+    provenance: dict[str, Any]
+    """results.json: spec, fingerprint, versions, device, dtype, seeds, prompt digests, components, leaderboard."""
+    _scores: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.provenance.get("spec", {}).get("name") or self.path.name)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.provenance.get("spec_fingerprint", ""))
+
+    @property
+    def priors(self) -> list[str]:
+        """Display names in the spec's order."""
+        return list(self.provenance.get("priors", {}))
+
+    @property
+    def leaderboard(self) -> pd.DataFrame:
+        return pd.DataFrame(self.provenance.get("leaderboard", []))
+
+    def higher_is_better(self, metric: str) -> bool:
+        """From the run's own record of the metric (set metrics are named `fid[<feature space>]`)."""
+        entry = self.provenance.get("metrics", {}).get(metric.split("[", 1)[0], {})
+        return bool(entry.get("higher_is_better", True))
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """scores.csv: one row per image and per-image metric (read on first use)."""
+        if self._scores is None:
+            self._scores = read_scores(self.path / SCORES_FILE)
+        return self._scores
+
+    @property
+    def audits(self) -> pd.DataFrame:
+        path = self.path / AUDIT_FILE
+        if not path.is_file():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            raise DataError(
+                f"{path} is not a readable CSV file ({error}); run `ovi-bench run` again."
+            ) from error
+
+
+SCORE_COLUMNS = ("prior", "category", "metric", "prompt_id", "prompt", "seed", "score")
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """scores.csv with its columns checked; prompt text and ids are kept as text (never parsed as numbers)."""
+    if not path.is_file():
+        raise DataError(
+            f"{path} is missing: the run folder is incomplete. Run `ovi-bench run` again to rewrite it."
+        )
+    try:
+        scores = pd.read_csv(
+            path,
+            dtype={
+                "prior": str,
+                "category": str,
+                "metric": str,
+                "prompt_id": str,
+                "prompt": str,
+                "reason": str,
+            },
+            keep_default_na=False,
+            na_values={"score": ["", "nan", "NaN"]},
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(
+            f"{path} is not a readable scores file ({error}); run `ovi-bench run` again."
+        ) from error
+    missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
+    if missing and not scores.empty:
+        raise DataError(f"{path} lacks the column(s) {', '.join(missing)}; run `ovi-bench run` again.")
+    for column in SCORE_COLUMNS:
+        if column not in scores.columns:
+            scores[column] = pd.Series(dtype=float if column in ("seed", "score") else str)
+    return scores
+
+
+def load_run(path: str | Path) -> RunRecord:
+    """Read a run folder written by `ovi-bench run`; every problem is a DataError that names the fix."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError(
+            f"run folder {folder} does not exist; give the folder `ovi-bench run` wrote (its --out)."
+        )
+    results = folder / RESULTS_FILE
+    if not results.is_file():
+        raise DataError(
+            f"{folder} has no {RESULTS_FILE}: it is not a finished run folder. Run `ovi-bench run CONFIG --out "
+            f"{folder}` (finished work is reused)."
+        )
+    try:
+        provenance = json.loads(results.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(
+            f"{results} is not valid JSON ({error}); run `ovi-bench run` again to rewrite it."
+        ) from error
+    if not isinstance(provenance, dict) or "spec_fingerprint" not in provenance:
+        raise DataError(f"{results} is not an ovi-bench results file (no spec_fingerprint).")
+    return RunRecord(folder, provenance)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The protocol: field path -> value.
+
+_DECODER_FIELDS = ("name", "steps", "guidance", "height", "width", "params")
+
+
+def protocol(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The fields a score depends on besides the prior, flattened to `path -> value` for comparison and display.
+
+    Per-category and per-metric fields (`prompts[color].digest`, `metrics[clip].version`) are compared only where
+    both sides have that category or metric: runs over different categories or metrics merge side by side.
+    """
+    spec = provenance.get("spec", {})
+    prompts = spec.get("prompts", {})
+    decoder_spec = spec.get("decoder", {})
+    fields: dict[str, Any] = {
+        "prompts.source": provenance.get("prompts", {}).get("source", prompts.get("source")),
+        "prompts.split": prompts.get("split"),
+        "prompts.limit": prompts.get("limit"),
+        "images_per_prompt": spec.get("images_per_prompt"),
+        "first_seed": spec.get("first_seed"),
+        "dtype": provenance.get("dtype"),
+    }
+    for name in _DECODER_FIELDS:
+        fields[f"decoder.{name}"] = decoder_spec.get(name)
+    fields["decoder.fingerprint"] = provenance.get("decoder", {}).get("fingerprint")
+    for category, digest in (provenance.get("prompts", {}).get("category_digests") or {}).items():
+        fields[f"prompts[{category}].digest"] = digest
+    for metric, entry in provenance.get("metrics", {}).items():
+        for name in ("version", "params", "content", "fingerprint"):
+            fields[f"metrics[{metric}].{name}"] = entry.get(name)
+    return fields
+
+
+def _is_optional(path: str) -> bool:
+    """Fields that one side may lack (another category or metric) without a mismatch."""
+    return path.startswith(("prompts[", "metrics["))
+
+
+def protocol_differences(
+    first: dict[str, Any], second: dict[str, Any], names: tuple[str, str] = ("first", "second")
+) -> list[str]:
+    """One line per differing field, `path: value in A, value in B`; fingerprints only when nothing else explains them."""
+    lines = []
+    for path in dict.fromkeys([*first, *second]):
+        if path not in first or path not in second:
+            if _is_optional(path):
+                continue
+        a, b = first.get(path), second.get(path)
+        if a == b or path.endswith(".fingerprint"):
+            continue
+        lines.append(f"{path}: {_show(a)} in {names[0]}, {_show(b)} in {names[1]}")
+    for path in first:
+        if path.endswith(".fingerprint") and path in second and first[path] != second[path]:
+            component = path.rsplit(".", 1)[0]
+            if not any(line.startswith(f"{component}.") for line in lines):
+                lines.append(
+                    f"{component}: fingerprint {str(first[path])[:12]} in {names[0]}, {str(second[path])[:12]} in "
+                    f"{names[1]} (same settings, other version or dtype)"
+                )
+    return lines
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, str) and len(value) == 64:  # a digest
+        return value[:12]
+    return str(value)
+
+
+def check_same_protocol(runs: list[RunRecord], *, allow_mismatch: bool = False) -> list[str]:
+    """The differences between the first run's protocol and each other's; raises unless `allow_mismatch`."""
+    if not runs:
+        return []
+    reference = protocol(runs[0].provenance)
+    differences = []
+    for run in runs[1:]:
+        lines = protocol_differences(reference, protocol(run.provenance), (str(runs[0].path), str(run.path)))
+        differences += lines
+    if differences and not allow_mismatch:
+        raise ProtocolMismatchError(
+            "these runs were made under different protocols, so their numbers are not comparable:\n  "
+            + "\n  ".join(differences)
+            + "\nRe-run them with the same settings, or pass --allow-protocol-mismatch to put them side by side anyway "
+            "(the differences are then recorded with the result).",
+            differences,
+        )
+    return differences
