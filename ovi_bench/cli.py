@@ -42,6 +42,10 @@ def run(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages.")] = False,
+    every_row: Annotated[
+        bool,
+        typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
+    ] = False,
 ) -> None:
     """Generate, score and rank: everything already in the run folder is reused."""
     from ovi_bench.leaderboard import write_results
@@ -51,7 +55,7 @@ def run(
     spec = load_spec(config)
     result = Runner(spec, out, data_dir=compbench_dir, console=errors, show_progress=not quiet).run()
     board = write_results(result)
-    _show_leaderboard(board, f"{spec.name} · spec {spec.fingerprint()[:12]}")
+    _show_results(board, f"{spec.name} · spec {spec.fingerprint()[:12]}", every_row)
     console.print(f"results in {result.output_dir}")
 
 
@@ -60,7 +64,9 @@ def leaderboard(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run folders written by `ovi-bench run`.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write leaderboard.{csv,md,tex,json} into this folder (default: print only)."),
+        typer.Option(
+            "--out", help="Write leaderboard.{csv,md,tex,json} into this folder (default: print only)."
+        ),
     ] = None,
     allow_protocol_mismatch: Annotated[
         bool,
@@ -69,20 +75,43 @@ def leaderboard(
             help="Put runs made under different protocols side by side anyway; the differences are recorded.",
         ),
     ] = False,
+    every_row: Annotated[
+        bool,
+        typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
+    ] = False,
 ) -> None:
     """One leaderboard from one or more runs; refuses runs whose protocols differ, naming the fields."""
     from ovi_bench.leaderboard import merge_runs, write_leaderboard
     from ovi_bench.results import load_run
 
-    merged = merge_runs([load_run(path) for path in run_dirs], allow_protocol_mismatch=allow_protocol_mismatch)
+    merged = merge_runs(
+        [load_run(path) for path in run_dirs], allow_protocol_mismatch=allow_protocol_mismatch
+    )
     for line in merged.protocol_differences:
         errors.print(f"[yellow]protocols differ:[/] {escape(line)}", highlight=False)
     for note in merged.notes:
         errors.print(f"note: {escape(note)}", highlight=False)
-    _show_leaderboard(merged.board, merged.header().title)
+    _show_results(merged.board, merged.header().title, every_row)
     if out is not None:
         write_leaderboard(out, merged.board, merged.header(), merged.meta())
         console.print(f"leaderboard.csv, .md, .tex and .json in {out}")
+
+
+def _show_results(board, title: str, every_row: bool) -> None:
+    """The official-metric table (priors × categories), the paper's view; every row on request or when there is no
+    official metric in the run."""
+    from ovi_bench.leaderboard import official_summary, summary_table
+
+    summary = official_summary(board)
+    if every_row or summary.empty:
+        _show_leaderboard(board, title)
+        return
+    _show_leaderboard(
+        summary_table(summary, bold=lambda cell: f"*{cell}"), f"{title} · official metric per category"
+    )
+    console.print(
+        f"(* best of its column; {len(board)} rows for every metric in leaderboard.md, or --every-row)"
+    )
 
 
 def _show_leaderboard(board, title: str) -> None:

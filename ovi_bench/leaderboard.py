@@ -20,6 +20,7 @@ import datetime as dt
 import importlib.metadata
 import json
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,24 +364,33 @@ def _summary_categories(summary: pd.DataFrame) -> list[str]:
     return [column.removesuffix(".mean") for column in summary.columns if column.endswith(".mean")]
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
-    """The official-metric table: `mean [low, high]` per cell, the best of each column in bold."""
+def summary_table(summary: pd.DataFrame, bold: Callable[[str], str] = str) -> pd.DataFrame:
+    """The official-metric table as text cells: `mean [low, high]`, the best of each column passed through `bold`."""
     categories = _summary_categories(summary)
-    header = [
-        "prior",
-        *(f"{category} ({summary[f'{category}.metric'].dropna().iloc[0]})" for category in categories),
-    ]
-    rows = []
-    for record in summary.to_dict("records"):
-        cells = [_markdown_text(record["prior"])]
-        for category in categories:
-            cell = _interval_text(
-                record[f"{category}.mean"], record[f"{category}.ci_low"], record[f"{category}.ci_high"]
+    table = pd.DataFrame({"prior": summary["prior"]})
+    for category in categories:
+        cells = [
+            _interval_text(mean, low, high)
+            for mean, low, high in zip(
+                summary[f"{category}.mean"],
+                summary[f"{category}.ci_low"],
+                summary[f"{category}.ci_high"],
+                strict=True,
             )
-            cells.append(f"**{cell}**" if record[f"{category}.best"] and cell != "–" else cell)
-        rows.append(cells)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(categories)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+        ]
+        best = summary[f"{category}.best"]
+        metric = summary[f"{category}.metric"].dropna().iloc[0]
+        table[f"{category} ({metric})"] = [
+            bold(cell) if is_best and cell != "–" else cell for cell, is_best in zip(cells, best, strict=True)
+        ]
+    return table
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The official-metric table in Markdown, the best of each column in bold."""
+    table = summary_table(summary, bold=lambda cell: f"**{cell}**")
+    table["prior"] = table["prior"].map(_markdown_text)
+    return table.to_markdown(index=False, colalign=["left"] + ["center"] * (len(table.columns) - 1))
 
 
 def _interval_text(mean: Any, low: Any, high: Any, digits: int = 4) -> str:
