@@ -54,6 +54,8 @@ def run(
 
     spec = load_spec(config)
     result = Runner(spec, out, data_dir=compbench_dir, console=errors, show_progress=not quiet).run()
+    if result is None:  # another process of a multi-process launch: the main process writes the results
+        return
     board = write_results(result)
     _show_results(board, f"{spec.name} · spec {spec.fingerprint()[:12]}", every_row)
     console.print(f"results in {result.output_dir}")
@@ -100,14 +102,14 @@ def leaderboard(
 def _show_results(board, title: str, every_row: bool) -> None:
     """The official-metric table (priors × categories), the paper's view; every row on request or when there is no
     official metric in the run."""
-    from ovi_bench.leaderboard import official_summary, summary_table
+    from ovi_bench.summary import official_summary, summary_cells
 
     summary = official_summary(board)
     if every_row or summary.empty:
         _show_leaderboard(board, title)
         return
     _show_leaderboard(
-        summary_table(summary, bold=lambda cell: f"*{cell}"), f"{title} · official metric per category"
+        summary_cells(summary, bold=lambda cell: f"*{cell}"), f"{title} · official metric per category"
     )
     console.print(
         f"(* best of its column; {len(board)} rows for every metric in leaderboard.md, or --every-row)"
@@ -115,17 +117,7 @@ def _show_results(board, title: str, every_row: bool) -> None:
 
 
 def _show_leaderboard(board, title: str) -> None:
-    """A rich table on a terminal; the Markdown table (readable in logs, pastable) anywhere else."""
-    if not console.is_terminal:
-        print(f"{title}\n\n{board.to_markdown(index=False, floatfmt='.4f')}\n")
-        return
-    table = Table(title=title)
-    for column in board.columns:
-        text = column in ("prior", "category", "metric")
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    for record in board.itertuples(index=False):
-        table.add_row(*(f"{value:.4f}" if isinstance(value, float) else str(value) for value in record))
-    console.print(table)
+    _show_table(board, title, text_columns=("run", "prior", "category", "metric", "audit"))
 
 
 def _quiet_libraries() -> None:
@@ -162,6 +154,58 @@ def decoders() -> None:
 def metrics() -> None:
     """List registered metrics, one per line."""
     _list(METRICS)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `ovi-bench run`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for index.html (default: RUN_DIR/report).")
+    ] = None,
+    prompts_per_category: Annotated[
+        int | None,
+        typer.Option(
+            "--prompts-per-category",
+            help="Prompts per category in the image grids: the first N by prompt id (default 8).",
+        ),
+    ] = None,
+    seeds_per_prompt: Annotated[
+        int | None,
+        typer.Option(
+            "--seeds-per-prompt",
+            help="Images per prompt and prior in the grids: the first K seeds (default 2).",
+        ),
+    ] = None,
+    thumbnail_px: Annotated[
+        int | None,
+        typer.Option(
+            "--thumbnail-px", help="Largest side of the embedded thumbnails in pixels (default 96)."
+        ),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of a run (summary, leaderboard, plots, image grids, audits)."""
+    import warnings
+
+    from ovi_bench.report import write_report
+
+    # Unset options keep write_report's defaults, so the library and the command cannot disagree on them.
+    options = {
+        name: value
+        for name, value in (
+            ("prompts_per_category", prompts_per_category),
+            ("seeds_per_prompt", seeds_per_prompt),
+            ("thumbnail_px", thumbnail_px),
+        )
+        if value is not None
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        path = write_report(run_dir, out, **options)
+    for warning in caught:
+        errors.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
+    size = path.stat().st_size
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.0f} kB"
+    console.print(f"report {escape(str(path))} ({shown})", soft_wrap=True, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -280,6 +324,148 @@ def bank_info(
     for key, value in lines:
         # Plain print: "key<TAB>value" lines stay machine-readable.
         print(f"{key}\t{value}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ovi-bench compare / baseline / check: two priors head to head, and regression checks against a stored baseline.
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folder(s); several are combined (same protocol).")
+    ],
+    prior_pair: Annotated[
+        str, typer.Option("--priors", help="FIRST,SECOND: the difference is SECOND − FIRST on paired images.")
+    ],
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Per-image metric to compare (repeat; default: all).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the table: .csv (every column), .json or .md.")
+    ] = None,
+    allow_protocol_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-protocol-mismatch",
+            help="Combine runs made under different protocols anyway; the differences are printed.",
+        ),
+    ] = False,
+) -> None:
+    """Compare two priors per category and metric: paired difference, 95% interval over prompts, wins, verdict."""
+    from ovi_bench.comparison import combine_run_scores, compare_scores, comparison_display, write_comparison
+    from ovi_bench.results import load_run
+
+    names = [name.strip() for name in prior_pair.split(",")]
+    if len(names) != 2 or not all(names):
+        raise OviBenchError(
+            f"--priors {prior_pair!r}: give two prior names separated by a comma, e.g. ovi,eclipse."
+        )
+    if out is not None and out.suffix.lower() not in (".csv", ".json", ".md"):
+        raise OviBenchError(f"--out {out}: give a .csv, .json or .md file name.")
+    runs = [load_run(path) for path in run_dirs]
+    combined = combine_run_scores(runs, allow_protocol_mismatch=allow_protocol_mismatch)
+    for line in combined.protocol_differences:
+        errors.print(f"[yellow]protocols differ:[/] {escape(line)}", highlight=False)
+    for note in combined.notes:
+        errors.print(f"note: {escape(note)}", highlight=False)
+    table = compare_scores(
+        combined.scores, names[0], names[1], metrics=metric, higher_is_better=combined.higher_is_better
+    )
+    title = f"{names[1]} − {names[0]} · " + ", ".join(
+        f"{run.name} (spec {run.fingerprint[:12]})" for run in runs
+    )
+    _show_table(
+        comparison_display(table), title, text_columns=("category", "metric", "95% interval", "verdict")
+    )
+    console.print("(* official metric; a verdict names a prior only when the 95% interval excludes 0)")
+    if out is not None:
+        meta = {
+            "runs": [str(run.path) for run in runs],
+            "spec_fingerprints": [run.fingerprint for run in runs],
+            "protocol_differences": combined.protocol_differences,
+        }
+        write_comparison(table, out, meta)
+        console.print(f"comparison in {out}")
+
+
+@app.command()
+def baseline(
+    run_dir: Annotated[Path, typer.Argument(help="Finished run folder whose scores become the baseline.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Baseline JSON file to write, e.g. tests/baselines/smoke.json.")
+    ],
+) -> None:
+    """Store a run's protocol and every image's score as a baseline file for `ovi-bench check`."""
+    from ovi_bench.regression import load_baseline, write_baseline
+
+    path = write_baseline(run_dir, out)
+    stored = load_baseline(path)
+    console.print(
+        f"baseline {path}: {len(stored.scores)} image scores of {stored.scores['prior'].nunique()} prior(s), "
+        f"spec {stored.spec_fingerprint[:12]} ({path.stat().st_size / 1e3:.0f} kB)",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def check(
+    run_dir: Annotated[Path, typer.Argument(help="Finished run folder to check.")],
+    baseline_file: Annotated[
+        Path, typer.Option("--baseline", help="Baseline file from `ovi-bench baseline`.")
+    ],
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Largest mean worsening that still passes, in score units.")
+    ] = 0.01,
+    tolerance_for: Annotated[
+        list[str] | None,
+        typer.Option("--tolerance-for", help="METRIC=VALUE: another tolerance for one metric (repeat)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the verdicts: .csv or .json.")] = None,
+) -> None:
+    """Check a run against a baseline: exit 0 if nothing regressed, 1 if something did, 2 if the input is unusable."""
+    from ovi_bench.regression import check_run, parse_tolerance_overrides, verdict_display, write_verdicts
+
+    if out is not None and out.suffix.lower() not in (".csv", ".json"):
+        raise OviBenchError(f"--out {out}: give a .csv or .json file name.")
+    report = check_run(
+        run_dir, baseline_file, tolerance=tolerance, tolerances=parse_tolerance_overrides(tolerance_for or [])
+    )
+    _show_table(
+        verdict_display(report),
+        f"{run_dir} against {baseline_file}",
+        ("prior", "category", "metric", "status", "95% interval"),
+    )
+    for note in report.notes:
+        errors.print(f"note: {escape(note)}", highlight=False)
+    if out is not None:
+        write_verdicts(report, out)
+        console.print(f"verdicts in {out}")
+    # soft_wrap: the summary stays one line in CI logs, whatever the console width.
+    console.print(
+        escape(report.summary()),
+        style="bold red" if report.failed else "bold green",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(report.exit_code)
+
+
+def _show_table(frame, title: str, text_columns: tuple[str, ...]) -> None:
+    """A rich table on a terminal (user text escaped: a label like "[red]" is no markup); the Markdown table
+    (readable in logs, pastable) anywhere else."""
+    if not console.is_terminal:
+        print(f"{title}\n\n{frame.to_markdown(index=False, floatfmt='.4f')}\n")
+        return
+    table = Table(title=escape(title))
+    for column in frame.columns:
+        text = column in text_columns
+        table.add_column(escape(column), justify="left" if text else "right", no_wrap=text)
+    for record in frame.itertuples(index=False):
+        table.add_row(
+            *(f"{value:.4f}" if isinstance(value, float) else escape(str(value)) for value in record)
+        )
+    console.print(table)
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ import datetime as dt
 import importlib.metadata
 import json
 import platform
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,13 @@ from ovi_bench.backbones.hub import is_model_parameter, model_revision
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text
-from ovi_bench.prompts import CATEGORIES
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
-from ovi_bench.results import RunRecord, check_same_protocol, protocol
+from ovi_bench.results import RunRecord, check_same_protocol, contributed_priors, in_board_order, protocol
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.spec import OFFICIAL_METRICS, RunSpec
 from ovi_bench.statistics import prompt_bootstrap_interval
+from ovi_bench.summary import markdown_text, official_summary, summary_latex, summary_markdown
 
 LEADERBOARD_COLUMNS = [
     "prior",
@@ -82,22 +81,6 @@ def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFr
         for category, metric in zip(table.category, table.metric, strict=True)
     ]
     return in_board_order(table, prior_order)[LEADERBOARD_COLUMNS]
-
-
-def in_board_order(table: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
-    """Rows in the given prior order, then the benchmark's category order (other categories after), then metric."""
-    category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
-    prior_rank = {prior: rank for rank, prior in enumerate(prior_order)}
-    keys = pd.DataFrame(
-        {
-            "prior": table["prior"].map(lambda prior: prior_rank.get(prior, len(prior_rank))),
-            "category": table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES))),
-            "name": table["category"],
-            "metric": table["metric"],
-        }
-    )
-    order = keys.sort_values(["prior", "category", "name", "metric"], kind="stable").index
-    return table.loc[order].reset_index(drop=True)
 
 
 def with_diagnostics(board: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFrame:
@@ -317,156 +300,6 @@ class LeaderboardHeader:
     """Plain text for the LaTeX caption (escaped when written)."""
 
 
-CATEGORY_TITLES = {
-    "color": "Color",
-    "shape": "Shape",
-    "texture": "Texture",
-    "spatial": "2D-Spatial",
-    "3d_spatial": "3D-Spatial",
-    "non_spatial": "Non-Spatial",
-    "numeracy": "Numeracy",
-    "complex": "Complex",
-}
-
-
-def official_summary(board: pd.DataFrame) -> pd.DataFrame:
-    """One row per prior, one column group per category: the official metric's mean and interval.
-
-    Columns `<category>.mean`, `.ci_low`, `.ci_high`, `.metric`, `.best` (the highest mean of its column); empty
-    when the board has no official rows.
-    """
-    official = board[board["official"].astype(bool)] if not board.empty else board
-    if official.empty:
-        return pd.DataFrame()
-    priors = list(dict.fromkeys(official["prior"]))
-    categories = [category for category in CATEGORIES if category in set(official["category"])]
-    categories += sorted(set(official["category"]) - set(categories))
-    summary = pd.DataFrame({"prior": priors})
-    for category in categories:
-        rows = official[official["category"] == category].set_index("prior")
-        for column in ("mean", "ci_low", "ci_high", "metric"):
-            summary[f"{category}.{column}"] = [rows[column].get(prior) for prior in priors]
-        means = pd.to_numeric(summary[f"{category}.mean"], errors="coerce")
-        metric = rows["metric"].iloc[0]
-        best = means.max() if _higher_is_better(metric) else means.min()
-        summary[f"{category}.best"] = means == best
-    return summary
-
-
-def _higher_is_better(metric: str) -> bool:
-    try:
-        return bool(METRICS.get(metric.split("[", 1)[0]).higher_is_better)
-    except OviBenchError:  # a plugin metric that is not installed here: the usual convention
-        return True
-
-
-def _summary_categories(summary: pd.DataFrame) -> list[str]:
-    return [column.removesuffix(".mean") for column in summary.columns if column.endswith(".mean")]
-
-
-def summary_table(summary: pd.DataFrame, bold: Callable[[str], str] = str) -> pd.DataFrame:
-    """The official-metric table as text cells: `mean [low, high]`, the best of each column passed through `bold`."""
-    categories = _summary_categories(summary)
-    table = pd.DataFrame({"prior": summary["prior"]})
-    for category in categories:
-        cells = [
-            _interval_text(mean, low, high)
-            for mean, low, high in zip(
-                summary[f"{category}.mean"],
-                summary[f"{category}.ci_low"],
-                summary[f"{category}.ci_high"],
-                strict=True,
-            )
-        ]
-        best = summary[f"{category}.best"]
-        metric = summary[f"{category}.metric"].dropna().iloc[0]
-        table[f"{category} ({metric})"] = [
-            bold(cell) if is_best and cell != "–" else cell for cell, is_best in zip(cells, best, strict=True)
-        ]
-    return table
-
-
-def summary_markdown(summary: pd.DataFrame) -> str:
-    """The official-metric table in Markdown, the best of each column in bold."""
-    table = summary_table(summary, bold=lambda cell: f"**{cell}**")
-    table["prior"] = table["prior"].map(_markdown_text)
-    return table.to_markdown(index=False, colalign=["left"] + ["center"] * (len(table.columns) - 1))
-
-
-def _interval_text(mean: Any, low: Any, high: Any, digits: int = 4) -> str:
-    if mean is None or pd.isna(mean):
-        return "–"
-    text = f"{mean:.{digits}f}"
-    if low is not None and high is not None and not pd.isna(low) and not pd.isna(high):
-        text += f" [{low:.{digits}f}, {high:.{digits}f}]"
-    return text
-
-
-def _markdown_text(text: str) -> str:
-    """Prior labels are user text: a `|` would split the cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-_LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
-
-
-def summary_latex(summary: pd.DataFrame, caption: str) -> str:
-    """A booktabs table for a paper: priors × categories, the official metric's mean (best in bold) over its 95%
-    interval in small type. Needs `\\usepackage{booktabs}`."""
-    categories = _summary_categories(summary)
-    lines = [
-        "% ovi-bench leaderboard: each T2I-CompBench++ category's official metric; needs \\usepackage{booktabs}",
-        "\\begin{table}[t]",
-        "\\centering",
-        "\\setlength{\\tabcolsep}{3pt}",
-        "\\begin{tabular}{l" + "c" * len(categories) + "}",
-        "\\toprule",
-        "Prior & " + " & ".join(latex_escape(CATEGORY_TITLES.get(c, c)) for c in categories) + " \\\\",
-        " & "
-        + " & ".join(
-            "{\\scriptsize " + latex_escape(summary[f"{c}.metric"].dropna().iloc[0]) + "}" for c in categories
-        )
-        + " \\\\",
-        "\\midrule",
-    ]
-    for record in summary.to_dict("records"):
-        means, intervals = [], []
-        for category in categories:
-            mean, low, high = (record[f"{category}.{key}"] for key in ("mean", "ci_low", "ci_high"))
-            if mean is None or pd.isna(mean):
-                means.append("--")
-                intervals.append("")
-                continue
-            means.append(f"\\textbf{{{mean:.4f}}}" if record[f"{category}.best"] else f"{mean:.4f}")
-            intervals.append(
-                "" if low is None or pd.isna(low) else f"{{\\scriptsize [{low:.4f}, {high:.4f}]}}"
-            )
-        lines.append(latex_escape(record["prior"]) + " & " + " & ".join(means) + " \\\\")
-        lines.append(" & " + " & ".join(intervals) + " \\\\")
-    lines += [
-        "\\bottomrule",
-        "\\end{tabular}",
-        "\\caption{" + latex_escape(caption) + "; mean over images, 95\\% bootstrap interval over prompts.}",
-        "\\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def write_leaderboard(
     out: Path, board: pd.DataFrame, header: LeaderboardHeader, meta: dict[str, Any]
 ) -> None:
@@ -476,7 +309,7 @@ def write_leaderboard(
     summary = official_summary(board)
     atomic_write_text(out / "leaderboard.csv", board.to_csv(index=False))
     long_table = board.drop(columns=["spec_fingerprint"], errors="ignore")
-    markdown = [f"# {_markdown_text(header.title)}", "", *header.lines, ""]
+    markdown = [f"# {markdown_text(header.title)}", "", *header.lines, ""]
     if not summary.empty:
         markdown += ["## Official metric per category", "", summary_markdown(summary), ""]
     markdown += [
@@ -512,7 +345,7 @@ class MergedLeaderboard:
         lines = [f"- `{run.name}` ({run.path}): spec `{run.fingerprint[:12]}`" for run in self.runs]
         if self.protocol_differences:
             lines += ["", "**Protocols differ** (merged on request):", ""]
-            lines += [f"- {_markdown_text(line)}" for line in self.protocol_differences]
+            lines += [f"- {markdown_text(line)}" for line in self.protocol_differences]
         shared = protocol(self.runs[0].provenance)
         return LeaderboardHeader(
             title=f"leaderboard of {len(self.runs)} run(s)",
@@ -540,49 +373,23 @@ def _without_leaderboard(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_runs(runs: list[RunRecord], *, allow_protocol_mismatch: bool = False) -> MergedLeaderboard:
-    """The runs' leaderboards side by side, refused when their protocols differ (unless allowed).
-
-    A prior in two runs of one protocol with the same fingerprint (a baseline re-run next to a new prior) gives the
-    same numbers, so it is taken from the first run only; with different fingerprints it is an error, since one name
-    would stand for two models. Under differing protocols (allowed) both are kept, as `prior @ run`.
-    """
+    """The runs' leaderboards side by side, refused when their protocols differ (unless allowed); each prior once
+    (see `contributed_priors`)."""
     if not runs:
         raise OviBenchError("give at least one run folder.")
     differences = check_same_protocol(runs, allow_mismatch=allow_protocol_mismatch)
-    owner: dict[str, RunRecord] = {}
-    notes: list[str] = []
+    contributions, notes = contributed_priors(runs, protocols_differ=bool(differences))
     frames = []
-    for run in runs:
+    for run, names in zip(runs, contributions, strict=True):
         board = run.leaderboard
-        renamed: dict[str, str] = {}
-        for prior in run.priors:
-            first = owner.get(prior)
-            if first is None:
-                owner[prior] = run
-            elif differences:
-                renamed[prior] = f"{prior} @ {run.name}"
-                owner[renamed[prior]] = run
-            elif _prior_fingerprint(first, prior) == _prior_fingerprint(run, prior):
-                notes.append(
-                    f"'{prior}' from {run.path} left out: the same prior and protocol as in {first.path}"
-                )
-            else:
-                raise OviBenchError(
-                    f"prior '{prior}' is in {first.path} and in {run.path} with different parameters or versions; "
-                    "give one of them a `label` in its spec so the leaderboard can tell them apart."
-                )
         if not board.empty:
-            board = board.assign(prior=board["prior"].replace(renamed), run=run.name)
-            frames.append(board[board["prior"].map(lambda prior, run=run: owner.get(prior) is run)])
+            board = board[board["prior"].isin(names)]
+            frames.append(board.assign(prior=board["prior"].map(names), run=run.name))
     board = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=[*LEADERBOARD_COLUMNS, "run"])
     )
-    board = in_board_order(board, list(owner))
+    board = in_board_order(board, [name for names in contributions for name in names.values()])
     columns = ["run", *[column for column in board.columns if column != "run"]]
     return MergedLeaderboard(board[columns], runs, differences, notes)
-
-
-def _prior_fingerprint(run: RunRecord, prior: str) -> str:
-    return str(run.provenance["priors"][prior]["fingerprint"])

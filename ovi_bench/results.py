@@ -11,6 +11,7 @@ fingerprint. Numbers are put side by side only when the protocols agree on every
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ovi_bench.errors import DataError
+from ovi_bench.prompts.base import CATEGORIES
 
 RESULTS_FILE = "results.json"
 SCORES_FILE = "scores.csv"
@@ -188,9 +190,8 @@ def protocol_differences(
     """One line per differing field, `path: value in A, value in B`; fingerprints only when nothing else explains them."""
     lines = []
     for path in dict.fromkeys([*first, *second]):
-        if path not in first or path not in second:
-            if _is_optional(path):
-                continue
+        if (path not in first or path not in second) and _is_optional(path):
+            continue
         a, b = first.get(path), second.get(path)
         if a == b or path.endswith(".fingerprint"):
             continue
@@ -216,15 +217,21 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def check_same_protocol(runs: list[RunRecord], *, allow_mismatch: bool = False) -> list[str]:
-    """The differences between the first run's protocol and each other's; raises unless `allow_mismatch`."""
+def check_same_protocol(
+    runs: list[RunRecord], *, allow_mismatch: bool = False, ignore_metrics: Iterable[str] = ()
+) -> list[str]:
+    """The differences between the first run's protocol and each other's; raises unless `allow_mismatch`.
+
+    `ignore_metrics`: metrics whose fields do not matter to the caller (set metrics, for a per-image comparison).
+    """
     if not runs:
         return []
+    ignored = tuple(f"metrics[{metric}]" for metric in ignore_metrics)
     reference = protocol(runs[0].provenance)
     differences = []
     for run in runs[1:]:
         lines = protocol_differences(reference, protocol(run.provenance), (str(runs[0].path), str(run.path)))
-        differences += lines
+        differences += [line for line in lines if not (ignored and line.startswith(ignored))]
     if differences and not allow_mismatch:
         raise ProtocolMismatchError(
             "these runs were made under different protocols, so their numbers are not comparable:\n  "
@@ -234,3 +241,58 @@ def check_same_protocol(runs: list[RunRecord], *, allow_mismatch: bool = False) 
             differences,
         )
     return differences
+
+
+def contributed_priors(
+    runs: list[RunRecord], *, protocols_differ: bool
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Which priors each run contributes to a combined table, under which name; and notes on those left out.
+
+    A prior in two runs of one protocol with the same fingerprint (the baselines re-run beside a new prior) gives the
+    same numbers, so it is taken from the first run only; with different fingerprints it is an error, since one name
+    would stand for two models. Under protocols that differ (allowed by the caller) each copy is kept, as
+    `prior @ run`.
+    """
+    first_run: dict[str, RunRecord] = {}
+    contributions: list[dict[str, str]] = []
+    notes: list[str] = []
+    for run in runs:
+        names: dict[str, str] = {}
+        for prior in run.priors:
+            first = first_run.get(prior)
+            if first is None:
+                first_run[prior] = run
+                names[prior] = prior
+            elif protocols_differ:
+                names[prior] = f"{prior} @ {run.name}"
+            elif _prior_fingerprint(first, prior) == _prior_fingerprint(run, prior):
+                notes.append(
+                    f"'{prior}' from {run.path} left out: the same prior and protocol as in {first.path}"
+                )
+            else:
+                raise DataError(
+                    f"prior '{prior}' is in {first.path} and in {run.path} with different parameters or versions; "
+                    "give one of them a `label` in its spec so that they can be told apart."
+                )
+        contributions.append(names)
+    return contributions, notes
+
+
+def _prior_fingerprint(run: RunRecord, prior: str) -> str:
+    return str(run.provenance.get("priors", {}).get(prior, {}).get("fingerprint", ""))
+
+
+def in_board_order(table: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
+    """Rows in the given prior order (others after), the benchmark's category order (others after), then metric."""
+    category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
+    prior_rank = {prior: rank for rank, prior in enumerate(dict.fromkeys([*prior_order, *table["prior"]]))}
+    keys = pd.DataFrame(
+        {
+            "prior": table["prior"].map(prior_rank),
+            "category": table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES))),
+            "name": table["category"],
+            "metric": table["metric"],
+        }
+    )
+    order = keys.sort_values(["prior", "category", "name", "metric"], kind="stable").index
+    return table.loc[order].reset_index(drop=True)

@@ -13,8 +13,9 @@ import pytest
 from tiny_runs import run
 
 from ovi_bench.errors import OviBenchError
-from ovi_bench.leaderboard import latex_escape, merge_runs, official_summary, summary_latex
+from ovi_bench.leaderboard import merge_runs
 from ovi_bench.results import ProtocolMismatchError, load_run, protocol
+from ovi_bench.summary import latex_escape, official_summary, summary_latex
 
 # clip is the official metric of non_spatial only: the tiny run gets one official column and one extra category.
 PROMPTS = {"source": "builtin", "categories": ["non_spatial", "color"], "limit": 1}
@@ -38,7 +39,9 @@ def test_a_run_writes_every_leaderboard_format_with_its_provenance(two_runs: tup
     markdown = (folder / "leaderboard.md").read_text()
     assert "## Official metric per category" in markdown and "non_spatial (clip)" in markdown
     tex = (folder / "leaderboard.tex").read_text()
-    assert "\\begin{tabular}{lc}" in tex and "Non-Spatial" in tex and "Color" not in tex  # color has no official
+    assert (
+        "\\begin{tabular}{lc}" in tex and "Non-Spatial" in tex and "Color" not in tex
+    )  # color has no official
     official = board[board.official & (board.prior == "kandinsky-2.2")].iloc[0]
     assert f"{official['mean']:.4f}" in tex and f"[{official.ci_low:.4f}, {official.ci_high:.4f}]" in tex
     payload = json.loads((folder / "leaderboard.json").read_text())
@@ -58,7 +61,9 @@ def test_runs_of_one_protocol_merge_and_a_repeated_prior_is_taken_once(two_runs:
     assert set(text_embedding.run) == {"baselines"} and len(text_embedding) == 2  # once per category
     assert len(merged.notes) == 1 and "text-embedding" in merged.notes[0]
     summary = official_summary(merged.board)
-    assert list(summary.prior) == ["text-embedding", "kandinsky-2.2"] and summary["non_spatial.best"].sum() == 1
+    assert (
+        list(summary.prior) == ["text-embedding", "kandinsky-2.2"] and summary["non_spatial.best"].sum() == 1
+    )
 
 
 def _edited_copy(source: Path, target: Path, edit) -> Path:
@@ -155,6 +160,10 @@ def test_the_leaderboard_command_writes_the_merged_files_or_exits_2_on_a_mismatc
     merged = json.loads((tmp_path / "merged" / "leaderboard.json").read_text())
     assert [entry["name"] for entry in merged["runs"]] == ["baselines", "new-prior"]
 
-    other = _edited_copy(two_runs[1], tmp_path / "other", lambda results: results["spec"].update(first_seed=7))
+    other = _edited_copy(
+        two_runs[1], tmp_path / "other", lambda results: results["spec"].update(first_seed=7)
+    )
     refused = subprocess.run([*command[:-1], str(other)], capture_output=True, text=True)
-    assert refused.returncode == 2 and "first_seed: 42" in refused.stderr and "Traceback" not in refused.stderr
+    assert (
+        refused.returncode == 2 and "first_seed: 42" in refused.stderr and "Traceback" not in refused.stderr
+    )

@@ -1,0 +1,564 @@
+"""Regression checks: a baseline file of per-image scores, and `check`, which says whether a new run got worse.
+
+`ovi-bench baseline RUN_DIR --out FILE` stores a finished run's protocol and every image's score (per prior, category
+and metric: `[prompt_id, seed, score]`). `ovi-bench check RUN_DIR --baseline FILE` re-reads a later run of the same
+protocol and gives each prior × category × metric a verdict: `ok`, `improved`, `regressed`, `missing` (the baseline
+has scores the run lacks) or `new` (the run has scores the baseline lacks). It exits 0 when nothing regressed or went
+missing, 1 when something did, and 2 when the input is unusable: an unreadable or malformed baseline, a baseline of
+another format version, or a run whose protocol differs from the baseline's (the error names the fields), since
+numbers under two protocols say nothing about a regression.
+
+Why this test. The same prompt and seed give the same image up to float rounding, so each of the run's images is
+paired with the baseline's image of the same prompt and seed, and the question is whether the paired differences
+(run − baseline, sign flipped for lower-is-better metrics so that positive is better) are systematically negative.
+Pairing removes the prompt-to-prompt spread, which is far larger than any change worth catching. The interval is a
+95% percentile bootstrap that resamples prompts with their images (`ovi_bench.statistics.paired_difference`), because
+the images of one prompt share its difficulty and are not independent. A row regresses only when both hold:
+
+* the mean difference is below −tolerance: the change is large enough to matter (in the metric's own units), and
+* the interval's upper end is below 0: it is not one or two images flipping, which the bootstrap sees as noise.
+
+The tolerance takes care of what must not fail a check: float rounding across machines, thread counts and library
+versions, which moves a tiny model's pixels by a grey level and, through a detector's threshold, can flip a discrete
+score on an image or two. The interval takes care of the other side: a mean pulled past the tolerance by a single
+image of a small prompt set still has an interval reaching 0 whenever enough resamples leave that prompt out.
+
+Limits. A per-image pairing needs the same prompts and seeds (the protocol check enforces them), so a baseline checks
+reproducibility and regressions of one protocol, not a comparison across protocols. The bootstrap over a handful of
+prompts is coarse: with n prompts an interval can exclude 0 only when the change shows on many of them, and with one
+prompt the interval has zero width, so the tolerance alone decides. Many rows are tested at once without a multiplicity
+correction; the tolerance, not the 5% level, is what keeps false alarms rare, so set it (per metric with
+`tolerances`) above the run-to-run noise of your setup and below the change you care about. Tolerances are absolute,
+in each metric's units: 0.01 suits T2I-CompBench's 0–1 scores, not a 1–10 aesthetic rating.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ovi_bench.errors import DataError
+from ovi_bench.io import atomic_write_text
+from ovi_bench.registry import did_you_mean
+from ovi_bench.results import (
+    ProtocolMismatchError,
+    RunRecord,
+    in_board_order,
+    load_run,
+    protocol,
+    protocol_differences,
+)
+from ovi_bench.statistics import paired_difference
+
+BASELINE_FORMAT = "ovi-bench-baseline"
+BASELINE_FORMAT_VERSION = 1
+DEFAULT_TOLERANCE = 0.01
+
+OK, IMPROVED, REGRESSED, MISSING, NEW = "ok", "improved", "regressed", "missing", "new"
+FAILING_STATUSES = (REGRESSED, MISSING)
+
+VERDICT_COLUMNS = [
+    "prior",
+    "category",
+    "metric",
+    "status",
+    "n_pairs",
+    "n_prompts",
+    "n_missing",
+    "baseline_mean",
+    "run_mean",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "max_abs_difference",
+    "tolerance",
+    "higher_is_better",
+]
+"""`difference`, `ci_low`, `ci_high`: mean of run − baseline over paired images and its 95% interval, sign flipped for
+lower-is-better metrics (positive = better); `baseline_mean`/`run_mean` are raw means over the pairs; `n_missing`
+counts baseline images the run has no score for; `max_abs_difference` is the largest change of a single image."""
+
+SCORE_KEYS = ["prior", "category", "metric", "prompt_id", "seed"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The baseline file.
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A baseline file, read back and checked."""
+
+    path: Path | None
+    protocol: dict[str, Any]
+    scores: pd.DataFrame
+    """One row per image: prior, category, metric, prompt_id, seed, score."""
+    higher_is_better: dict[str, bool]
+    prior_fingerprints: dict[str, str]
+    packages: dict[str, str]
+    run_name: str
+    spec_fingerprint: str
+    created: str
+
+
+def baseline_document(run: RunRecord) -> dict[str, Any]:
+    """What a baseline file holds, as a JSON-ready dict."""
+    scores = run.scores.dropna(subset=["score"])
+    nested: dict[str, dict[str, dict[str, list[list[Any]]]]] = {}
+    for (prior, category, metric), group in scores.groupby(["prior", "category", "metric"], sort=False):
+        images = group.sort_values(["prompt_id", "seed"])
+        nested.setdefault(prior, {}).setdefault(category, {})[metric] = [
+            [str(prompt_id), int(seed), float(score)]
+            for prompt_id, seed, score in zip(
+                images["prompt_id"], images["seed"], images["score"], strict=True
+            )
+        ]
+    metrics = dict.fromkeys(scores["metric"])
+    return {
+        "format": BASELINE_FORMAT,
+        "format_version": BASELINE_FORMAT_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run": {
+            "name": run.name,
+            "spec_fingerprint": run.fingerprint,
+            "created": run.provenance.get("created"),
+        },
+        "protocol": scored_protocol(run.provenance, metrics),
+        "packages": run.provenance.get("packages", {}),
+        "priors": {
+            prior: entry.get("fingerprint") for prior, entry in run.provenance.get("priors", {}).items()
+        },
+        "higher_is_better": {metric: run.higher_is_better(metric) for metric in metrics},
+        "scores": nested,
+    }
+
+
+def scored_protocol(provenance: dict[str, Any], scored_metrics: Iterable[str]) -> dict[str, Any]:
+    """The run's protocol without the fields of metrics that have no per-image scores in it (fid, kid, cmmd).
+
+    A baseline holds per-image scores only, and set metrics' fields must not fail a check that never looks at them:
+    a folder reference set is identified by file names, sizes and mtimes, which differ on every machine.
+    """
+    keep = {f"metrics[{metric}]." for metric in scored_metrics}
+    return {
+        path: value
+        for path, value in protocol(provenance).items()
+        if not path.startswith("metrics[") or path.startswith(tuple(keep))
+    }
+
+
+def write_baseline(run: RunRecord | str | Path, path: str | Path) -> Path:
+    """Write the baseline of a finished run to `path` (JSON, written atomically); returns the path."""
+    record = run if isinstance(run, RunRecord) else load_run(run)
+    document = baseline_document(record)
+    if not document["scores"]:
+        raise DataError(f"{record.path} has no per-image scores: there is nothing to keep as a baseline.")
+    target = Path(path).expanduser()
+    atomic_write_text(target, _json_one_row_per_line(document) + "\n")
+    return target
+
+
+def _json_one_row_per_line(value: Any, indent: int = 0) -> str:
+    """Indented JSON in which every list of plain values stays on one line: one image per line, readable diffs."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict) and value:
+        items = [
+            f"{inner}{json.dumps(key)}: {_json_one_row_per_line(item, indent + 2)}"
+            for key, item in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+        items = [f"{inner}{_json_one_row_per_line(item, indent + 2)}" for item in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(value)
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Read and check a baseline file; every problem is a DataError that says what is wrong and how to fix it."""
+    source = Path(path).expanduser()
+    fix = f"write a new one with `ovi-bench baseline RUN_DIR --out {source}`"
+    if not source.is_file():
+        raise DataError(f"baseline file {source} does not exist; {fix}.")
+    try:
+        document = json.loads(source.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"baseline file {source} is not valid JSON ({error}); {fix}.") from error
+    except OSError as error:
+        raise DataError(f"baseline file {source} cannot be read ({error.strerror}).") from error
+    if not isinstance(document, dict) or document.get("format") != BASELINE_FORMAT:
+        raise DataError(
+            f'{source} is not an ovi-bench baseline file (no "format": "{BASELINE_FORMAT}"); {fix}.'
+        )
+    version = document.get("format_version")
+    if version != BASELINE_FORMAT_VERSION:
+        raise DataError(
+            f"baseline file {source} has format version {version}; this ovi-bench reads version "
+            f"{BASELINE_FORMAT_VERSION}. {fix[0].upper()}{fix[1:]} (from a run made under the same protocol)."
+        )
+    try:
+        return _parse_baseline(document, source)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise DataError(f"baseline file {source} is malformed ({_describe(error)}); {fix}.") from error
+
+
+def _parse_baseline(document: dict[str, Any], source: Path | None) -> Baseline:
+    rows = []
+    for prior, categories in _mapping(document["scores"], "scores").items():
+        for category, metrics in _mapping(categories, f"scores.{prior}").items():
+            for metric, images in _mapping(metrics, f"scores.{prior}.{category}").items():
+                where = f"scores.{prior}.{category}.{metric}"
+                rows += [(prior, category, metric, *_image_row(image, where)) for image in images]
+    scores = pd.DataFrame(rows, columns=[*SCORE_KEYS, "score"])
+    if scores.duplicated(SCORE_KEYS).any():
+        raise ValueError("an image is listed twice")
+    run = _mapping(document.get("run", {}), "run")
+    return Baseline(
+        path=source,
+        protocol=dict(_mapping(document["protocol"], "protocol")),
+        scores=scores,
+        higher_is_better={
+            str(k): bool(v) for k, v in _mapping(document["higher_is_better"], "higher_is_better").items()
+        },
+        prior_fingerprints={
+            str(k): str(v) for k, v in _mapping(document.get("priors", {}), "priors").items()
+        },
+        packages={str(k): str(v) for k, v in _mapping(document.get("packages", {}), "packages").items()},
+        run_name=str(run.get("name", "")),
+        spec_fingerprint=str(run.get("spec_fingerprint", "")),
+        created=str(document.get("created", "")),
+    )
+
+
+def _image_row(image: Any, where: str) -> tuple[str, int, float]:
+    if (
+        not isinstance(image, list)
+        or len(image) != 3
+        or not isinstance(image[0], str)
+        or not isinstance(image[1], int)
+        or not isinstance(image[2], (int, float))
+    ):
+        raise ValueError(f"{where} has {json.dumps(image)} where [prompt_id, seed, score] belongs")
+    return image[0], image[1], float(image[2])
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{where} should be an object, not {type(value).__name__}")
+    return value
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} field"
+    return str(error)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The verdicts: pure computation on two score frames.
+
+
+def verdict_table(
+    baseline_scores: pd.DataFrame,
+    run_scores: pd.DataFrame,
+    *,
+    higher_is_better: Callable[[str], bool],
+    tolerance_for: Callable[[str], float],
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per prior × category × metric of either frame (VERDICT_COLUMNS), paired on (prompt_id, seed).
+
+    Both frames have the columns prior, category, metric, prompt_id, seed, score; images without a score are not used.
+    """
+    baseline = baseline_scores.loc[baseline_scores["score"].notna(), [*SCORE_KEYS, "score"]]
+    run = run_scores.loc[run_scores["score"].notna(), [*SCORE_KEYS, "score"]]
+    run = run.assign(seed=run["seed"].astype(int), prompt_id=run["prompt_id"].astype(str))
+    baseline = baseline.assign(seed=baseline["seed"].astype(int), prompt_id=baseline["prompt_id"].astype(str))
+    joined = baseline.merge(run, on=SCORE_KEYS, how="outer", suffixes=("_baseline", "_run"))
+    rows = []
+    for (prior, category, metric), group in joined.groupby(["prior", "category", "metric"], sort=False):
+        row = {"prior": prior, "category": category, "metric": metric}
+        rows.append(
+            row
+            | row_verdict(
+                group,
+                higher_is_better(metric),
+                tolerance_for(metric),
+                resamples=resamples,
+                confidence=confidence,
+                seed=seed,
+            )
+        )
+    # Priors in the baseline's order (new ones after), categories in the benchmark's order, metrics by name.
+    return in_board_order(
+        pd.DataFrame(rows, columns=VERDICT_COLUMNS), list(dict.fromkeys(baseline_scores["prior"]))
+    )
+
+
+def row_verdict(
+    images: pd.DataFrame,
+    higher_is_better: bool,
+    tolerance: float,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The verdict of one prior × category × metric from its joined images (score_baseline, score_run)."""
+    in_baseline = int(images["score_baseline"].notna().sum())
+    paired = images.dropna(subset=["score_baseline", "score_run"]).sort_values(["prompt_id", "seed"])
+    facts: dict[str, Any] = {
+        "n_pairs": len(paired),
+        "n_prompts": paired["prompt_id"].nunique(),
+        "n_missing": in_baseline - len(paired),
+        "tolerance": tolerance,
+        "higher_is_better": higher_is_better,
+    }
+    if paired.empty:
+        return facts | {"status": MISSING if in_baseline else NEW}
+    sign = 1.0 if higher_is_better else -1.0
+    change = paired_difference(
+        list(paired["prompt_id"]),
+        list(sign * paired["score_baseline"]),
+        list(sign * paired["score_run"]),
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    return facts | {
+        "status": status(change.estimate, change.low, change.high, tolerance),
+        "baseline_mean": paired["score_baseline"].mean(),
+        "run_mean": paired["score_run"].mean(),
+        "difference": change.estimate,
+        "ci_low": change.low,
+        "ci_high": change.high,
+        "max_abs_difference": float(np.abs(paired["score_run"] - paired["score_baseline"]).max()),
+    }
+
+
+def status(difference: float, low: float, high: float, tolerance: float) -> str:
+    """`regressed` / `improved` when the (oriented) change exceeds the tolerance and its interval excludes 0."""
+    if difference < -tolerance and high < 0:
+        return REGRESSED
+    if difference > tolerance and low > 0:
+        return IMPROVED
+    return OK
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checking a run against a baseline.
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The verdicts of one run against one baseline."""
+
+    verdicts: pd.DataFrame
+    """VERDICT_COLUMNS, one row per prior × category × metric."""
+    tolerance: float
+    tolerances: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Differences that do not invalidate the check but may explain a verdict (prior fingerprints, packages)."""
+
+    def rows(self, status_name: str) -> pd.DataFrame:
+        return self.verdicts[self.verdicts["status"] == status_name]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.verdicts["status"].isin(FAILING_STATUSES).any())
+
+    @property
+    def exit_code(self) -> int:
+        """0: nothing regressed or went missing; 1: something did."""
+        return 1 if self.failed else 0
+
+    @property
+    def regressed_categories(self) -> list[str]:
+        return list(dict.fromkeys(self.rows(REGRESSED)["category"]))
+
+    def summary(self) -> str:
+        """One line: the verdict, the regressed categories with what regressed in them, and the counts."""
+        counts = self.verdicts["status"].value_counts()
+        tally = ", ".join(
+            f"{int(counts.get(name, 0))} {name}"
+            for name in (OK, IMPROVED, REGRESSED, MISSING, NEW)
+            if counts.get(name)
+        )
+        if not self.failed:
+            return f"check passed: {tally or 'nothing to compare'}"
+        parts = []
+        regressed = self.rows(REGRESSED)
+        if not regressed.empty:
+            parts.append(
+                "regressed in "
+                + "; ".join(_what_in(regressed, category) for category in self.regressed_categories)
+            )
+        missing = self.rows(MISSING)
+        if not missing.empty:
+            parts.append("missing from the run: " + ", ".join(_where(row) for row in missing.itertuples()))
+        return f"check FAILED: {'; '.join(parts)} ({tally})"
+
+
+def _what_in(rows: pd.DataFrame, category: str) -> str:
+    """`spatial (ovi spatial-2d)`, or for many rows `spatial (24 rows: metrics …; priors …)`."""
+    items = rows[rows["category"] == category]
+    if len(items) <= 3:
+        return f"{category} (" + ", ".join(f"{row.prior} {row.metric}" for row in items.itertuples()) + ")"
+    metrics = ", ".join(dict.fromkeys(items["metric"]))
+    priors = ", ".join(dict.fromkeys(items["prior"]))
+    return f"{category} ({len(items)} rows: metrics {metrics}; priors {priors})"
+
+
+def _where(row: Any) -> str:
+    return f"{row.prior} {row.category} {row.metric}"
+
+
+def check_run(
+    run: RunRecord | str | Path,
+    baseline: Baseline | str | Path,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    tolerances: Mapping[str, float] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> CheckReport:
+    """Verdicts of `run` against `baseline` (see the module docstring for the test and its limits).
+
+    Raises ProtocolMismatchError (naming the differing fields) when the protocols differ, and DataError when the
+    baseline is unusable or `tolerances` names a metric neither side has.
+    """
+    record = run if isinstance(run, RunRecord) else load_run(run)
+    reference = baseline if isinstance(baseline, Baseline) else load_baseline(baseline)
+    _require_same_protocol(reference, record)
+    overrides = dict(tolerances or {})
+    _check_tolerances(overrides, tolerance, [*reference.scores["metric"], *record.scores["metric"]])
+    verdicts = verdict_table(
+        reference.scores,
+        record.scores,
+        higher_is_better=lambda metric: reference.higher_is_better.get(
+            metric, record.higher_is_better(metric)
+        ),
+        tolerance_for=lambda metric: overrides.get(metric, tolerance),
+        resamples=resamples,
+        seed=seed,
+    )
+    return CheckReport(verdicts, tolerance, overrides, _notes(reference, record))
+
+
+def _require_same_protocol(baseline: Baseline, run: RunRecord) -> None:
+    differences = protocol_differences(
+        baseline.protocol, protocol(run.provenance), ("the baseline", "the run")
+    )
+    if differences:
+        where = f" {baseline.path}" if baseline.path else ""
+        raise ProtocolMismatchError(
+            f"the run {run.path} was made under another protocol than the baseline{where}, so its scores cannot "
+            "show a regression:\n  "
+            + "\n  ".join(differences)
+            + "\nRun it with the baseline's settings, or, if the "
+            "protocol changed on purpose, write a new baseline with `ovi-bench baseline RUN_DIR --out FILE`.",
+            differences,
+        )
+
+
+def _check_tolerances(overrides: Mapping[str, float], tolerance: float, metrics: list[str]) -> None:
+    known = list(dict.fromkeys(metrics))
+    for option, value in [
+        ("--tolerance", tolerance),
+        *((f"--tolerance-for {m}", v) for m, v in overrides.items()),
+    ]:
+        if not np.isfinite(value) or value < 0:
+            raise DataError(f"{option}: a tolerance is a number ≥ 0 (in the metric's units), not {value}.")
+    for metric in overrides:
+        if metric not in known:
+            raise DataError(
+                f"--tolerance-for {metric}: neither the baseline nor the run has per-image scores of '{metric}' "
+                f"(they have {', '.join(known)})." + did_you_mean(metric, known)
+            )
+
+
+def _notes(baseline: Baseline, run: RunRecord) -> list[str]:
+    notes = []
+    run_priors = {
+        prior: str(entry.get("fingerprint")) for prior, entry in run.provenance.get("priors", {}).items()
+    }
+    for prior, fingerprint in baseline.prior_fingerprints.items():
+        if prior in run_priors and run_priors[prior] != fingerprint:
+            notes.append(
+                f"prior '{prior}' changed since the baseline (fingerprint {fingerprint[:12]} → {run_priors[prior][:12]})"
+            )
+    packages = run.provenance.get("packages", {})
+    changed = [
+        f"{name} {version} → {packages[name]}"
+        for name, version in baseline.packages.items()
+        if name in packages and packages[name] != version
+    ]
+    if changed:
+        notes.append("package versions differ from the baseline's: " + ", ".join(changed))
+    return notes
+
+
+def parse_tolerance_overrides(items: list[str]) -> dict[str, float]:
+    """`METRIC=VALUE` strings (the CLI's --tolerance-for) to a dict; a malformed one is a DataError."""
+    overrides: dict[str, float] = {}
+    for item in items:
+        metric, separator, value = item.partition("=")
+        try:
+            if not separator or not metric.strip():
+                raise ValueError
+            overrides[metric.strip()] = float(value)
+        except ValueError:
+            raise DataError(
+                f"--tolerance-for {item!r}: write METRIC=VALUE, for example spatial-2d=0.05."
+            ) from None
+    return overrides
+
+
+def verdict_display(report: CheckReport) -> pd.DataFrame:
+    """The verdict table as people read it: the interval in one cell, statuses that need attention in capitals."""
+    table = report.verdicts
+    return pd.DataFrame(
+        {
+            "prior": table["prior"],
+            "category": table["category"],
+            "metric": table["metric"],
+            "status": table["status"].map(lambda name: name.upper() if name in FAILING_STATUSES else name),
+            "pairs": table["n_pairs"],
+            "baseline": table["baseline_mean"],
+            "run": table["run_mean"],
+            "change": table["difference"],
+            "95% interval": [
+                "" if pd.isna(low) else f"[{low:+.4f}, {high:+.4f}]"
+                for low, high in zip(table["ci_low"], table["ci_high"], strict=True)
+            ],
+            "max |Δ|": table["max_abs_difference"],
+            "tolerance": table["tolerance"],
+        }
+    )
+
+
+def write_verdicts(report: CheckReport, path: str | Path) -> None:
+    """`.csv`: the verdict table; `.json`: the table plus the summary, tolerances and notes."""
+    target = Path(path).expanduser()
+    if target.suffix.lower() == ".csv":
+        atomic_write_text(target, report.verdicts.to_csv(index=False))
+    elif target.suffix.lower() == ".json":
+        document = {
+            "summary": report.summary(),
+            "failed": report.failed,
+            "tolerance": report.tolerance,
+            "tolerances": report.tolerances,
+            "notes": report.notes,
+            "verdicts": json.loads(report.verdicts.to_json(orient="records")),
+        }
+        atomic_write_text(target, json.dumps(document, indent=2) + "\n")
+    else:
+        raise DataError(f"--out {target}: give a .csv or .json file name.")

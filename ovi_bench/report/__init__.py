@@ -1,0 +1,322 @@
+"""The HTML report of a finished run: one self-contained page that opens from disk.
+
+`write_report(run_dir)` reads the run's result files (never the models) and writes `run_dir/report/index.html`:
+provenance, the official-metric summary, the sortable leaderboard, interval plots per category, image grids of a
+bounded sample with every image's scores and reasons, and the metric audits. CSS, script, plots and thumbnails are
+inlined, so the page needs no network; filters and sort order live in the URL hash, so a view can be shared as a link.
+
+Every text that comes from a run (prompts, prior labels, reasons, parameters) reaches the page through Jinja2's
+autoescaping or, for the script's data, through JSON with `<`, `>` and `&` escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from ovi_bench.errors import DataError
+from ovi_bench.io import atomic_write_text
+from ovi_bench.report.grids import sample_grids
+from ovi_bench.report.plots import IntervalRow, interval_plot
+from ovi_bench.report.tables import (
+    as_float,
+    audit_table,
+    leaderboard_columns,
+    leaderboard_rows,
+    summary_table,
+)
+from ovi_bench.results import RunRecord, load_run
+
+__all__ = ["DEFAULT_PROMPTS_PER_CATEGORY", "DEFAULT_SEEDS_PER_PROMPT", "DEFAULT_THUMBNAIL_PX", "write_report"]
+
+DEFAULT_PROMPTS_PER_CATEGORY = 8
+DEFAULT_SEEDS_PER_PROMPT = 2
+DEFAULT_THUMBNAIL_PX = 96
+REPORT_FOLDER = "report"
+REPORT_FILE = "index.html"
+LEADERBOARD_COLUMNS = ("prior", "category", "metric", "mean", "ci_low", "ci_high")
+"""What the report needs from every leaderboard row (results.json stores missing values as null)."""
+ALL_IMAGES_CATEGORY = "all"
+"""Set-level metrics also score all of a prior's images together, under this category name."""
+
+
+def write_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    prompts_per_category: int = DEFAULT_PROMPTS_PER_CATEGORY,
+    seeds_per_prompt: int = DEFAULT_SEEDS_PER_PROMPT,
+    thumbnail_px: int = DEFAULT_THUMBNAIL_PX,
+) -> Path:
+    """Write the report of the run in `run_dir` to `out_dir/index.html` (default `run_dir/report/`); its path.
+
+    The image grids show the first `prompts_per_category` prompts of each category (by prompt id) × every prior ×
+    the first `seeds_per_prompt` seeds, as thumbnails of at most `thumbnail_px` pixels a side. Images missing from
+    the run folder get a placeholder and are counted in a warning.
+    """
+    for name, value, least in (
+        ("prompts_per_category", prompts_per_category, 0),
+        ("seeds_per_prompt", seeds_per_prompt, 1),
+        ("thumbnail_px", thumbnail_px, 16),
+    ):
+        if value < least:
+            raise DataError(f"{name} is {value}; give at least {least}.")
+    record = load_run(run_dir)
+    report_dir = Path(out_dir).expanduser() if out_dir is not None else record.path / REPORT_FOLDER
+    page = render_report(
+        record,
+        report_dir,
+        prompts_per_category=prompts_per_category,
+        seeds_per_prompt=seeds_per_prompt,
+        thumbnail_px=thumbnail_px,
+    )
+    path = report_dir / REPORT_FILE
+    atomic_write_text(path, page.html)
+    if page.missing_images:
+        warnings.warn(
+            f"{page.missing_images} of the report's {page.missing_images + page.thumbnails} sampled image(s) are "
+            f"missing from {record.path} and show a placeholder; run `ovi-bench run` into that folder again to "
+            "regenerate them.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class RenderedReport:
+    html: str
+    thumbnails: int
+    missing_images: int
+
+
+def render_report(
+    record: RunRecord,
+    report_dir: Path,
+    *,
+    prompts_per_category: int,
+    seeds_per_prompt: int,
+    thumbnail_px: int,
+) -> RenderedReport:
+    """The page as text, with the counts of embedded thumbnails and of sampled images missing from the run."""
+    board = checked_leaderboard(record)
+    priors = _ordered([*record.priors, *board["prior"]])
+    categories = _ordered([*(c for c in board["category"] if c != ALL_IMAGES_CATEGORY), *board["category"]])
+    metrics = _ordered(board["metric"])
+    grids = sample_grids(
+        record.scores,
+        run_dir=record.path,
+        report_dir=report_dir,
+        priors=priors,
+        categories=categories,
+        prompts_per_category=prompts_per_category,
+        seeds_per_prompt=seeds_per_prompt,
+        thumbnail_px=thumbnail_px,
+    )
+    columns = leaderboard_columns(board)
+    context = {
+        "title": record.name,
+        "fingerprint": record.fingerprint,
+        "header": header_fields(record),
+        "provenance": provenance_details(record),
+        "priors": priors,
+        "categories": categories,
+        "metrics": metrics,
+        "summary": summary_table(board, priors, categories, record.higher_is_better),
+        "columns": columns,
+        "rows": leaderboard_rows(board, columns),
+        "plots": category_plots(board, priors, categories, metrics, record),
+        "grids": grids,
+        "audits": audit_table(record.audits),
+        "options": {
+            "prompts_per_category": prompts_per_category,
+            "seeds_per_prompt": seeds_per_prompt,
+            "thumbnail_px": thumbnail_px,
+        },
+        "page_data": script_json({"images": {image.key: image.detail() for image in grids.images}}),
+        "css": Markup(_package_text("report.css")),
+        "script": Markup(_package_text("report.js")),
+    }
+    html = _environment().get_template("template.html.j2").render(context)
+    thumbnails = sum(1 for image in grids.images if image.thumbnail)
+    return RenderedReport(html, thumbnails, grids.missing)
+
+
+def checked_leaderboard(record: RunRecord) -> pd.DataFrame:
+    """The run's leaderboard, with the columns the report needs and its names as text."""
+    board = record.leaderboard
+    if board.empty:
+        raise DataError(
+            f"{record.path} has an empty leaderboard: the run scored nothing. Run `ovi-bench run` again."
+        )
+    missing = [column for column in LEADERBOARD_COLUMNS if column not in board.columns]
+    if missing:
+        raise DataError(
+            f"the leaderboard in {record.path / 'results.json'} lacks the column(s) {', '.join(missing)}; run "
+            "`ovi-bench run` again to rewrite it."
+        )
+    for column in ("prior", "category", "metric"):
+        board[column] = board[column].astype(str)
+    return board
+
+
+def _ordered(values: Any) -> list[str]:
+    return list(dict.fromkeys(str(value) for value in values))
+
+
+def _package_text(name: str) -> str:
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _environment() -> jinja2.Environment:
+    # Autoescaping for every template, whatever its file name: the page is full of prompt text.
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader(__name__, "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def script_json(value: Any) -> Markup:
+    """JSON safe inside `<script type="application/json">`: `</script>` or `<!--` in a prompt cannot end the
+    element, because `<`, `>` and `&` are written as \\u escapes (JSON.parse reads them back unchanged)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    for character, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(character, escaped)
+    return Markup(text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Provenance.
+
+
+def header_fields(record: RunRecord) -> list[tuple[str, str]]:
+    """The facts a reader needs to know what the numbers mean, in reading order."""
+    provenance = record.provenance
+    spec = provenance.get("spec", {})
+    prompts = provenance.get("prompts", {})
+    decoder = spec.get("decoder", {})
+    fields = [
+        ("spec fingerprint", record.fingerprint),
+        ("prompts", f"{prompts.get('source', '?')} · digest {str(prompts.get('digest', ''))[:12]}"),
+        ("prompt count", str(prompts.get("n_prompts", "?"))),
+        ("images per prompt", str(spec.get("images_per_prompt", "?"))),
+        ("seeds", seed_text(provenance.get("seeds", []))),
+        (
+            "decoder",
+            f"{decoder.get('name', '?')} · {decoder.get('steps', '?')} steps · guidance {decoder.get('guidance', '?')}"
+            f" · {decoder.get('width', '?')}×{decoder.get('height', '?')}",
+        ),
+        ("device", str(provenance.get("device", "?"))),
+        ("dtype", str(provenance.get("dtype", "?"))),
+        ("created", str(provenance.get("created", "?"))),
+    ]
+    return fields
+
+
+def seed_text(seeds: list[Any]) -> str:
+    """A run of consecutive seeds as "42–51 (10)", other seeds as a list."""
+    numbers = [int(seed) for seed in seeds if isinstance(seed, (int, float)) and math.isfinite(seed)]
+    if not numbers:
+        return "?"
+    if numbers == list(range(numbers[0], numbers[0] + len(numbers))) and len(numbers) > 2:
+        return f"{numbers[0]}–{numbers[-1]} ({len(numbers)})"
+    return ", ".join(str(seed) for seed in numbers)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def provenance_details(record: RunRecord) -> dict[str, list[tuple[str, str]]]:
+    """Collapsed sections: components with their parameters and fingerprints, package versions, models."""
+    provenance = record.provenance
+    decoder = provenance.get("decoder", {})
+    return {
+        "priors": [
+            (label, f"{entry.get('name', '?')} {_json_text(entry.get('params', {}))}")
+            for label, entry in provenance.get("priors", {}).items()
+        ],
+        "decoder": [(str(decoder.get("name", "?")), _json_text(decoder.get("params", {})))],
+        "metrics": [
+            (
+                name,
+                f"version {entry.get('version', '?')} · "
+                f"{'higher' if entry.get('higher_is_better', True) else 'lower'} is better · "
+                f"{_json_text(entry.get('params', {}))}",
+            )
+            for name, entry in provenance.get("metrics", {}).items()
+        ],
+        "packages": [(name, str(version)) for name, version in provenance.get("packages", {}).items()],
+        "models": [(name, str(revision)) for name, revision in provenance.get("models", {}).items()],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Plots.
+
+
+@dataclass(frozen=True)
+class MetricPlot:
+    metric: str
+    higher_is_better: bool
+    svg: Markup
+
+
+def category_plots(
+    board: pd.DataFrame, priors: list[str], categories: list[str], metrics: list[str], record: RunRecord
+) -> list[tuple[str, list[MetricPlot]]]:
+    """Per category, one interval plot per metric with intervals (set-level rows have none and are skipped)."""
+    plots = []
+    for category in categories:
+        in_category = board[board["category"] == category]
+        figures = []
+        for metric in metrics:
+            rows = in_category[in_category["metric"] == metric]
+            figure = _metric_plot(rows, priors, metric, record.higher_is_better(metric))
+            if figure is not None:
+                figures.append(figure)
+        if figures:
+            plots.append((category, figures))
+    return plots
+
+
+def _metric_plot(
+    rows: pd.DataFrame, priors: list[str], metric: str, higher_is_better: bool
+) -> MetricPlot | None:
+    by_prior = {str(row.prior): row for row in rows.itertuples(index=False)}
+    interval_rows = [
+        IntervalRow(
+            prior,
+            as_float(by_prior[prior].mean),
+            as_float(by_prior[prior].ci_low),
+            as_float(by_prior[prior].ci_high),
+            int(as_float(by_prior[prior].n)) if math.isfinite(as_float(by_prior[prior].n)) else 0,
+        )
+        for prior in priors
+        if prior in by_prior
+    ]
+    interval_rows = [row for row in interval_rows if math.isfinite(row.ci_low) and math.isfinite(row.ci_high)]
+    if not interval_rows:
+        return None
+    means = [row.mean for row in interval_rows]
+    best = max(means) if higher_is_better else min(means)
+    interval_rows = [
+        IntervalRow(row.prior, row.mean, row.ci_low, row.ci_high, row.n, row.mean == best)
+        for row in interval_rows
+    ]
+    direction = "higher is better →" if higher_is_better else "← lower is better"
+    return MetricPlot(
+        metric, higher_is_better, interval_plot(interval_rows, axis_label=f"{metric} · {direction}")
+    )

@@ -1,0 +1,349 @@
+"""Baselines and `check`: the verdict rules on hand-made scores, and ovi-bench's own regression check.
+
+`test_the_smoke_run_passes_the_committed_baseline` is ovi-bench's CI regression check: the session's smoke run
+(configs/smoke.toml, made in-process with one torch thread) against tests/baselines/smoke.json (made by
+`ovi-bench run configs/smoke.toml` + `ovi-bench baseline` on the command line, two torch threads). The two are not
+bit-identical: thread count changes float rounding, 242 of the 384 images differ by a grey level or so, and 839 of
+the 1584 scores moved. The largest |difference| measured was 1.0e-4 (one 4-decimal rounding step of a b-vqa score);
+the other scores moved by at most 4e-5. The default tolerance (0.01) is 100 times that, and a verdict also needs an
+interval that excludes 0, so even a detector score flipping on an image or two on another machine does not fail the
+check (`test_a_single_flipped_image_is_not_a_regression`). Refresh the baseline when outputs change on purpose (see
+the README, "Regression checks in CI").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ovi_bench.cli import app
+from ovi_bench.errors import DataError
+from ovi_bench.regression import (
+    IMPROVED,
+    MISSING,
+    NEW,
+    OK,
+    REGRESSED,
+    check_run,
+    load_baseline,
+    parse_tolerance_overrides,
+    verdict_table,
+    write_baseline,
+)
+from ovi_bench.results import ProtocolMismatchError, load_run
+from ovi_bench.spec import load_spec
+
+COMMITTED_BASELINE = Path(__file__).resolve().parent / "baselines" / "smoke.json"
+
+
+def ovi_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a subprocess, so that its exit code is the one CI would see."""
+    return subprocess.run(
+        [sys.executable, "-m", "ovi_bench", *arguments], capture_output=True, text=True, check=False
+    )
+
+
+def baseline_document() -> dict[str, Any]:
+    return json.loads(COMMITTED_BASELINE.read_text(encoding="utf-8"))
+
+
+def write_document(document: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def shifted(document: dict[str, Any], category: str, shift: float) -> dict[str, Any]:
+    """A copy with every score of one category (every prior and metric) moved by `shift`."""
+    changed = copy.deepcopy(document)
+    for categories in changed["scores"].values():
+        for images in categories.get(category, {}).values():
+            for image in images:
+                image[2] += shift
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The verdict rules.
+
+
+def image_scores(
+    differences: list[float], *, seeds_per_prompt: int = 2, base: float = 0.5
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(baseline, run) frames of one prior × category × metric; image k of the run is off by differences[k]."""
+    keys = [
+        {
+            "prior": "p",
+            "category": "color",
+            "metric": "m",
+            "prompt_id": f"c-{k // seeds_per_prompt:03d}",
+            "seed": 42 + k % seeds_per_prompt,
+        }
+        for k in range(len(differences))
+    ]
+    baseline = pd.DataFrame([key | {"score": base} for key in keys])
+    run = pd.DataFrame(
+        [key | {"score": base + difference} for key, difference in zip(keys, differences, strict=True)]
+    )
+    return baseline, run
+
+
+def one_verdict(
+    baseline: pd.DataFrame, run: pd.DataFrame, *, tolerance: float = 0.01, higher_is_better: bool = True
+) -> pd.Series:
+    table = verdict_table(
+        baseline,
+        run,
+        higher_is_better=lambda metric: higher_is_better,
+        tolerance_for=lambda metric: tolerance,
+    )
+    assert len(table) == 1
+    return table.iloc[0]
+
+
+def test_a_consistent_drop_beyond_the_tolerance_regresses() -> None:
+    row = one_verdict(*image_scores([-0.05] * 40))
+    assert row["status"] == REGRESSED
+    assert row["difference"] == pytest.approx(-0.05) and row["ci_high"] == pytest.approx(-0.05)
+    assert row["max_abs_difference"] == pytest.approx(0.05)
+    assert (row["n_pairs"], row["n_prompts"], row["n_missing"]) == (40, 20, 0)
+
+
+def test_a_consistent_drop_within_the_tolerance_is_ok_and_a_rise_is_an_improvement() -> None:
+    assert one_verdict(*image_scores([-0.005] * 40))["status"] == OK
+    assert one_verdict(*image_scores([-0.05] * 40), tolerance=0.1)["status"] == OK
+    assert one_verdict(*image_scores([0.05] * 40))["status"] == IMPROVED
+
+
+def test_lower_is_better_metrics_regress_when_they_rise() -> None:
+    rise = one_verdict(*image_scores([0.05] * 40), higher_is_better=False)
+    assert rise["status"] == REGRESSED and rise["difference"] == pytest.approx(
+        -0.05
+    )  # oriented: positive = better
+    assert one_verdict(*image_scores([-0.05] * 40), higher_is_better=False)["status"] == IMPROVED
+
+
+def test_a_single_flipped_image_is_not_a_regression() -> None:
+    # One image of 24 prompts × 2 seeds drops by 0.5 (a detector score flipping): the mean drop, 0.0104, is beyond
+    # the tolerance, but over a third of the resamples leave that prompt out, so the interval reaches 0.
+    differences = [0.0] * 48
+    differences[17] = -0.5
+    row = one_verdict(*image_scores(differences))
+    assert row["difference"] < -0.01
+    assert row["ci_high"] == 0.0
+    assert row["status"] == OK
+    # The same drop on every image of a third of the prompts is systematic: it regresses.
+    assert one_verdict(*image_scores([-0.5 if k % 6 < 2 else 0.0 for k in range(48)]))["status"] == REGRESSED
+
+
+def test_missing_and_new_rows() -> None:
+    baseline, run = image_scores([0.0] * 8)
+    other_prior = run.assign(prior="q")
+    table = verdict_table(
+        baseline.assign(metric="gone"),
+        pd.concat([run, other_prior]),
+        higher_is_better=lambda metric: True,
+        tolerance_for=lambda metric: 0.01,
+    )
+    statuses = dict(zip(zip(table.prior, table.metric, strict=True), table.status, strict=True))
+    assert statuses == {("p", "gone"): MISSING, ("p", "m"): NEW, ("q", "m"): NEW}
+    assert table.loc[table.status == MISSING, "n_missing"].item() == 8
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ovi-bench's own regression check, and what `check` does with a changed, foreign or broken baseline.
+
+
+def test_the_smoke_run_passes_the_committed_baseline(smoke_run: Path) -> None:
+    report = check_run(smoke_run, COMMITTED_BASELINE)
+    verdicts = report.verdicts
+    assert report.exit_code == 0, report.summary()
+    assert set(verdicts.status) == {OK}
+    baseline = load_baseline(COMMITTED_BASELINE)
+    assert len(verdicts) == len(baseline.scores.groupby(["prior", "category", "metric"]))
+    assert verdicts.n_pairs.sum() == len(baseline.scores) and verdicts.n_missing.sum() == 0
+
+
+def test_the_check_command_passes_on_the_smoke_run(smoke_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "verdicts.csv"
+    done = ovi_bench("check", str(smoke_run), "--baseline", str(COMMITTED_BASELINE), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("check passed:")
+    assert set(pd.read_csv(out).status) == {OK}
+
+
+def test_raising_one_category_in_the_baseline_regresses_that_category_only(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    raised = write_document(shifted(baseline_document(), "spatial", 0.05), tmp_path / "raised.json")
+    report = check_run(smoke_run, raised)
+    assert report.exit_code == 1
+    assert report.regressed_categories == ["spatial"]
+    verdicts = report.verdicts
+    assert set(verdicts[verdicts.category == "spatial"].status) == {REGRESSED}
+    assert set(verdicts[verdicts.category != "spatial"].status) == {OK}
+
+    done = ovi_bench("check", str(smoke_run), "--baseline", str(raised))
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("check FAILED: regressed in spatial (")
+    assert not any(f" {category} " in summary for category in ("color", "3d_spatial", "complex", "numeracy"))
+
+
+def test_a_raise_within_the_tolerance_passes_and_per_metric_tolerances_apply(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    assert (
+        check_run(
+            smoke_run, write_document(shifted(baseline_document(), "color", 0.005), tmp_path / "a.json")
+        ).exit_code
+        == 0
+    )
+    raised = write_document(shifted(baseline_document(), "color", 0.05), tmp_path / "b.json")
+    report = check_run(smoke_run, raised, tolerances={"b-vqa": 0.1})
+    color = report.verdicts[report.verdicts.category == "color"]
+    assert set(color[color.metric == "b-vqa"].status) == {OK}
+    assert set(color[color.metric != "b-vqa"].status) == {REGRESSED}
+    with pytest.raises(DataError, match="Did you mean 'b-vqa'"):
+        check_run(smoke_run, raised, tolerances={"bvqa": 0.1})
+
+
+def test_a_lowered_baseline_is_an_improvement_and_passes(smoke_run: Path, tmp_path: Path) -> None:
+    report = check_run(
+        smoke_run, write_document(shifted(baseline_document(), "numeracy", -0.05), tmp_path / "b.json")
+    )
+    assert report.exit_code == 0
+    assert set(report.verdicts[report.verdicts.category == "numeracy"].status) == {IMPROVED}
+
+
+def test_a_prior_missing_from_the_run_fails_and_a_new_one_does_not(smoke_run: Path, tmp_path: Path) -> None:
+    with_extra = baseline_document()
+    with_extra["scores"]["retired-prior"] = copy.deepcopy(with_extra["scores"]["ovi"])
+    report = check_run(smoke_run, write_document(with_extra, tmp_path / "extra.json"))
+    assert report.exit_code == 1
+    assert set(report.verdicts[report.verdicts.prior == "retired-prior"].status) == {MISSING}
+    assert "missing from the run: retired-prior" in report.summary()
+
+    without_one = baseline_document()
+    del without_one["scores"]["ovi-nn"]
+    report = check_run(smoke_run, write_document(without_one, tmp_path / "fewer.json"))
+    assert report.exit_code == 0
+    assert set(report.verdicts[report.verdicts.prior == "ovi-nn"].status) == {NEW}
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [("decoder.steps", lambda value: value + 1), ("metrics[clip].version", lambda value: f"{value}-changed")],
+)
+def test_a_baseline_of_another_protocol_is_refused_naming_the_field(
+    smoke_run: Path, tmp_path: Path, field: str, change: Any
+) -> None:
+    document = baseline_document()
+    document["protocol"][field] = change(document["protocol"][field])
+    with pytest.raises(ProtocolMismatchError) as caught:
+        check_run(smoke_run, write_document(document, tmp_path / "other.json"))
+    assert [line.split(":")[0] for line in caught.value.differences] == [field]
+    assert field in str(caught.value)
+
+
+def test_the_check_command_exits_2_on_another_protocol(smoke_run: Path, tmp_path: Path) -> None:
+    document = baseline_document()
+    document["protocol"]["decoder.steps"] += 1
+    done = ovi_bench(
+        "check", str(smoke_run), "--baseline", str(write_document(document, tmp_path / "other.json"))
+    )
+    assert done.returncode == 2
+    assert "decoder.steps" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_check_command_exits_2_on_a_corrupt_baseline(smoke_run: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text(COMMITTED_BASELINE.read_text(encoding="utf-8")[:5000], encoding="utf-8")  # cut short
+    done = ovi_bench("check", str(smoke_run), "--baseline", str(corrupt))
+    assert done.returncode == 2
+    message = " ".join(done.stderr.split())  # rich wraps long lines at the console width
+    assert message.startswith("error: baseline file") and "is not valid JSON" in message
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda document: document.update(format_version=99), "format version 99"),
+        (lambda document: document.update(format="something-else"), "not an ovi-bench baseline file"),
+        (lambda document: document.pop("protocol"), "no 'protocol' field"),
+        (
+            lambda document: document["scores"]["ovi"]["color"]["clip"].append(["color-builtin-0000"]),
+            r"scores\.ovi\.color\.clip",
+        ),
+        (
+            lambda document: document["scores"]["ovi"]["color"]["clip"].append(
+                document["scores"]["ovi"]["color"]["clip"][0]
+            ),
+            "listed twice",
+        ),
+    ],
+)
+def test_malformed_baselines_are_refused_with_the_reason(tmp_path: Path, edit: Any, message: str) -> None:
+    document = baseline_document()
+    edit(document)
+    with pytest.raises(DataError, match=message):
+        load_baseline(write_document(document, tmp_path / "broken.json"))
+    with pytest.raises(DataError, match="does not exist"):
+        load_baseline(tmp_path / "absent.json")
+
+
+def test_a_baseline_round_trips_every_score_exactly(smoke_run: Path, tmp_path: Path) -> None:
+    path = write_baseline(smoke_run, tmp_path / "baseline.json")
+    stored = load_baseline(path)
+    run_scores = load_run(smoke_run).scores
+    keys = ["prior", "category", "metric", "prompt_id", "seed"]
+    merged = stored.scores.merge(run_scores[[*keys, "score"]], on=keys, how="outer", validate="one_to_one")
+    assert (
+        len(merged) == len(run_scores) and (merged.score_x == merged.score_y).all()
+    )  # exact, not approximate
+    assert len(path.read_text().splitlines()) > len(run_scores)  # one image per line: diffs stay readable
+    assert not any(
+        field.startswith(("metrics[fid]", "metrics[kid]", "metrics[cmmd]")) for field in stored.protocol
+    )
+    report = check_run(smoke_run, path)
+    assert set(report.verdicts.status) == {OK} and (report.verdicts.max_abs_difference == 0).all()
+
+
+def test_the_baseline_command_writes_a_checkable_file(smoke_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "nested" / "smoke.json"
+    runner = CliRunner()
+    result = runner.invoke(app, ["baseline", str(smoke_run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1584 image scores of 6 prior(s)" in result.output
+    result = runner.invoke(
+        app, ["check", str(smoke_run), "--baseline", str(out), "--tolerance-for", "clip=0.02"]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_tolerance_overrides_are_parsed_strictly() -> None:
+    assert parse_tolerance_overrides(["clip=0.02", " b-vqa = 0.1"]) == {"clip": 0.02, "b-vqa": 0.1}
+    for bad in ("clip", "clip=", "=0.1", "clip=much"):
+        with pytest.raises(DataError, match="METRIC=VALUE"):
+            parse_tolerance_overrides([bad])
+
+
+def test_the_gpu_ci_config_is_the_real_protocol_on_a_prompt_subset() -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    real, subset = load_spec(configs / "compbench-kandinsky22.toml"), load_spec(configs / "ci-gpu.toml")
+    assert subset.priors == real.priors and subset.decoder == real.decoder and subset.metrics == real.metrics
+    assert (subset.dtype, subset.first_seed, subset.prompts.source, subset.prompts.split) == (
+        real.dtype,
+        real.first_seed,
+        real.prompts.source,
+        real.prompts.split,
+    )
+    assert (subset.prompts.limit, subset.images_per_prompt) == (10, 2)
