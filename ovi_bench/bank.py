@@ -45,7 +45,7 @@ from safetensors.torch import save
 from ovi_bench.components import DTYPES, nonfinite_rows, resolve_device
 from ovi_bench.errors import DataError, ModelLoadError, OviBenchError
 from ovi_bench.io import atomic_write_bytes, atomic_write_text, canonical_json, publish_directory, sha256_text
-from ovi_bench.paths import cache_dir
+from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ class EmbeddingBank:
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingBank:
         """Open a bank folder; DataError, naming the fix, if it is missing, unfinished or corrupt."""
-        path = Path(path).expanduser()
+        path = expand_user(path)
         if not path.is_dir():
             raise DataError(
                 f'no embedding bank at {path}: build one with {_rebuild_hint(path)} (or use bank = "tiny").'
@@ -641,7 +641,7 @@ class ImageFiles:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ImageFiles:
-        folder = Path(folder).expanduser()
+        folder = expand_user(folder)
         if not folder.is_dir():
             what = "is a file, not a folder" if folder.exists() else "does not exist"
             raise DataError(
@@ -664,7 +664,7 @@ class ImageFiles:
     def from_paths(cls, paths: Sequence[str | Path]) -> ImageFiles:
         if not paths:
             raise DataError("no images were given: pass a folder or a non-empty list of image files.")
-        resolved = [Path(path).expanduser().resolve() for path in paths]
+        resolved = [expand_user(path).resolve() for path in paths]
         return cls(resolved, [str(path) for path in resolved], f"{len(resolved)} image files")
 
     def names(self) -> list[str]:
@@ -713,7 +713,7 @@ class HFDatasetImages:
             raise OviBenchError(
                 "a Hugging Face data set source needs the optional package datasets: `pip install datasets`."
             ) from error
-        folder = Path(self.name).expanduser()
+        folder = expand_user(self.name)
         try:
             if folder.is_dir():
                 loaded = datasets.load_from_disk(str(folder))
@@ -923,7 +923,7 @@ def build_bank(
     if dtype not in DTYPES:
         raise OviBenchError(f"unknown dtype '{dtype}': use one of {', '.join(DTYPES)}.")
     source = _as_image_source(images)  # first: a missing images folder fails before any model is touched
-    out = Path(out).expanduser()
+    out = expand_user(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file: give a folder for the bank.")
 
@@ -1139,4 +1139,4 @@ def resolve_bank(ref: str | Path) -> Path:
     """ "tiny" gives the tiny bank's folder (built on first use); anything else is a bank folder path."""
     if str(ref) == "tiny":
         return tiny_bank_dir()
-    return Path(ref).expanduser()
+    return expand_user(ref)

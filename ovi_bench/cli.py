@@ -14,7 +14,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ovi_bench.errors import OviBenchError
-from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry
+from ovi_bench.io import unwritable_error
+from ovi_bench.paths import expand_user
+from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, load_plugins
 
 app = typer.Typer(
     name="ovi-bench",
@@ -25,6 +27,16 @@ app = typer.Typer(
 )
 console = Console()
 errors = Console(stderr=True)
+
+PluginsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugins",
+        metavar="MODULE[,MODULE...]",
+        help="Import these modules first: plugins that register priors, decoders or metrics with the decorator "
+        "(dotted module names on PYTHONPATH; repeatable). Installed entry points need no option.",
+    ),
+]
 
 
 @app.command()
@@ -46,14 +58,27 @@ def run(
         bool,
         typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
     ] = False,
+    plugins: PluginsOption = None,
 ) -> None:
     """Generate, score and rank: everything already in the run folder is reused."""
     from ovi_bench.leaderboard import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import load_spec
 
+    load_plugins(plugins or [])  # before the spec: its component names must resolve
     spec = load_spec(config)
-    result = Runner(spec, out, data_dir=compbench_dir, console=errors, show_progress=not quiet).run()
+    if spec.trust_remote_code:
+        errors.print(
+            "[yellow]warning:[/] trust_remote_code = true: components may run Python code from model repositories.",
+            highlight=False,
+        )
+    result = Runner(
+        spec,
+        expand_user(out) if out else None,
+        data_dir=compbench_dir,
+        console=errors,
+        show_progress=not quiet,
+    ).run()
     if result is None:  # another process of a multi-process launch: the main process writes the results
         return
     board = write_results(result)
@@ -139,20 +164,23 @@ def _list(registry: Registry) -> None:
 
 
 @app.command()
-def priors() -> None:
+def priors(plugins: PluginsOption = None) -> None:
     """List registered priors, one per line."""
+    load_plugins(plugins or [])
     _list(PRIORS)
 
 
 @app.command()
-def decoders() -> None:
+def decoders(plugins: PluginsOption = None) -> None:
     """List registered decoders, one per line."""
+    load_plugins(plugins or [])
     _list(DECODERS)
 
 
 @app.command()
-def metrics() -> None:
+def metrics(plugins: PluginsOption = None) -> None:
     """List registered metrics, one per line."""
+    load_plugins(plugins or [])
     _list(METRICS)
 
 
@@ -485,6 +513,14 @@ def main() -> None:
     except OviBenchError as error:
         # Escaped: messages quote user text such as "priors[ovi].params", which rich would read as markup.
         errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        sys.exit(2)
+    except OSError as error:
+        # A full disk or a read-only folder met by a write that no library call explained: still the user's
+        # problem to fix, not a bug to show a traceback for. Any other OSError is one.
+        explained = unwritable_error(None, error)
+        if explained is None:
+            raise
+        errors.print(f"[bold red]error:[/] {escape(str(explained))}", highlight=False)
         sys.exit(2)
     if isinstance(result, int):  # --help and similar return an exit code instead of raising
         sys.exit(result)

@@ -14,7 +14,8 @@ from ovi_bench.io import canonical_json, sha256_text
 class Params(BaseModel):
     """Base for a component's parameters: frozen, unknown fields rejected, a docstring under each field."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # allow_inf_nan=False: parameters go into fingerprints, canonical JSON, which has no NaN or inf.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 class Component:
@@ -26,6 +27,15 @@ class Component:
 
     Params: ClassVar[type[Params]] = Params
     version: ClassVar[str] = "1"
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """The run spec's `trust_remote_code` (false unless the spec sets it to true): a component that loads a
+        model shipping its own code passes this on, `load_pretrained(cls, ref, trust_remote_code=self.trust_remote_code)`;
+        `load_pretrained` refuses True whenever the spec did not allow it."""
+        from ovi_bench.backbones.hub import remote_code_trusted
+
+        return remote_code_trusted()
 
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -36,20 +37,53 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# errno values that mean "this folder cannot take the write": what is wrong with it and how to fix it.
+_UNWRITABLE: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("the disk is full", "Free space on that disk, or choose a folder on another disk (--out)"),
+    errno.EDQUOT: (
+        "the disk quota is exhausted",
+        "Free space within your quota, or choose another folder (--out)",
+    ),
+    errno.EROFS: ("the file system is read-only", "Choose a folder on a writable disk (--out)"),
+    errno.EACCES: ("permission denied", "Choose a folder you can write to (--out), or fix its permissions"),
+    errno.EPERM: ("the operation is not permitted", "Choose a folder you can write to (--out)"),
+}
+
+RESUME_HINT = "Everything finished before it is kept: run the same command again to resume."
+
+
+def unwritable_error(path: Path | str | None, error: OSError) -> OviBenchError | None:
+    """The OviBenchError that names `path`, the cause and the fix for a write that failed with a full disk, a
+    read-only file system or a permission problem; None for any other OSError (a bug, not a user's problem)."""
+    explained = _UNWRITABLE.get(error.errno) if error.errno is not None else None
+    if explained is None:
+        return None
+    cause, fix = explained
+    where = path if path is not None else (error.filename or "a file")
+    return OviBenchError(f"cannot write {where}: {cause}. {fix}. {RESUME_HINT}")
+
+
 @contextlib.contextmanager
-def _explain_os_errors(path: Path) -> Iterator[None]:
+def explain_os_errors(path: Path | str) -> Iterator[None]:
+    """Turn a full disk, a read-only file system or a permission problem inside the block into an OviBenchError
+    that names `path` and the fix; other errors pass through unchanged."""
     try:
         yield
-    except PermissionError as error:
-        raise OviBenchError(
-            f"cannot write {path}: permission denied. Choose a writable folder (--out)."
-        ) from error
     except OSError as error:
-        if error.errno == 28:  # ENOSPC
-            raise OviBenchError(
-                f"cannot write {path}: the disk is full. Free space and run again."
-            ) from error
-        raise
+        explained = unwritable_error(path, error)
+        if explained is None or not _concerns(error, Path(path)):
+            raise
+        raise explained from error
+
+
+def _concerns(error: OSError, path: Path) -> bool:
+    """Whether the failed call was about `path` or its folder (a write() error names no file); an input that a
+    build step could not read elsewhere keeps its own message."""
+    if not isinstance(error.filename, (str, bytes, os.PathLike)):
+        return True
+    failed = Path(os.path.abspath(os.fsdecode(error.filename)))
+    folder = Path(os.path.abspath(path)).parent
+    return failed == folder or folder in failed.parents or failed in folder.parents
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -64,7 +98,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_with(path: Path, write: Callable[[Any], object]) -> None:
     """Call `write(binary_handle)` on a temporary file beside `path`, fsync it, then rename it into place."""
     path = Path(path)
-    with _explain_os_errors(path):
+    with explain_os_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -87,7 +121,7 @@ def publish_directory(build: Callable[[Path], None], destination: Path) -> Path:
     destination = Path(destination)
     if destination.is_dir():
         return destination
-    with _explain_os_errors(destination):
+    with explain_os_errors(destination):
         destination.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
         try:

@@ -33,24 +33,19 @@ from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
-from ovi_bench.results import RunRecord, check_same_protocol, contributed_priors, in_board_order, protocol
+from ovi_bench.results import (
+    LEADERBOARD_COLUMNS,
+    RunRecord,
+    check_same_protocol,
+    contributed_priors,
+    in_board_order,
+    protocol,
+)
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.spec import OFFICIAL_METRICS, RunSpec
 from ovi_bench.statistics import prompt_bootstrap_interval
 from ovi_bench.summary import markdown_text, official_summary, summary_latex, summary_markdown
 
-LEADERBOARD_COLUMNS = [
-    "prior",
-    "category",
-    "metric",
-    "official",
-    "mean",
-    "ci_low",
-    "ci_high",
-    "std",
-    "n_prompts",
-    "n",
-]
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
 
 

@@ -15,3 +15,9 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "ovi-bench"
+
+
+def expand_user(path: str | os.PathLike[str]) -> Path:
+    """`~` and `~user` expanded as a shell does. An unknown user's `~user` stays as written (and is then reported as
+    a missing file or folder) instead of raising RuntimeError as `Path.expanduser` does."""
+    return Path(os.path.expanduser(os.fspath(path)))

@@ -3,12 +3,18 @@
 Built-ins register with a decorator when their module is imported; third-party packages register through
 `importlib.metadata` entry points in the groups `ovi_bench.priors`, `ovi_bench.decoders` and `ovi_bench.metrics`
 (name = registered name, value = `module:object`). Entry points are loaded lazily, on first lookup of their name.
+
+Third-party code runs only from those installed entry points or from the modules named explicitly with
+`--plugins` (`load_plugins`); nothing else imports a module whose name comes from a user, and no spec field is
+ever imported.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import re
+import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
@@ -41,7 +47,10 @@ class Registry(Generic[T]):
         def decorate(obj: T) -> T:
             existing = self._entries.get(name)
             if existing is not None and existing is not obj:
-                raise OviBenchError(f"{self.kind} '{name}' is registered twice ({existing!r} and {obj!r}).")
+                raise OviBenchError(
+                    f"{self.kind} '{name}' is registered twice ({existing!r} and {obj!r}); "
+                    "register it under another name."
+                )
             self._entries[name] = obj
             return obj
 
@@ -114,3 +123,59 @@ METRICS: Registry = Registry(
         "ovi_bench.metrics.fid",
     ),
 )
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+
+
+def plugin_module_names(values: Iterable[str]) -> list[str]:
+    """`--plugins a,b --plugins c` as ["a", "b", "c"] (order kept, repeats and empty items dropped)."""
+    names = [name.strip() for value in values for name in value.split(",")]
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def load_plugins(modules: Iterable[str]) -> list[str]:
+    """Import the named plugin modules, whose decorators register their priors, decoders and metrics.
+
+    Names must be dotted module names (`my_package.my_prior`), importable from `sys.path`; a file path is refused.
+    Built-ins are registered first, so that a plugin reusing a built-in name is reported at its own import.
+    Returns the names imported. Every failure is an OviBenchError naming the module and the fix.
+    """
+    names = plugin_module_names(modules)
+    registries = (PRIORS, DECODERS, METRICS)
+    for registry in registries:
+        registry.names()
+    for name in names:
+        if not _MODULE_NAME.fullmatch(name):
+            raise OviBenchError(
+                f"--plugins: {name!r} is not a module name. Give the dotted name of an importable module "
+                "(e.g. my_package.my_prior), not a file path: install its package, or put its folder on PYTHONPATH."
+            )
+        already_imported = name in sys.modules
+        registered_before = sum(len(registry._entries) for registry in registries)
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and (name == error.name or name.startswith(f"{error.name}.")):
+                raise OviBenchError(
+                    f"--plugins: cannot import the plugin module '{name}': no module named '{error.name}'. "
+                    "Install the package that provides it, or put its folder on PYTHONPATH."
+                ) from None
+            raise OviBenchError(
+                f"--plugins: the plugin module '{name}' needs the module '{error.name}', which is not installed. "
+                "Install it (see the plugin's documentation)."
+            ) from error
+        except OviBenchError as error:
+            raise OviBenchError(f"--plugins: the plugin module '{name}': {error}") from error
+        except Exception as error:
+            raise OviBenchError(
+                f"--plugins: importing the plugin module '{name}' failed with {type(error).__name__}: {error}. "
+                "Fix that module (run `python -c 'import " + name + "'` to see the traceback)."
+            ) from error
+        registered = sum(len(registry._entries) for registry in registries) - registered_before
+        if not already_imported and not registered:
+            raise OviBenchError(
+                f"--plugins: the module '{name}' was imported but registered no prior, decoder or metric. Decorate "
+                'its classes, e.g. @PRIORS.register("my-prior") (from ovi_bench.registry import PRIORS).'
+            )
+    return names

@@ -22,6 +22,19 @@ from ovi_bench.errors import DataError
 from ovi_bench.prompts.base import CATEGORIES
 
 RESULTS_FILE = "results.json"
+LEADERBOARD_COLUMNS = [
+    "prior",
+    "category",
+    "metric",
+    "official",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "std",
+    "n_prompts",
+    "n",
+]
+"""The leaderboard's own columns; diagnostics (text_cosine, ...) and `audit` may follow."""
 SCORES_FILE = "scores.csv"
 AUDIT_FILE = "audit.csv"
 

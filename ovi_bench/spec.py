@@ -7,14 +7,27 @@ own `Params` model, and stored with their defaults filled in, so that a changed 
 
 from __future__ import annotations
 
+import math
+import reprlib
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.io import canonical_json, sha256_text
+from ovi_bench.paths import expand_user
+from ovi_bench.prompts.files import CATEGORY_NAME_PATTERN, CATEGORY_NAME_RULE
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, did_you_mean
 
 if sys.version_info >= (3, 11):
@@ -23,17 +36,64 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+MAX_NESTING = 32
+"""Deepest nesting of tables and arrays a spec may have; real specs use 4. Deeper input is refused before
+validation, whose recursion (and the error messages' reprs) would otherwise exhaust Python's stack."""
+
+MAX_SEED = 2**63 - 1
+"""Largest seed: torch generators take 64-bit seeds, and pandas keeps seeds as int64 in the result files."""
+
+MAX_IMAGES_PER_PROMPT = 100_000
+"""A bound far above any protocol (the official one is 10) that keeps a typo from planning 10^30 images."""
+
+CONTROL_CHARACTERS_ALLOWED_IN_TEXT = frozenset("\t\n\r")
+"""Multi-line TOML strings (a question template, say) may hold these; every other control character is refused."""
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional overrides and isolates: they make a name display as other text (U+202E reverses what follows)."""
+
+_FALLBACK_MARKER = "its parameter check raised"
+"""Part of the message when a component's own validator raised something other than a validation error (a bug in
+that component); the fuzz tests assert that no built-in component ever gets here."""
+
+_short_repr = reprlib.Repr()
+_short_repr.maxstring = 80
+_short_repr.maxother = 80
+_short_repr.maxlevel = 3
+_short_repr.maxlist = _short_repr.maxtuple = _short_repr.maxdict = _short_repr.maxset = 6
+
+
+def short_repr(value: Any) -> str:
+    """repr() cut to a readable size: error messages quote user input, which may be huge or deeply nested."""
+    return _short_repr.repr(value)
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # allow_inf_nan=False: NaN and inf can be neither compared nor written into the canonical JSON of a fingerprint.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
 
 
 def _validate_component(registry: Registry, name: str, params: dict[str, Any], where: str) -> dict[str, Any]:
     """Check `params` against the registered component's Params model; return them with defaults filled in."""
     component = registry.get(name)
     try:
-        return component.Params.model_validate(params).model_dump(mode="json")
+        values = component.Params.model_validate(params).model_dump(mode="json")
     except ValidationError as error:
         raise SpecError(_format_validation_error(error, prefix=where, model=component.Params)) from None
+    except OviBenchError:
+        raise
+    except Exception as error:
+        # A plugin's validator that raises TypeError (say) instead of ValueError: still the spec's fault to report,
+        # naming the component, rather than a traceback.
+        raise SpecError(
+            f"invalid run spec:\n  {where}: {_FALLBACK_MARKER} {type(error).__name__}: {short_repr(str(error))}. "
+            f"Check these parameters against `ovi-bench {registry.kind}s` and the component's documentation."
+        ) from error
+    # A Params model may hold free-form values (dict[str, Any]) that its config does not check for NaN or inf.
+    problem = _find_unrepresentable_value(values, where)
+    if problem is not None:
+        raise SpecError(f"invalid run spec:\n  {problem}")
+    return values
 
 
 class PriorSpec(_Frozen):
@@ -43,6 +103,11 @@ class PriorSpec(_Frozen):
     """Name shown in leaderboards; defaults to `name`. Lets one run compare two settings of the same prior."""
     params: dict[str, Any] = Field(default_factory=dict)
     """The prior's parameters; validated by the prior's own Params model."""
+
+    @field_validator("label")
+    @classmethod
+    def _check_label(cls, value: str | None) -> str | None:
+        return None if value is None else _check_display_text(value)
 
     @model_validator(mode="after")
     def _check_params(self) -> PriorSpec:
@@ -78,11 +143,21 @@ class DecoderSpec(_Frozen):
         return self
 
 
+def _check_category_name(category: str) -> str:
+    if not CATEGORY_NAME_PATTERN.fullmatch(category):
+        raise ValueError(f"category {short_repr(category)} {CATEGORY_NAME_RULE}")
+    return category
+
+
+CategoryName = Annotated[str, AfterValidator(_check_category_name)]
+"""A category as a spec names it: checked here, before any file is read, by the rule custom prompt files follow."""
+
+
 class PromptSpec(_Frozen):
     source: str = "t2i-compbench"
     """"t2i-compbench" (official files, downloaded pinned or read from `data_dir`), "builtin" (a few offline
     prompts per category), or a path to a .txt/.csv prompt file."""
-    categories: list[str] | None = None
+    categories: list[CategoryName] | None = None
     """Categories to run; all eight T2I-CompBench++ categories when omitted."""
     split: Literal["val", "train"] = "val"
     """The official evaluation split is "val" (300 prompts per category)."""
@@ -90,6 +165,13 @@ class PromptSpec(_Frozen):
     """Keep only the first N prompts of each category (a clearly labelled cheaper protocol)."""
     data_dir: str | None = None
     """Folder holding the official prompt files; overrides the download cache and $OVI_BENCH_COMPBENCH_DIR."""
+
+    @field_validator("source", "data_dir")
+    @classmethod
+    def _check_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty path is not allowed; give a file or folder, or leave the field out")
+        return value
 
 
 class MetricSpec(_Frozen):
@@ -155,15 +237,15 @@ class RunSpec(_Frozen):
     name: str = "run"
     """A label for the run, shown in reports."""
     output_dir: str = "runs/run"
-    """Where images, scores and leaderboards go (relative to the working directory). Not part of the fingerprint;
-    `ovi-bench run --out DIR` overrides it."""
+    """Where images, scores and leaderboards go (relative to the working directory; a leading `~` is expanded). Not
+    part of the fingerprint; `ovi-bench run --out DIR` overrides it."""
     device: str = "auto"
     """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Model dtype. float16/bfloat16 are for GPUs; float32 on CPU."""
-    images_per_prompt: int = Field(10, ge=1)
+    images_per_prompt: int = Field(10, ge=1, le=MAX_IMAGES_PER_PROMPT)
     """Images generated for each prompt; image k uses seed `first_seed + k` (official: 10 images, seeds 42..51)."""
-    first_seed: int = Field(42, ge=0)
+    first_seed: int = Field(42, ge=0, le=MAX_SEED)
     """Seed of the first image of every prompt."""
     prior_batch_size: int = Field(16, ge=1)
     """Prompts embedded per prior call."""
@@ -184,6 +266,25 @@ class RunSpec(_Frozen):
     """Metric audits ([audits] table): prompt-shuffle control and canaries; off when omitted."""
     diagnostics: DiagnosticsSpec | None = None
     """Embedding diagnostics for every prior ([diagnostics] table); off when omitted."""
+    trust_remote_code: bool = Field(False, strict=True)
+    """Allow models whose repository ships its own Python code (`from_pretrained(..., trust_remote_code=True)`) to be
+    loaded by plugin components that ask for it. Off by default; built-in components never need it and never ask.
+    Only a real TOML boolean counts (not "yes" or 1). Part of the fingerprint when true."""
+
+    @field_validator("output_dir")
+    @classmethod
+    def _check_output_dir(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError(
+                "an empty output_dir would write the run into the working directory itself; give a folder, "
+                'e.g. "runs/my-run"'
+            )
+        return str(expand_user(value)) if value.startswith("~") else value
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_display_text(value)
 
     @field_validator("device")
     @classmethod
@@ -194,7 +295,7 @@ class RunSpec(_Frozen):
             return value
         try:
             torch.device(value)
-        except RuntimeError:
+        except (RuntimeError, ValueError, TypeError):
             raise ValueError(f"'{value}' is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
         return value
 
@@ -221,13 +322,28 @@ class RunSpec(_Frozen):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _check_last_seed(self) -> RunSpec:
+        last_seed = self.first_seed + self.images_per_prompt - 1
+        if last_seed > MAX_SEED:
+            raise ValueError(
+                f"first_seed: the last image's seed, first_seed + images_per_prompt - 1 = {last_seed}, exceeds "
+                f"{MAX_SEED} (2**63 - 1); choose a smaller first_seed"
+            )
+        return self
+
     @property
     def seeds(self) -> list[int]:
         return [self.first_seed + k for k in range(self.images_per_prompt)]
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical form of everything that defines the results (not where they are written)."""
-        return sha256_text(canonical_json(self.model_dump(mode="json", exclude={"output_dir", "name"})))
+        """sha256 of the canonical form of everything that defines the results (not where they are written).
+
+        `trust_remote_code` enters only when true, so that the specs written before the field existed keep their
+        fingerprints.
+        """
+        excluded = {"output_dir", "name"} | (set() if self.trust_remote_code else {"trust_remote_code"})
+        return sha256_text(canonical_json(self.model_dump(mode="json", exclude=excluded)))
 
 
 def _format_validation_error(
@@ -235,7 +351,7 @@ def _format_validation_error(
 ) -> str:
     lines = []
     for problem in error.errors():
-        location = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
+        location = _field_path((prefix, *problem["loc"]) if prefix else tuple(problem["loc"]))
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden" and model is not None:
             unknown = str(problem["loc"][-1])
@@ -245,8 +361,8 @@ def _format_validation_error(
         elif problem["type"] == "missing":
             message = "this field is required."
         elif "input" in problem and problem["loc"] and problem["type"] not in ("model_type",):
-            message = f"{message} (got {problem['input']!r})"
-        lines.append(f"  {location or '(top level)'}: {message}")
+            message = f"{message} (got {short_repr(problem['input'])})"
+        lines.append(f"  {location}: {message}")
     return "invalid run spec:\n" + "\n".join(lines)
 
 
@@ -268,13 +384,111 @@ def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
     return list(current.model_fields)
 
 
+def _check_display_text(value: str) -> str:
+    """Names shown in tables, logs and reports: one line of printable text (a control character could rewrite a
+    terminal line or break a Markdown row)."""
+    bad = next(
+        (
+            char
+            for char in value
+            if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
+        ),
+        None,
+    )
+    if bad is not None:
+        raise ValueError(f"the character {bad!r} is not allowed in a name; use printable text on one line")
+    return value
+
+
+def _field_path(parts: tuple[str | int, ...]) -> str:
+    """`priors[0].params.steps`; a key that would vanish or blur in that form (empty, spaced) is quoted."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        shown = repr(part) if part == "" or any(char.isspace() for char in part) else part
+        text += f".{shown}" if text else shown
+    return text or "(top level)"
+
+
+def _string_problem(text: str) -> str | None:
+    for char in text:
+        if char == "\x00":
+            return "holds a NUL character (\\x00), which no file name or text field can carry; remove it"
+        if "\ud800" <= char <= "\udfff":
+            return f"holds a lone surrogate ({char!r}), which is not text; save the file as UTF-8"
+        if unicodedata.category(char) == "Cc" and char not in CONTROL_CHARACTERS_ALLOWED_IN_TEXT:
+            return f"holds the control character {char!r}; remove it"
+    return None
+
+
+def _find_unrepresentable_value(data: Any, root: str = "") -> str | None:
+    """The first value that no field may hold, as "path: problem and fix", or None.
+
+    Walks with an explicit stack (no recursion) and stops at MAX_NESTING, so arbitrarily deep or even
+    self-referencing input is reported instead of crashing: NaN and inf (fingerprints are canonical JSON, which has
+    neither), NUL characters, lone surrogates, control characters.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, (root,) if root else ())]
+    while stack:
+        value, parts = stack.pop()
+        where = _field_path(parts)
+        if len(parts) > MAX_NESTING:
+            return (
+                f"{where}: nested more than {MAX_NESTING} levels deep; a run spec needs a handful of levels"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where}: {value} is not allowed; give a finite number"
+        if isinstance(value, str):
+            problem = _string_problem(value)
+            if problem:
+                return f"{where}: the text {short_repr(value)} {problem}"
+        elif isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                if isinstance(key, str):
+                    problem = _string_problem(key)
+                    if problem:
+                        return f"{where}: the key {short_repr(key)} {problem}"
+                stack.append((item, (*parts, str(key))))
+        elif isinstance(value, (list, tuple)):
+            for index in reversed(range(len(value))):
+                stack.append((value[index], (*parts, index)))
+    return None
+
+
 def parse_spec(data: dict[str, Any]) -> RunSpec:
+    """Validate a spec given as plain data (what TOML parses to); any problem is a SpecError naming the field."""
+    problem = _find_unrepresentable_value(data)
+    if problem is not None:
+        raise SpecError(f"invalid run spec:\n  {problem}")
     try:
         return RunSpec.model_validate(data)
     except ValidationError as error:
         raise SpecError(_format_validation_error(error, model=RunSpec)) from None
     except OviBenchError:
         raise
+    except RecursionError:  # pragma: no cover - MAX_NESTING keeps validation far from the stack limit
+        raise SpecError(f"invalid run spec: nested too deeply; keep it under {MAX_NESTING} levels.") from None
+
+
+def _read_spec_text(path: Path) -> str:
+    """The spec file's text: UTF-8, with a leading byte-order mark (Windows editors write one) dropped."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise SpecError(
+            f"cannot read the run spec {path}: {error.strerror or error}. Check the path and its permissions."
+        ) from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError(f"{path} is UTF-16 (or UTF-32) text; save it as UTF-8.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"{path} is not UTF-8 text (byte {error.start} is {raw[error.start : error.start + 1]!r}); "
+            "save it as UTF-8."
+        ) from None
 
 
 def load_spec(path: str | Path) -> RunSpec:
@@ -284,13 +498,24 @@ def load_spec(path: str | Path) -> RunSpec:
         raise SpecError(
             f"run spec {path} does not exist. Pass the path of a TOML file, e.g. configs/smoke.toml."
         )
+    text = _read_spec_text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path} is not valid TOML: {error}. Fix the syntax at that line.") from None
+    except RecursionError:
+        raise SpecError(
+            f"{path} is nested too deeply to read; a run spec needs a handful of levels of tables and arrays."
+        ) from None
     try:
         return parse_spec(data)
     except OviBenchError as error:
-        raise type(error)(f"{path}: {error}") from None
+        raise _with_file(error, path) from None
+
+
+def _with_file(error: OviBenchError, path: Path) -> OviBenchError:
+    """The same kind of error with the spec file named first (a caller may catch UnknownNameError, say)."""
+    try:
+        return type(error)(f"{path}: {error}")
+    except TypeError:  # an error class whose constructor takes other arguments
+        return SpecError(f"{path}: {error}")

@@ -33,7 +33,9 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, ovi_bench_cache: Path, one_torch_thread: None) -> Path:
+def smoke_run(
+    tmp_path_factory: pytest.TempPathFactory, ovi_bench_cache: Path, one_torch_thread: None
+) -> Path:
     """The README's main job, `configs/smoke.toml`, run once per session (about a minute); its folder, read-only.
 
     The report, compare, baseline and check tests all read this one run, as users do after `ovi-bench run`.

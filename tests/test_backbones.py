@@ -232,7 +232,7 @@ def test_zero_image_embeds_of_an_uncached_hub_model_offline(monkeypatch: pytest.
 
 
 def test_load_pretrained_refuses_remote_code() -> None:
-    with pytest.raises(ValueError, match="remote code"):
+    with pytest.raises(ModelLoadError, match="remote code"):
         load_pretrained(KandinskyV22PriorPipeline, str(tiny_kandinsky_prior_dir()), trust_remote_code=True)
 
 

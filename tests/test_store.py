@@ -6,8 +6,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
+import ovi_bench.store as store_module
 from ovi_bench.store import RowCache, RunStore, item_key
 
 
@@ -102,3 +104,57 @@ def test_score_cache_appends_and_reloads(tmp_path: Path) -> None:
     assert key != RowCache.score_key("abc", "a red cube", "shape")
     lines = path.read_text().splitlines()
     assert json.loads(lines[0])["key"] == key
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob(".*") if path.is_file()]
+
+
+@pytest.fixture
+def commits_never_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups are committed only when their block ends (once the store has timed one commit)."""
+    monkeypatch.setattr(store_module, "COMMIT_SECONDS", float("inf"))
+    monkeypatch.setattr(store_module, "COMMIT_COST_RATIO", float("inf"))
+    monkeypatch.setattr(store_module, "COMMIT_ITEMS", 10**9)
+
+
+@pytest.mark.usefixtures("commits_never_due")
+def test_grouped_writes_wait_under_hidden_names_until_committed(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.put_images([("k0", b"zeroth", _metadata(0))])  # outside a group: in place at once (and timed)
+    assert RunStore(tmp_path).has_image("k0")
+    with store.grouped_commits():
+        store.put_embedding("e1", torch.randn(4), torch.zeros(4))
+        store.put_images([("k1", b"first", _metadata(1))])
+        store.put_images([("k2", b"second", _metadata(2))])
+        # Not yet in place: hidden temporary files only, no manifest line, nothing another reader could trust.
+        assert not store.embedding_path("e1").exists() and not store.image_path("k2").exists()
+        assert not RunStore(tmp_path).has_image("k2") and len(_temporaries(tmp_path)) == 3
+    reread = RunStore(tmp_path)
+    assert reread.has_image("k1") and reread.has_image("k2") and reread.get_embedding("e1") is not None
+    assert _temporaries(tmp_path) == []
+    assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.usefixtures("commits_never_due")
+def test_a_group_is_committed_when_its_block_raises(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.put_images([("k0", b"zeroth", _metadata(0))])
+    with pytest.raises(RuntimeError), store.grouped_commits():
+        store.put_images([("k1", b"first", _metadata(1))])
+        assert not store.image_path("k1").exists()
+        raise RuntimeError("a decoder failed")
+    assert RunStore(tmp_path).has_image("k1") and _temporaries(tmp_path) == []
+
+
+def test_an_embedding_file_holds_the_bytes_safetensors_torch_writes(tmp_path: Path) -> None:
+    from safetensors.torch import save
+
+    store = RunStore(tmp_path)
+    image_embeds, negative = torch.randn(8), torch.randn(8)
+    store.put_embedding("e1", image_embeds, negative, {"steps": 3})
+    expected = save(
+        {"image_embeds": image_embeds, "negative_image_embeds": negative}, metadata={"facts": '{"steps":3}'}
+    )
+    assert store.embedding_path("e1").read_bytes() == expected
+    assert store.embedding_facts("e1") == {"steps": 3}

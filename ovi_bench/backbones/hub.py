@@ -4,12 +4,19 @@ A reference is one of:
 * a key of `tiny_builders` ("tiny"): a small random-weight model built in code and saved to the cache on first use;
 * an existing local folder, loaded with `local_files_only=True`;
 * anything else: a Hugging Face hub id, downloaded (or read from the hub cache when HF_HUB_OFFLINE=1).
+
+Remote code (Python files shipped inside a model repository) is off: `load_pretrained` refuses
+`trust_remote_code=True` unless the run spec's top-level `trust_remote_code = true` is in force
+(`remote_code_policy`), and tells transformers' Auto classes `trust_remote_code=False` explicitly, so that they
+never stop to ask on a terminal either.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +25,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from safetensors import SafetensorError
 
 from ovi_bench.errors import ModelLoadError
+from ovi_bench.paths import expand_user
 
 T = TypeVar("T")
 
@@ -43,7 +51,7 @@ def resolve_model(ref: str, tiny_builders: Mapping[str, Callable[[], Path]]) -> 
     """A tiny key gives its (built on first use) folder, an existing folder its absolute path, anything else itself."""
     if ref in tiny_builders:
         return str(tiny_builders[ref]())
-    folder = Path(ref).expanduser()
+    folder = expand_user(ref)
     if folder.is_dir():
         return str(folder.resolve())
     return ref
@@ -51,7 +59,7 @@ def resolve_model(ref: str, tiny_builders: Mapping[str, Callable[[], Path]]) -> 
 
 def explain_load_failure(ref: str, what: str, error: BaseException) -> ModelLoadError:
     """A ModelLoadError that names what failed and how to fix it."""
-    if Path(ref).expanduser().is_dir():
+    if expand_user(ref).is_dir():
         return ModelLoadError(
             f"cannot load {what} from the local folder '{ref}': {error}. The folder is incomplete or corrupt: "
             "download the model again (`hf download <id> --local-dir <folder>`) or point the spec at another folder."
@@ -68,15 +76,51 @@ def explain_load_failure(ref: str, what: str, error: BaseException) -> ModelLoad
     )
 
 
+# A ContextVar rather than a global: two runs in one process cannot see each other's setting, and a thread that
+# was not started inside the policy sees the default (refused): the failure mode is a clear error, never trust.
+_remote_code_trusted: ContextVar[bool] = ContextVar("ovi_bench_remote_code_trusted", default=False)
+
+
+@contextlib.contextmanager
+def remote_code_policy(trusted: bool) -> Iterator[None]:
+    """Within the block, `load_pretrained(..., trust_remote_code=True)` is allowed iff `trusted` (the run spec's
+    `trust_remote_code`). The runner of a spec wraps its models' loading in this."""
+    token = _remote_code_trusted.set(trusted is True)
+    try:
+        yield
+    finally:
+        _remote_code_trusted.reset(token)
+
+
+def remote_code_trusted() -> bool:
+    """Whether the run in progress allows remote code (its spec says `trust_remote_code = true`)."""
+    return _remote_code_trusted.get()
+
+
+def _asks_about_remote_code(cls: type) -> bool:
+    """transformers' Auto classes decide from a repository's config whether to run its code, and with
+    trust_remote_code=None they prompt on a terminal; concrete classes (CLIPModel, ...) never run remote code."""
+    return cls.__module__.startswith("transformers.") and cls.__name__.startswith("Auto")
+
+
 def load_pretrained(cls: type[T], ref: str, **kwargs: Any) -> T:
     """`cls.from_pretrained(ref, **kwargs)` with failures turned into a ModelLoadError naming the fixes.
 
-    `ref` must already be resolved (see `resolve_model`). Remote code is never trusted.
+    `ref` must already be resolved (see `resolve_model`). `trust_remote_code=True` is refused with a
+    ModelLoadError unless the run's spec allows remote code (`remote_code_policy`).
     """
     if kwargs.get("trust_remote_code"):
-        raise ValueError("ovi-bench never loads remote code: trust_remote_code must not be set.")
+        if not remote_code_trusted():
+            raise ModelLoadError(
+                f"loading {cls.__name__} from '{ref}' asks for remote code (trust_remote_code=True): Python files "
+                "from the model repository would run on this machine, which ovi-bench refuses by default. If you "
+                "have read that code and trust it, set `trust_remote_code = true` at the top of the run spec."
+            )
+        kwargs["trust_remote_code"] = True
+    elif _asks_about_remote_code(cls):
+        kwargs["trust_remote_code"] = False
     what = cls.__name__ + (f" ({kwargs['subfolder']})" if kwargs.get("subfolder") else "")
-    if Path(ref).expanduser().is_dir():
+    if expand_user(ref).is_dir():
         kwargs["local_files_only"] = True
     elif looks_like_path(ref):
         raise explain_load_failure(ref, what, FileNotFoundError(ref))
@@ -90,7 +134,7 @@ def load_pretrained(cls: type[T], ref: str, **kwargs: Any) -> T:
 
 def model_file(ref: str, subfolder: str, filename: str) -> Path:
     """The local path of one file of a model (a folder, or a hub id: only that small file is downloaded)."""
-    folder = Path(ref).expanduser()
+    folder = expand_user(ref)
     what = f"{subfolder}/{filename}"
     if folder.is_dir():
         path = folder / subfolder / filename
@@ -115,7 +159,7 @@ def model_revision(ref: str) -> dict[str, str]:
 
     if ref == "tiny" or (ref.startswith("tiny-") and "/" not in ref):  # "tiny", "tiny-owlv2", ...
         return {"kind": "tiny", "built_by": f"ovi-bench {__version__}"}
-    folder = Path(ref).expanduser()
+    folder = expand_user(ref)
     if folder.exists() or looks_like_path(ref):
         return {"kind": "local", "path": str(folder.resolve())}
     cached = Path(constants.HF_HUB_CACHE) / f"models--{ref.replace('/', '--')}" / "refs" / "main"

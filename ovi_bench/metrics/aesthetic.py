@@ -41,7 +41,7 @@ from ovi_bench.components import Params
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
-from ovi_bench.paths import cache_dir
+from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.registry import METRICS
 
 AESTHETIC_CLIP_ID = "openai/clip-vit-large-patch14"
@@ -198,7 +198,7 @@ class AestheticMetric(Metric):
         weights = (
             tiny_aesthetic_dir() / TINY_MLP_FILENAME if params.weights == "tiny" else Path(params.weights)
         )
-        self.mlp = load_aesthetic_mlp(weights.expanduser(), self.vision.config.projection_dim).to(device)
+        self.mlp = load_aesthetic_mlp(expand_user(weights), self.vision.config.projection_dim).to(device)
 
     @torch.inference_mode()
     def normalised_embeds(self, images: Sequence) -> torch.Tensor:

@@ -43,7 +43,7 @@ from ovi_bench.metrics.functional.distances import (
     frechet_distance,
     kernel_inception_distance,
 )
-from ovi_bench.paths import cache_dir
+from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.registry import METRICS
 
 FEATURE_MODELS: dict[str, str] = {
@@ -145,7 +145,7 @@ def _inception_extractor(ref: str, device: torch.device) -> Extractor:
             "core dependency because torchvision wheels are pinned to one torch version (and break beside others) and "
             'its weights download from GitHub on first use. Or use features = "clip-vit-l-14" or "dinov2".'
         ) from error
-    weights = Path(ref).expanduser()
+    weights = expand_user(ref)
     model = FeatureExtractorInceptionV3(
         "inception-v3-compat",
         ["2048"],
@@ -235,7 +235,7 @@ def resolve_reference(ref: str, max_images: int | None) -> ReferenceSet:
         paths, names, description = files.paths, files.names(), "tiny: procedurally drawn images"
         identity_parts: list[Any] = ["tiny", TINY_REFERENCE_IMAGES]
     else:
-        folder = Path(ref).expanduser()
+        folder = expand_user(ref)
         if (folder / "bank.json").is_file():
             bank = EmbeddingBank.load(folder)
             paths, description = _bank_image_paths(bank)

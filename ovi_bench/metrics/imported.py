@@ -59,6 +59,7 @@ from ovi_bench.components import Params
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import sha256_file
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.paths import expand_user
 from ovi_bench.registry import METRICS
 from ovi_bench.store import RunStore
 
@@ -149,7 +150,7 @@ def parse_score(row: dict[str, Any], score_column: str, path: Path, index: int) 
 
 def resolve_image_file(name: str, run_dir: Path) -> Path:
     """An `image` value as a file: absolute, relative to the run folder, or a bare <key>.png in the run's store."""
-    candidate = Path(name).expanduser()
+    candidate = expand_user(name)
     if candidate.is_absolute():
         return candidate
     relative = run_dir / candidate
@@ -180,8 +181,8 @@ class ImportedScoresMetric(Metric):
 
     def __init__(self, params: ImportedScoresParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.path = Path(params.path).expanduser()
-        self.run_dir = Path(params.run_dir).expanduser() if params.run_dir else self.path.parent
+        self.path = expand_user(params.path)
+        self.run_dir = expand_user(params.run_dir) if params.run_dir else self.path.parent
         rows = read_score_rows(self.path)
         self.scores: dict[str, float] = {}
         """Score by pixel digest (keys "image" and "prompt_id_seed") or by prompt text (key "prompt")."""
@@ -249,7 +250,7 @@ class ImportedScoresMetric(Metric):
 
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
-        path = Path(values["path"]).expanduser()
+        path = expand_user(values["path"])
         if not path.is_file():
             raise OviBenchError(f"imported scores file '{path}' not found; set the metric's `path` to it.")
         return {"scores_sha256": sha256_file(path)}

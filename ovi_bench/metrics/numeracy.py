@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from ovi_bench.metrics.common import (
     detection_queries,
 )
 from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, parse_counts, parse_lexicon
+from ovi_bench.paths import expand_user
 from ovi_bench.prompts.compbench import compbench_file
 from ovi_bench.registry import METRICS
 
@@ -75,7 +75,7 @@ def _lexicon(source: str) -> dict[str, str]:
         return parse_lexicon(BUILTIN_LEXICON_LINES, source="the built-in lexicon")
     if source == "t2i-compbench":
         return load_lexicon(compbench_file("new_objects.txt"))
-    path = Path(source).expanduser()
+    path = expand_user(source)
     if not path.is_file():
         raise SpecError(
             f'numeracy lexicon {source!r} is not "t2i-compbench", "builtin" or an existing file of '

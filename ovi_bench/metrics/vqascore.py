@@ -279,7 +279,8 @@ class VQAScoreParams(Params):
         # are unchanged.
         if isinstance(data, dict) and data.get("model") is None:
             family = data.get("model_family", "instructblip")
-            if family in VQASCORE_DEFAULT_MODELS:
+            # A non-string family (a list, say) is left for the field's own check to refuse by name.
+            if isinstance(family, str) and family in VQASCORE_DEFAULT_MODELS:
                 data = {**data, "model": VQASCORE_DEFAULT_MODELS[family]}
         return data
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ovi_bench.errors import SpecError
 from ovi_bench.io import canonical_json, sha256_text
+from ovi_bench.paths import expand_user
 from ovi_bench.registry import did_you_mean
 
 CATEGORIES: tuple[str, ...] = (
@@ -182,7 +183,7 @@ def load_prompts(
         require_val_split(split, "the built-in prompt list")
         return load_builtin(categories, limit)
     if is_prompt_file_path(source):
-        return load_prompt_file_source(Path(source), categories, split, limit)
+        return load_prompt_file_source(expand_user(source), categories, split, limit)
     raise SpecError(
         f"unknown prompt source '{source}'.{did_you_mean(str(source), (COMPBENCH_SOURCE, BUILTIN_SOURCE))} "
         f'Use "{COMPBENCH_SOURCE}" (official prompts), "{BUILTIN_SOURCE}" (small built-in list) '

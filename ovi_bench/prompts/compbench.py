@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ovi_bench.errors import DataError, SpecError
 from ovi_bench.io import atomic_write_bytes, sha256_bytes, sha256_file
-from ovi_bench.paths import cache_dir
+from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.prompts.base import (
     COMPBENCH_SOURCE,
     Prompt,
@@ -84,9 +84,9 @@ def compbench_file(name: str, data_dir: str | Path | None = None) -> Path:
             f"{did_you_mean(name, FILE_SHA256)} Known files: {', '.join(sorted(FILE_SHA256))}."
         )
     if data_dir is not None:
-        return _local_file(Path(data_dir), name, "the prompts data_dir")
+        return _local_file(expand_user(data_dir), name, "the prompts data_dir")
     if os.environ.get(COMPBENCH_DIR_ENV):
-        return _local_file(Path(os.environ[COMPBENCH_DIR_ENV]).expanduser(), name, f"${COMPBENCH_DIR_ENV}")
+        return _local_file(expand_user(os.environ[COMPBENCH_DIR_ENV]), name, f"${COMPBENCH_DIR_ENV}")
     return _cached_file(name)
 
 

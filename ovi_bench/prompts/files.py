@@ -27,8 +27,10 @@ from ovi_bench.registry import did_you_mean
 CUSTOM_CATEGORY = "custom"
 PROMPT_FILE_SUFFIXES: tuple[str, ...] = (".txt", ".csv")
 CSV_COLUMNS: tuple[str, ...] = ("prompt", "category")
-_CATEGORY_NAME = re.compile(r"[A-Za-z0-9_]+")
-_CATEGORY_RULE = "is not allowed: use letters, digits and '_' only (the name becomes part of prompt ids)."
+CATEGORY_NAME_PATTERN = re.compile(r"[A-Za-z0-9_]+")
+"""ASCII letters, digits and '_': a category name becomes part of prompt ids, so it can hold no path separator,
+'..', NUL or other character with a meaning to a file system, a CSV cell or a URL."""
+CATEGORY_NAME_RULE = "is not allowed: use letters, digits and '_' only (the name becomes part of prompt ids)."
 
 
 def is_prompt_file_path(source: str) -> bool:
@@ -44,8 +46,8 @@ def load_prompt_file(path: str | Path, category: str | None = None) -> PromptSet
     """
     path = Path(path)
     default_category = category or CUSTOM_CATEGORY
-    if not _CATEGORY_NAME.fullmatch(default_category):
-        raise SpecError(f"prompt category '{default_category}' {_CATEGORY_RULE}")
+    if not CATEGORY_NAME_PATTERN.fullmatch(default_category):
+        raise SpecError(f"prompt category '{default_category}' {CATEGORY_NAME_RULE}")
     if not path.is_file():
         raise DataError(f"prompt file {path} does not exist. Check the path in prompts.source.")
     if path.suffix.lower() == ".csv":
@@ -92,8 +94,8 @@ def _read_csv(path: Path, default_category: str) -> dict[str, list[str]]:
         if not prompt_text:
             continue
         category = (row.get("category") or "").strip() or default_category
-        if not _CATEGORY_NAME.fullmatch(category):
-            raise DataError(f"{path}, line {reader.line_num}: category '{category}' {_CATEGORY_RULE}")
+        if not CATEGORY_NAME_PATTERN.fullmatch(category):
+            raise DataError(f"{path}, line {reader.line_num}: category '{category}' {CATEGORY_NAME_RULE}")
         texts_by_category.setdefault(category, []).append(prompt_text)
     return texts_by_category
 

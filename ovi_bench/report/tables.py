@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ovi_bench.report.plots import format_value
+from ovi_bench.results import LEADERBOARD_COLUMNS
 from ovi_bench.summary import official_summary
 
 AUDIT_OK = ("", "ok")
@@ -153,18 +154,7 @@ BASE_COLUMNS = [
     Column("n_prompts", "prompts", True),
     Column("n", "images", True),
 ]
-KNOWN_COLUMNS = (
-    "prior",
-    "category",
-    "metric",
-    "official",
-    "mean",
-    "ci_low",
-    "ci_high",
-    "std",
-    "n_prompts",
-    "n",
-)
+KNOWN_COLUMNS = tuple(LEADERBOARD_COLUMNS)
 EXTRA_LABELS = {"text_cosine": "text cos", "mahalanobis": "mahal.", "nn_cosine": "nn cos"}
 """Short headers for the embedding diagnostics, so that the leaderboard fits a 1280-pixel screen."""
 

@@ -1,0 +1,318 @@
+"""Kill a run with SIGKILL at seeded moments in every stage, ten times, resuming it each time.
+
+After every kill: no file under a real name is partial, and every manifest line names a whole image of its size and
+sha256. Across the kills, nothing the store already held is generated again; what a kill loses is only what was in
+flight (see `test_killed_and_resumed_run_ends_as_an_uninterrupted_one`). At the end, the scores and images equal
+those of a run into a fresh folder that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tomli_w
+from generation_log import LOG_ENVIRONMENT_VARIABLE, Event, read_events
+from PIL import Image
+from safetensors.torch import load_file
+from tiny_runs import tiny_spec
+
+from ovi_bench.runner import load_run_prompts, plan
+from ovi_bench.spec import parse_spec
+from ovi_bench.store import COMMIT_ITEMS, COMMIT_SECONDS
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# Batch size 1 everywhere: a resumed run regroups what is left into other batches, and one-sample batches make the
+# composition irrelevant, so the final scores must equal the uninterrupted run's exactly, not up to float rounding.
+SPEC = tiny_spec(
+    prompts={"source": "builtin", "categories": ["color", "spatial"], "limit": 2},
+    decoder={"params": {"model": "tiny"}, "steps": 4, "height": 32, "width": 32},
+    prior_batch_size=1,
+    decoder_batch_size=1,
+    metric_batch_size=1,
+)
+ITEMS = 2 * 2 * 2 * 2  # priors × categories × prompts × seeds
+STAGES = ("embedding", "image", "score", "result")
+"""What a run writes, in the order it writes them (tests/generation_log.py logs each)."""
+KILL_STAGES = ["embedding"] * 3 + ["image"] * 3 + ["score"] * 2 + ["result"] * 2
+"""One kill per entry, in stage order. A stage left with no work moves its kill to the next stage; the result files
+are rewritten by every run, so every kill happens."""
+RESULT_FILES = 6
+"""scores.csv, embeddings.csv, leaderboard.{csv,md,tex,json} before results.json: a kill lands among the first six."""
+SLACK_SECONDS = 0.25
+"""Beyond COMMIT_SECONDS: between a write's log line and the store's clock reading for it."""
+
+
+@dataclass
+class Kill:
+    stage: str
+    event: int
+    """Killed right after the run logged its `event`-th write of this kind (1-based), plus `delay` seconds."""
+    delay: float
+    run_events: list[Event]
+    """Everything the killed run logged."""
+    images_before: set[str]
+    images_after: set[str]
+    embeddings_before: set[str]
+    embeddings_after: set[str]
+    scores_after: set[str]
+
+
+def _manifest_lines(out: Path) -> tuple[list[dict], list[str]]:
+    """The parseable lines of every manifest file, and the lines that do not parse (cut by a kill)."""
+    rows, cut = [], []
+    for path in sorted(out.glob("manifest*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                cut.append(line)
+    return rows, cut
+
+
+def _score_keys(out: Path) -> set[str]:
+    keys = set()
+    for path in (out / "scores").glob("*.jsonl") if (out / "scores").is_dir() else []:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                keys.add(json.loads(line)["key"])
+            except json.JSONDecodeError:
+                continue
+    return keys
+
+
+def _embedding_keys(out: Path) -> set[str]:
+    folder = out / "embeddings"
+    return {path.stem for path in folder.rglob("*.safetensors") if not path.name.startswith(".")}
+
+
+def assert_store_whole_and_consistent(out: Path, when: str) -> None:
+    """No partial file under a real name; every manifest line names its whole file; cut lines are tolerated."""
+    rows, cut = _manifest_lines(out)
+    listed = {}
+    for row in rows:
+        path = out / row["path"]
+        assert path.is_file(), f"{when}: the manifest lists {row['path']}, which does not exist"
+        data = path.read_bytes()
+        assert len(data) == row["bytes"], (
+            f"{when}: {row['path']} has {len(data)} bytes, its line says {row['bytes']}"
+        )
+        assert hashlib.sha256(data).hexdigest() == row["sha256"], (
+            f"{when}: {row['path']} differs from its sha256"
+        )
+        listed[row["path"]] = row
+    for line in cut:
+        assert line.startswith("{"), f"{when}: a manifest line is neither JSON nor a cut JSON line: {line!r}"
+    for png in (out / "images").rglob("*.png") if (out / "images").is_dir() else []:
+        if png.name.startswith("."):
+            continue  # a temporary file of a write in flight: never read as an image
+        with Image.open(png) as image:
+            image.load()  # a partial PNG fails here
+        relative = png.relative_to(out).as_posix()
+        if relative in listed:
+            assert hashlib.sha256(png.read_bytes()).hexdigest() == listed[relative]["sha256"]
+    for embedding in (out / "embeddings").rglob("*.safetensors") if (out / "embeddings").is_dir() else []:
+        if not embedding.name.startswith("."):
+            tensors = load_file(str(embedding))  # a partial safetensors file fails here
+            assert set(tensors) == {"image_embeds", "negative_image_embeds"}, f"{when}: {embedding}"
+    for jsonl in out.rglob("*.jsonl"):
+        lines = jsonl.read_text(encoding="utf-8").splitlines()
+        for line in lines:
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                # Only a write that a kill cut short; the next append starts on a fresh line after it.
+                assert line.startswith("{"), f"{when}: {jsonl.name} holds a line that is not JSON: {line!r}"
+
+
+def _remaining(stage: str, out: Path, image_keys: dict[str, str]) -> int:
+    """How many writes of `stage` the next run will log at least (what the store lacks)."""
+    images = {row["image_key"] for row in _manifest_lines(out)[0]}
+    missing = [key for key in image_keys if key not in images]
+    if stage == "embedding":
+        embeddings = _embedding_keys(out)
+        return sum(image_keys[key] not in embeddings for key in missing)
+    if stage == "image":
+        return len(missing)
+    if stage == "score":
+        return ITEMS - len(_score_keys(out))
+    return RESULT_FILES
+
+
+def _command(spec_path: Path, out: Path) -> list[str]:
+    # `python -m ovi_bench run SPEC --out DIR --quiet`, with the store's writes logged (tests/generation_log.py).
+    code = "import generation_log; generation_log.run_cli()"
+    return [sys.executable, "-c", code, "run", str(spec_path), "--out", str(out), "--quiet"]
+
+
+def _environment(log: Path) -> dict[str, str]:
+    # One thread in every run (and the reference): results are bitwise equal only under the same thread count.
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+        "OMP_NUM_THREADS": "1",
+        LOG_ENVIRONMENT_VARIABLE: str(log),
+    }
+
+
+def _run_and_kill(spec_path: Path, out: Path, log: Path, stage: str, event: int, delay: float) -> list[Event]:
+    """Start a run; SIGKILL it `delay` seconds after it logged its `event`-th write of `stage`."""
+    offset = log.stat().st_size if log.exists() else 0
+    process = subprocess.Popen(
+        _command(spec_path, out), env=_environment(log), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    seen = 0
+    deadline = time.monotonic() + 240
+    try:
+        while seen < event:
+            assert time.monotonic() < deadline, f"no {stage} write #{event} within 240 s"
+            if process.poll() is not None:
+                pytest.fail(
+                    f"the run finished (exit {process.returncode}) before its {stage} write #{event}, where it was "
+                    f"to be killed; stderr:\n{process.stderr.read().decode() if process.stderr else ''}"
+                )
+            with open(log, "rb") as handle:
+                handle.seek(offset)
+                new = handle.read()
+            complete = new[: new.rfind(b"\n") + 1]
+            offset += len(complete)
+            for line in complete.decode().splitlines():
+                pid, _, kind, _ = line.split(" ", 3)
+                seen += int(pid) == process.pid and kind == stage
+            time.sleep(0.002)
+        time.sleep(delay)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if process.stderr:
+            process.stderr.close()
+    return [entry for entry in read_events(log) if entry.pid == process.pid]
+
+
+def _assert_lost_only_in_flight(kill: Kill, kind: str, before: set[str], after: set[str]) -> None:
+    """A kill loses only the writes still waiting for their commit, and nothing the store held before the run is
+    made again.
+
+    "In flight" means exactly: the store commits a group of writes at the first write made when the group's oldest
+    has waited COMMIT_SECONDS (or sooner, see ovi_bench/store.py), or when it holds COMMIT_ITEMS writes. So the lost
+    writes are a contiguous tail of the run's log, at most COMMIT_ITEMS of them, and all but the last (which may be
+    the one whose commit the kill cut short) were made within COMMIT_SECONDS of the first. Batches of one here: one
+    write per store call."""
+    events = [entry for entry in kill.run_events if entry.kind == kind]
+    where = f"kill in {kill.stage} (write #{kill.event} + {kill.delay * 1000:.0f} ms), {kind}s"
+    keys = [entry.key for entry in events]
+    assert not set(keys) & before, f"{where}: made again although the store held them: {set(keys) & before}"
+    assert len(keys) == len(set(keys)), f"{where}: one run made the same item twice"
+    lost = [index for index, entry in enumerate(events) if entry.key not in after]
+    if lost:
+        assert lost == list(range(lost[0], len(events))), (
+            f"{where}: lost writes are not the last ones: {lost}"
+        )
+        assert len(lost) <= COMMIT_ITEMS, f"{where}: {len(lost)} lost, more than a group ({COMMIT_ITEMS})"
+        span = events[-2].seconds - events[lost[0]].seconds if len(lost) >= 2 else 0.0
+        assert span <= COMMIT_SECONDS + SLACK_SECONDS, (
+            f"{where}: lost writes span {span:.2f} s, more than a group"
+        )
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(tomli_w.dumps(SPEC))
+    spec = parse_spec(SPEC)
+    image_keys = {item.image_key: item.embedding_key for item in plan(spec, load_run_prompts(spec))}
+    assert len(image_keys) == ITEMS
+
+    # The reference, never interrupted, in a fresh folder (it also builds the tiny models the others load).
+    reference = tmp_path / "reference"
+    subprocess.run(
+        _command(spec_path, reference),
+        env=_environment(tmp_path / "reference.log"),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    log = tmp_path / "generation.log"
+    log.touch()
+
+    out = tmp_path / "killed"
+    rng = random.Random(20240611)
+    kills: list[Kill] = []
+    stages = list(KILL_STAGES)
+    while stages:
+        stage = stages.pop(0)
+        remaining = _remaining(stage, out, image_keys)
+        if remaining == 0:
+            stages.insert(0, STAGES[STAGES.index(stage) + 1])
+            continue
+        event, delay = rng.randint(1, remaining), rng.uniform(0.0, 0.02)
+        images_before = {row["image_key"] for row in _manifest_lines(out)[0]}
+        embeddings_before = _embedding_keys(out)
+        run_events = _run_and_kill(spec_path, out, log, stage, event, delay)
+        kills.append(
+            Kill(
+                stage,
+                event,
+                delay,
+                run_events,
+                images_before,
+                {row["image_key"] for row in _manifest_lines(out)[0]},
+                embeddings_before,
+                _embedding_keys(out),
+                _score_keys(out),
+            )
+        )
+        assert_store_whole_and_consistent(out, f"after kill {len(kills)} ({stage}, write #{event})")
+
+    images_before = {row["image_key"] for row in _manifest_lines(out)[0]}
+    killed_events = len(read_events(log))
+    finished = subprocess.run(
+        _command(spec_path, out), env=_environment(log), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert finished.returncode == 0, finished.stderr.decode()
+    last_run = [entry.key for entry in read_events(log)[killed_events:] if entry.kind == "image"]
+    summary = ", ".join(
+        f"{kill.stage} #{kill.event}: lost {sum(e.kind == 'image' and e.key not in kill.images_after for e in kill.run_events)} "
+        f"image(s), {sum(e.kind == 'embedding' and e.key not in kill.embeddings_after for e in kill.run_events)} embedding(s)"
+        for kill in kills
+    )
+    print(f"{len(kills)} kills: {summary}")  # shown with `pytest -s` or on failure
+    assert len(kills) >= 10, f"only {len(kills)} kills: {summary}"
+    assert {kill.stage for kill in kills} == {"embedding", "image", "score", "result"}, summary
+    assert_store_whole_and_consistent(out, "after the last run")
+
+    # Nothing generated twice except what was in flight at a kill.
+    for kill in kills:
+        _assert_lost_only_in_flight(kill, "image", kill.images_before, kill.images_after)
+        _assert_lost_only_in_flight(kill, "embedding", kill.embeddings_before, kill.embeddings_after)
+        scored = [entry for entry in kill.run_events if entry.kind == "score"]
+        lost_scores = [entry for entry in scored if entry.key not in kill.scores_after]
+        # Score lines are appended as each batch (one image here) is scored: only the one being written is lost.
+        assert lost_scores in ([], scored[-1:]), f"kill in {kill.stage}: lost scores {lost_scores}"
+    assert sorted(last_run) == sorted(set(image_keys) - images_before), (
+        "the last run made other images than the missing"
+    )
+    rows, cut = _manifest_lines(out)
+    lines_per_image = Counter(row["image_key"] for row in rows)
+    assert set(lines_per_image) == set(image_keys), "the finished run lacks images"
+    assert max(lines_per_image.values()) == 1, f"images listed twice: {lines_per_image.most_common(3)}"
+    assert len(cut) <= len(kills)
+
+    # The same scores and images as the run that was never interrupted, exactly.
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "scores.csv"), pd.read_csv(reference / "scores.csv"), check_exact=True
+    )
+    reference_rows = {row["image_key"]: row["sha256"] for row in _manifest_lines(reference)[0]}
+    assert {row["image_key"]: row["sha256"] for row in rows} == reference_rows
