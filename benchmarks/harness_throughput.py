@@ -14,7 +14,6 @@ harness must do at least 2,000 items/s to stay under 0.5% of a real run. The med
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 import shutil
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from instant_components import instant_spec, write_prompt_file
+from instant_components import instant_spec, run_shape_arguments, write_prompt_file
 
 from ovi_bench.leaderboard import write_results
 from ovi_bench.runner import Runner
@@ -74,13 +73,7 @@ def fresh_run(spec: RunSpec, out: Path, profiler: cProfile.Profile | None) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--prompts", type=int, default=300, help="prompts per category")
-    parser.add_argument("--categories", type=int, default=8)
-    parser.add_argument("--seeds", type=int, default=10, help="images per prompt")
-    parser.add_argument("--priors", type=int, default=1)
+    parser = run_shape_arguments(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="fresh runs, each into a new folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the stand-ins need one)")
     parser.add_argument("--profile", action="store_true", help="print the cProfile top 25 of the last run")

@@ -10,6 +10,7 @@ From the command line, load them as a plugin:
 
 from __future__ import annotations
 
+import argparse
 import csv
 from collections.abc import Sequence
 from pathlib import Path
@@ -104,3 +105,15 @@ def instant_spec(prompt_file: Path, *, priors: int, images_per_prompt: int) -> d
         "decoder": {"name": "instant-decoder", "steps": 1, "height": IMAGE_SIDE, "width": IMAGE_SIDE},
         "metrics": [{"name": "instant-metric"}],
     }
+
+
+def run_shape_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The command-line options both benchmarks share: the shape of the run they make (24,000 items by default)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--prompts", type=int, default=300, help="prompts per category")
+    parser.add_argument("--categories", type=int, default=8)
+    parser.add_argument("--seeds", type=int, default=10, help="images per prompt")
+    parser.add_argument("--priors", type=int, default=1)
+    return parser

@@ -21,7 +21,6 @@ cProfile top 30 of (3).
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import os
 import pstats
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import tomli_w
 import torch
-from instant_components import instant_spec, write_prompt_file
+from instant_components import instant_spec, run_shape_arguments, write_prompt_file
 
 from ovi_bench.leaderboard import write_results
 from ovi_bench.runner import Runner
@@ -80,13 +79,7 @@ def cli_seconds(spec_path: Path, out: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--prompts", type=int, default=300, help="prompts per category")
-    parser.add_argument("--categories", type=int, default=8)
-    parser.add_argument("--seeds", type=int, default=10, help="images per prompt")
-    parser.add_argument("--priors", type=int, default=1)
+    parser = run_shape_arguments(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="timed re-runs of each kind")
     parser.add_argument(
         "--profile", action="store_true", help="print the cProfile top 30 of the in-process re-run"
