@@ -77,12 +77,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh runs, each into a new folder")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the stand-ins need one)")
     parser.add_argument("--profile", action="store_true", help="print the cProfile top 25 of the last run")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="make the run folders under this folder (default: system temp)",
-    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
 

@@ -108,7 +108,8 @@ def instant_spec(prompt_file: Path, *, priors: int, images_per_prompt: int) -> d
 
 
 def run_shape_arguments(description: str | None) -> argparse.ArgumentParser:
-    """The command-line options both benchmarks share: the shape of the run they make (24,000 items by default)."""
+    """The command-line options both benchmarks share: the shape of the run they make (24,000 items by default) and
+    where its folders go."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -116,4 +117,10 @@ def run_shape_arguments(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--categories", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=10, help="images per prompt")
     parser.add_argument("--priors", type=int, default=1)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="make the run folders under this folder (default: system temp)",
+    )
     return parser

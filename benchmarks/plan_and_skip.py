@@ -84,12 +84,6 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="print the cProfile top 30 of the in-process re-run"
     )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="make the run folders under this folder (default: system temp)",
-    )
     arguments = parser.parse_args()
     torch.set_num_threads(1)
 

@@ -221,7 +221,27 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
     return metadata if isinstance(metadata, dict) else {}
 
 
-class RunStore:
+class _GroupedCommits:
+    """`grouped_commits()`: inside the block, writes wait for `commit` in groups rather than being committed one call
+    at a time (module docstring); at its end, also when it raises, the rest are committed, so finished work is kept."""
+
+    _grouping = 0
+    """How many `grouped_commits` blocks are open."""
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def grouped_commits(self) -> Iterator[None]:
+        self._grouping += 1
+        try:
+            yield
+        finally:
+            self._grouping -= 1
+            self.commit()
+
+
+class RunStore(_GroupedCommits):
     def __init__(self, root: str | Path, writer: str = "") -> None:
         """`writer`: this process's file suffix in a sharded launch (see `writer_file`); "" for a single process."""
         self.root = Path(root)
@@ -236,17 +256,6 @@ class RunStore:
         """Counts `put_*` calls: the images of one call are listed together or not at all."""
 
     # -- commits ------------------------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def grouped_commits(self) -> Iterator[None]:
-        """Inside the block, writes are committed in groups (module docstring) rather than one call at a time; at its
-        end, also when it raises, the rest are committed, so finished work is kept."""
-        self._grouping += 1
-        try:
-            yield
-        finally:
-            self._grouping -= 1
-            self.commit()
 
     def commit(self) -> None:
         """Put every pending write in place: sync their data, rename them to their real names, then append and
@@ -437,7 +446,7 @@ class RunStore:
             (self.root / record.path).unlink(missing_ok=True)
 
 
-class RowCache:
+class RowCache(_GroupedCommits):
     """JSON rows keyed by their "key" field, append-only on disk: the scores of one metric fingerprint (keyed by
     image content, prompt and category), or the diagnostics of one diagnostics setting (keyed by embedding)."""
 
@@ -453,17 +462,6 @@ class RowCache:
     @staticmethod
     def score_key(image_sha256: str, prompt: str, category: str) -> str:
         return item_key(image_sha256, prompt, category)
-
-    @contextlib.contextmanager
-    def grouped_commits(self) -> Iterator[None]:
-        """Inside the block, added rows are synced every `COMMIT_SECONDS` rather than at every `add` (a killed
-        process keeps them anyway: they are in the kernel once appended); at its end, also when it raises, the rest."""
-        self._grouping += 1
-        try:
-            yield
-        finally:
-            self._grouping -= 1
-            self.commit()
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         _append_jsonl(self.path, rows, sync=False)
