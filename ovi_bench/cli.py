@@ -186,7 +186,13 @@ def metrics(plugins: PluginsOption = None) -> None:
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `ovi-bench run`.")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Run folder written by `ovi-bench run`, or a merged leaderboard folder written by "
+            "`ovi-bench leaderboard RUN_DIR... --out DIR`."
+        ),
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for index.html (default: RUN_DIR/report).")
     ] = None,
@@ -211,7 +217,8 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write a self-contained HTML report of a run (summary, leaderboard, plots, image grids, audits)."""
+    """Write a self-contained HTML report of a run or of a merged leaderboard (summary, leaderboard, plots, image
+    grids, audits)."""
     import warnings
 
     from ovi_bench.report import write_report

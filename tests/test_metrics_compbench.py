@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ovi_bench.backbones.evaluators import BlipVQA
+from ovi_bench.backbones.evaluators import BlipVQA, RawDetection
 from ovi_bench.errors import SpecError
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.bvqa import BVQAMetric
@@ -129,3 +129,46 @@ def test_resolved_analyzer_is_part_of_the_fingerprint() -> None:
     assert BVQAMetric.fingerprint("b-vqa", default, "float32") != BVQAMetric.fingerprint(
         "b-vqa", BVQAMetric.Params(text_analyzer="builtin", official_rounding=False), "float32"
     )
+
+
+class FixedDetector:
+    """Hand-made detector outputs in image pixels, standing in for the loaded detector's answers."""
+
+    def __init__(self, detections: list[RawDetection]) -> None:
+        self.detections = detections
+
+    def detect(self, images, queries) -> list[list[RawDetection]]:
+        return [list(self.detections) for _ in images]
+
+
+def test_spatial_2d_and_numeracy_metrics_score_in_the_detector_frame_of_a_non_square_image() -> None:
+    detector = {"detector_model": "tiny", "text_analyzer": "builtin"}
+    picture = image(0, (1000, 667))  # detector frame 480 × 320
+    spatial_2d = Spatial2DMetric(Spatial2DMetric.Params(**detector), device=CPU, dtype=F32)
+    # Centres 700 px across and 312.6 px down: 149.97 px down in the detector frame, so "near" holds (pos 1).
+    spatial_2d.detector = FixedDetector(
+        [
+            RawDetection("cat", 0.9, (50.0, 50.0, 150.0, 150.0)),
+            RawDetection("dog", 0.9, (750.0, 362.6, 850.0, 462.6)),
+        ]
+    )
+    (row,) = spatial_2d.score([ScoreInput(picture, "a cat near a dog", "spatial")])
+    assert row.score == pytest.approx(0.95, abs=1e-12)  # not 0.673, the image-frame threshold's score
+
+    # Two cats 10.15 px apart, 100 px wide, in a 1024 px square image: in image pixels the +1-pixel overlap share is
+    # 90.85 / 101 < 0.9 (two cats, the count of "two cats" is right: 1.0); in the 479-px detector frame it is
+    # above 0.9, so the official rule merges them into one cat (0.5).
+    numeracy = NumeracyMetric(NumeracyMetric.Params(**detector, lexicon="builtin"), device=CPU, dtype=F32)
+    numeracy.detector = FixedDetector(
+        [
+            RawDetection("cat", 0.9, (0.0, 0.0, 100.0, 100.0)),
+            RawDetection("cat", 0.8, (10.15, 0.0, 110.15, 100.0)),
+        ]
+    )
+    (row,) = numeracy.score([ScoreInput(image(1, (1024, 1024)), "two cats", "numeracy")])
+    assert row.score == pytest.approx(0.5)
+
+
+def test_detector_frame_metrics_have_a_new_version() -> None:
+    # Scores on non-square (2D, 3D) and large (numeracy, 3D) images changed with the detector frame.
+    assert Spatial2DMetric.version == "2" and Spatial3DMetric.version == "2" and NumeracyMetric.version == "2"

@@ -482,6 +482,102 @@ def test_image_paths_outside_the_run_folder_are_never_embedded(hostile_run: Path
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# A merged leaderboard folder (`ovi-bench leaderboard RUN_DIR... --out DIR`).
+
+MERGE_PROMPTS = {"source": "builtin", "categories": ["non_spatial", "color"], "limit": 1}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two runs of one protocol, the second with a new prior beside a repeat of the first's baseline."""
+    first, second = tmp_path_factory.mktemp("baselines"), tmp_path_factory.mktemp("new-prior")
+    baseline = {"name": "text-embedding", "params": {"model": "tiny"}}
+    tiny_run(first, name="baselines", prompts=MERGE_PROMPTS, priors=[baseline])
+    new_prior = {
+        "name": "text-embedding",
+        "label": "rescaled",
+        "params": {"model": "tiny", "rescale": "none"},
+    }
+    tiny_run(second, name="new-prior", prompts=MERGE_PROMPTS, priors=[baseline, new_prior])
+    return first, second
+
+
+def merged_folder(runs: list[Path], out: Path) -> Path:
+    result = CliRunner().invoke(app, ["leaderboard", *map(str, runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_of_a_merged_leaderboard_has_every_run_and_their_images(
+    two_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    merged = merged_folder(list(two_runs), tmp_path / "merged")
+    board = pd.read_csv(merged / "leaderboard.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # both source runs exist: no note, no missing image
+        path = write_report(merged)
+    assert path == merged / "report" / "index.html"
+    page = parse_page(path.read_text(encoding="utf-8"))
+    rows = page.find("table", id="leaderboard").find("tbody").find_all("tr")
+    assert [(row.attributes["data-prior"], row.attributes["data-metric"]) for row in rows] == list(
+        zip(board.prior, board.metric, strict=True)
+    )
+    runs_column = [row.find_all("td")[1].all_text for row in rows]
+    assert runs_column == list(board.run)
+    facts = page.find("dl", class_="facts").all_text
+    for folder in two_runs:
+        record = load_run(folder)
+        assert record.fingerprint[:12] in facts and record.name in facts
+    # The merged board's priors in the summary; each prior's images come from the run it was merged from.
+    summary_priors = [
+        row.find("th").all_text for row in page.find("table", id="summary-table").find("tbody").find_all("tr")
+    ]
+    assert summary_priors == list(dict.fromkeys(board.prior))
+    thumbnails = [a for a in page.find_all("a", class_="thumb") if a.find_all("img")]
+    priors = list(dict.fromkeys(board.prior))
+    assert priors == ["text-embedding", "rescaled"]  # the repeated baseline is taken from the first run
+    assert len(thumbnails) == 2 * 2 * len(priors)  # 2 categories × 2 seeds per prior
+    run_of = dict(zip(board.prior, board.run, strict=False))
+    assert set(run_of.values()) == {"baselines", "new-prior"}
+    folders = {load_run(folder).name: folder.resolve() for folder in two_runs}
+    for thumb in thumbnails:
+        prior = thumb.find("img").attributes["alt"].split(", seed")[0]
+        full_image = (path.parent / unquote(thumb.attributes["href"])).resolve()
+        assert full_image.is_file() and full_image.is_relative_to(folders[run_of[prior]]), prior
+    assert not page.find_all("p", class_="merge-note")
+
+
+def test_report_of_a_merged_leaderboard_whose_source_run_is_gone_notes_it(
+    two_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    copies = [tmp_path / "baselines", tmp_path / "new-prior"]
+    for source, copy in zip(two_runs, copies, strict=True):
+        shutil.copytree(source, copy)
+    merged = merged_folder(copies, tmp_path / "merged")
+    shutil.rmtree(copies[1])
+    result = CliRunner().invoke(app, ["report", str(merged), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "images of run 'new-prior' left out" in result.output.replace("\n", "")
+    page = parse_page((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))
+    note = page.find("p", class_="merge-note").all_text
+    assert "new-prior" in note and "no longer exists" in note
+    board = pd.read_csv(merged / "leaderboard.csv")
+    assert len(page.find("table", id="leaderboard").find("tbody").find_all("tr")) == len(board)
+    alts = {
+        a.find("img").attributes["alt"].split(", seed")[0]
+        for a in page.find_all("a", class_="thumb")
+        if a.find_all("img")
+    }
+    assert alts == {"text-embedding"}  # the baselines run's prior only
+
+
+def test_report_of_a_folder_with_a_foreign_leaderboard_json_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "leaderboard.json").write_text(json.dumps({"leaderboard": []}), encoding="utf-8")
+    with pytest.raises(DataError, match="not a merged leaderboard"):
+        write_report(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # In a browser: the page after its script ran.
 
 

@@ -3,15 +3,18 @@ scores are worked out by hand in the comments."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ovi_bench.metrics.functional.detections import (
     Detection,
     detector_frame,
+    in_detector_frame,
     in_detector_order,
     iou,
     iou_plus_one,
@@ -19,7 +22,7 @@ from ovi_bench.metrics.functional.detections import (
 )
 from ovi_bench.metrics.functional.spatial import (
     box_mean_depth,
-    near_distance,
+    depth_in_detector_frame,
     objects_2d,
     objects_3d,
     position_score_2d,
@@ -193,15 +196,68 @@ def test_near_inside_and_outside_the_distance_and_frame_scaling():
     # Conf 0.5 and 0.5 with pos 0.5: 0.125 + 0.125 + 0.25 = 0.5 exactly -> survives the "< 0.5" gate.
     score, _ = spatial_2d_score([det("cat", 0.5, small), det("dog", 0.5, far)], "cat", "dog", "on side of")
     assert score == 0.5
-    # The same boxes in a 958×958 image: the threshold is 150·958/479 = 300 px, so dx = 200 is "near": pos 1.
-    assert near_distance((958, 958)) == 300.0
+    # The same boxes in a 958×958 image: halved in the 479-px detector frame, dx = 100 is "near": pos 1.
     score, _ = spatial_2d_score(
         [det("cat", 0.5, small), det("dog", 0.5, far)], "cat", "dog", "near", frame_size=(958, 958)
     )
     assert score == 0.75  # 0.125 + 0.125 + 0.5
-    assert near_distance((479, 479)) == 150.0
-    assert near_distance((480, 320)) == 150.0  # a detector frame of a 3:2 image: still 150 px
-    assert near_distance((512, 512)) == pytest.approx(150 * 512 / 479)
+    # A square 512 px image: one scale for both axes, so "near" stays 150·512/479 ≈ 160.3 image px, as it always was.
+    a, b = (0.0, 0.0, 20.0, 20.0), (170.0, 170.0, 190.0, 190.0)  # dx = dy = 170 image px
+    score, _ = spatial_2d_score(
+        [det("cat", 1.0, a), det("dog", 1.0, b)], "cat", "dog", "near", frame_size=(512, 512)
+    )
+    assert score == pytest.approx(0.5 + 0.5 * (150 * 512 / 479) / 170, abs=1e-9)
+
+
+def test_boxes_map_into_the_detector_frame_per_axis():
+    # 1000 × 667 -> Resize(479, max_size=480) -> 480 × 320: x scales by 0.48, y by 320/667 ≈ 0.47976.
+    assert detector_frame(1000, 667) == (480, 320)
+    (mapped,) = in_detector_frame([det("cat", 0.9, (100.0, 667.0, 1000.0, 333.5))], (1000, 667))
+    assert mapped.box == pytest.approx((48.0, 320.0, 480.0, 160.0)) and mapped.score == 0.9
+    # A detector frame maps onto itself.
+    boxes = [det("cat", 0.9, (1.5, 2.5, 3.5, 4.5))]
+    assert in_detector_frame(boxes, (480, 320)) == boxes
+    assert in_detector_frame(boxes, (479, 479)) == boxes
+
+
+def test_near_on_a_non_square_image_is_decided_in_the_detector_frame():
+    # 1000 × 667 image, centres 700 px apart across and 312.6 px down. In the 480 × 320 detector frame
+    # dy = 312.6 · 320/667 = 149.97 < 150: "near" holds, pos 1, score 0.25·0.9 + 0.25·0.9 + 0.5 = 0.95.
+    # (Scaling the threshold to the image instead, 150 · 1000/480 = 312.5 px, misses by 0.1 px and gives
+    # 0.45 + 0.5 · 312.5/700 = 0.673.)
+    cat = det("cat", 0.9, (50.0, 50.0, 150.0, 150.0))  # centre (100, 100)
+    dog = det("dog", 0.9, (750.0, 362.6, 850.0, 462.6))  # centre (800, 412.6)
+    score, reason = spatial_2d_score([cat, dog], "cat", "dog", "near", frame_size=(1000, 667))
+    assert score == pytest.approx(0.95, abs=EXACT)
+    assert "dy +150 px" in reason
+    # Which offset dominates is decided there too: dx 300 < dy 300.1 in the image, but 144 > 143.98 in the frame.
+    left = det("dog", 0.9, (350.0, 350.1, 450.0, 450.1))  # centre (400, 400.1)
+    score, _ = spatial_2d_score([cat, left], "cat", "dog", "on the left of", frame_size=(1000, 667))
+    assert score == pytest.approx(0.95, abs=EXACT)
+
+
+def test_depth_map_resized_to_the_detector_frame_like_the_official_png():
+    rng = np.random.default_rng(0)
+    levels = rng.integers(0, 256, (667, 1000), dtype=np.uint8)
+    depth = levels.astype(np.float32) / np.float32(
+        255
+    )  # an 8-bit map as DepthEstimator(quantise_8bit=True) makes
+    resized = depth_in_detector_frame(depth, eight_bit=True)
+    # The official path: the PNG on disk, opened and passed through Resize(479, max_size=480) (PIL bilinear), / 255.
+    png = io.BytesIO()
+    Image.fromarray(levels).save(png, format="PNG")
+    official = (
+        Image.open(io.BytesIO(png.getvalue())).convert("L").resize((480, 320), Image.Resampling.BILINEAR)
+    )
+    assert resized.shape == (320, 480)
+    assert np.array_equal(resized, np.asarray(official, dtype=np.float32) / np.float32(255))
+    floating = depth_in_detector_frame(np.full((667, 1000), 0.3, dtype=np.float32), eight_bit=False)
+    assert floating.shape == (320, 480) and np.allclose(floating, 0.3)
+    assert depth_in_detector_frame(FLOOR / 39, eight_bit=False).shape == (479, 479)  # 40 × 40 -> 479 × 479
+    already = np.zeros((320, 480), dtype=np.float32)
+    assert depth_in_detector_frame(already, eight_bit=True) is already
+    with pytest.raises(ValueError, match="depth map"):
+        depth_in_detector_frame(np.zeros((4, 4, 3)), eight_bit=True)
 
 
 def test_only_one_object_found_scores_a_quarter_of_its_confidence_then_the_gate():
@@ -397,3 +453,39 @@ def test_complex_val_routing_is_58_212_30():
 
     counts = Counter(routing[normalise_complex_prompt(prompt)] for prompt in prompts)
     assert counts == {"spatial": 58, "action": 212, "spatialaction": 30}
+
+
+def test_complex_routing_key_is_the_official_one_without_any_strip():
+    from ovi_bench.prompts import normalise_complex_prompt
+
+    # Official: line.split('.')[0].lower(), nothing stripped.
+    assert normalise_complex_prompt("A Cat near a dog . Then more") == "a cat near a dog "
+    assert normalise_complex_prompt(" A cat near a dog") == " a cat near a dog"
+    assert normalise_complex_prompt("A cat near a dog. Then") != normalise_complex_prompt(
+        "A cat near a dog . Then"
+    )
+
+
+def test_complex_val_routing_equals_the_official_scripts_on_the_raw_files():
+    if not (OFFICIAL_DIR / "complex_val.txt").is_file():
+        pytest.skip(
+            f"the official T2I-CompBench files are not at {OFFICIAL_DIR} (a checkout without ../shared)"
+        )
+    from ovi_bench.prompts import complex_subsets, normalise_complex_prompt, read_prompt_lines
+
+    def official_keys(name: str) -> list[str]:
+        # The official script: open() in text mode (universal newlines), strip('\n'), split('.')[0], lower().
+        with open(OFFICIAL_DIR / name, encoding="utf-8") as lines:
+            return [line.strip("\n").split(".")[0].lower() for line in lines.readlines()]
+
+    spatial, action = official_keys("complex_val_spatial.txt"), official_keys("complex_val_action.txt")
+    official = [
+        "spatial" if key in spatial else "action" if key in action else "spatialaction"
+        for key in official_keys("complex_val.txt")
+    ]
+    routing = complex_subsets("val", data_dir=OFFICIAL_DIR)
+    ours = [
+        routing[normalise_complex_prompt(line)]
+        for line in read_prompt_lines(OFFICIAL_DIR / "complex_val.txt")
+    ]
+    assert ours == official

@@ -16,6 +16,7 @@ from ovi_bench.metrics.common import (
     build_detector,
     detection_queries,
 )
+from ovi_bench.metrics.functional.detections import in_detector_frame
 from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, parse_counts, parse_lexicon
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.compbench import compbench_file
@@ -89,7 +90,7 @@ class NumeracyMetric(TextAnalyzingMetric):
     """Per requested object type: 0.5/K when detected, another 0.5/K when the count is exactly right."""
 
     Params = NumeracyParams
-    version = "1"
+    version = "2"  # 2: duplicates merged in the detector frame (the +1-pixel IoU), as the official pipeline
     categories = ("numeracy",)
     params: NumeracyParams
 
@@ -109,9 +110,12 @@ class NumeracyMetric(TextAnalyzingMetric):
             [detection_queries(*(name for name, _ in counts)) for counts in requested],
         )
         rows = []
-        for counts, raw in zip(requested, detections, strict=True):
+        for item, counts, raw in zip(batch, requested, detections, strict=True):
+            # The official duplicate test counts a +1 pixel per side: a pixel of the detector frame.
             score, reason = numeracy_score(
-                as_detections(raw), counts, substring_rename=self.params.substring_rename
+                in_detector_frame(as_detections(raw), item.image.size),
+                counts,
+                substring_rename=self.params.substring_rename,
             )
             rows.append(ScoreRow(score=score, reason=reason))
         return rows

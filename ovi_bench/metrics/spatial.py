@@ -2,8 +2,10 @@
 
 The official evaluators detect with UniDet (detectron2), which does not install with pip; ovi-bench queries an
 open-vocabulary detector with the prompt's two nouns instead and keeps the official geometry, weights, gate and depth
-rule exactly (see `metrics/functional/spatial.py`). Scores are therefore "CompBench-style": comparable between priors
-run here, not with published 2D/3D numbers.
+rule exactly (see `metrics/functional/spatial.py`), in the official detector frame: the detector's boxes (and the 3D
+depth map) are mapped from the image into the frame UniDet sees, `Resize(479, max_size=480)` of the image, per axis,
+so the official pixel thresholds hold at any image size and aspect ratio. Scores are therefore "CompBench-style":
+comparable between priors run here, not with published 2D/3D numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from ovi_bench.metrics.common import (
     build_detector,
     detection_queries,
 )
+from ovi_bench.metrics.functional.detections import in_detector_frame
 from ovi_bench.metrics.functional.spatial import (
+    depth_in_detector_frame,
     objects_2d,
     objects_3d,
     relation_2d,
@@ -45,7 +49,7 @@ class Spatial2DMetric(TextAnalyzingMetric):
     """Detector boxes of the two nouns, the official left/right/top/bottom/near rule, weights and 0.5 gate."""
 
     Params = Spatial2DParams
-    version = "1"
+    version = "2"  # 2: boxes mapped into the detector frame per axis (was: the 150 px threshold scaled to the image)
     categories = ("spatial", "complex")
     params: Spatial2DParams
 
@@ -101,7 +105,7 @@ class Spatial3DMetric(TextAnalyzingMetric):
     """Detector boxes plus relative depth: the official front/behind/hidden rule with overlap, no gate."""
 
     Params = Spatial3DParams
-    version = "1"
+    version = "2"  # 2: boxes and depth map in the detector frame (was: the image's frame)
     categories = ("3d_spatial",)
     params: Spatial3DParams
 
@@ -123,9 +127,10 @@ class Spatial3DMetric(TextAnalyzingMetric):
         depths = self.depth.depth(images)
         rows = []
         for item, (object_1, object_2), raw, depth in zip(batch, objects, detections, depths, strict=True):
+            # The official crop truncates box coordinates to pixels of the detector frame, on the depth PNG resized there.
             score, reason = spatial_3d_score(
-                as_detections(raw),
-                depth,
+                in_detector_frame(as_detections(raw), item.image.size),
+                depth_in_detector_frame(depth, eight_bit=self.params.quantise_depth_8bit),
                 object_1,
                 object_2,
                 relation_3d(item.prompt),

@@ -197,8 +197,13 @@ def load_compbench(
 
 
 def normalise_complex_prompt(text: str) -> str:
-    """The key the official 3-in-1 script matches complex prompts by: the text before the first '.', lowercased."""
-    return text.split(".", 1)[0].lower().strip()
+    """The key the official 3-in-1 script matches complex prompts by: the text before the first '.', lowercased.
+
+    Exactly the official key: no whitespace is stripped, so "a cat . b" keys as "a cat ". The lines it is applied
+    to come from `read_prompt_lines`, which strips each line's surrounding whitespace (the official script strips
+    only the newline); the official files have no such whitespace, so their routing is the official one.
+    """
+    return text.split(".", 1)[0].lower()
 
 
 def complex_subsets(split: str = "val", data_dir: str | Path | None = None) -> dict[str, str]:

@@ -5,6 +5,10 @@ provenance, the official-metric summary, the sortable leaderboard, interval plot
 bounded sample with every image's scores and reasons, and the metric audits. CSS, script, plots and thumbnails are
 inlined, so the page needs no network; filters and sort order live in the URL hash, so a view can be shared as a link.
 
+It also accepts the folder `ovi-bench leaderboard RUN_DIR... --out DIR` writes: leaderboard.json holds every run's
+rows and provenance but no images, so the image grids come from the source run folders where they still exist (and
+still hold the run that was merged); the others are left out with a note.
+
 Every text that comes from a run (prompts, prior labels, reasons, parameters) reaches the page through Jinja2's
 autoescaping or, for the script's data, through JSON with `<`, `>` and `&` escaped.
 """
@@ -34,7 +38,7 @@ from ovi_bench.report.tables import (
     leaderboard_rows,
     summary_table,
 )
-from ovi_bench.results import RunRecord, load_run
+from ovi_bench.results import RESULTS_FILE, SCORE_COLUMNS, RunRecord, load_run
 
 __all__ = ["DEFAULT_PROMPTS_PER_CATEGORY", "DEFAULT_SEEDS_PER_PROMPT", "DEFAULT_THUMBNAIL_PX", "write_report"]
 
@@ -47,6 +51,8 @@ LEADERBOARD_COLUMNS = ("prior", "category", "metric", "mean", "ci_low", "ci_high
 """What the report needs from every leaderboard row (results.json stores missing values as null)."""
 ALL_IMAGES_CATEGORY = "all"
 """Set-level metrics also score all of a prior's images together, under this category name."""
+MERGED_LEADERBOARD_FILE = "leaderboard.json"
+"""What `ovi-bench leaderboard RUN_DIR... --out DIR` writes, with every merged run's provenance."""
 
 
 def write_report(
@@ -59,6 +65,9 @@ def write_report(
 ) -> Path:
     """Write the report of the run in `run_dir` to `out_dir/index.html` (default `run_dir/report/`); its path.
 
+    `run_dir` may also be a merged leaderboard folder (`ovi-bench leaderboard RUN_DIR... --out DIR`): the report
+    then covers every merged run, with the images of those source runs whose folders still exist.
+
     The image grids show the first `prompts_per_category` prompts of each category (by prompt id) × every prior ×
     the first `seeds_per_prompt` seeds, as thumbnails of at most `thumbnail_px` pixels a side. Images missing from
     the run folder get a placeholder and are counted in a warning.
@@ -70,7 +79,9 @@ def write_report(
     ):
         if value < least:
             raise DataError(f"{name} is {value}; give at least {least}.")
-    record = load_run(run_dir)
+    folder = Path(run_dir).expanduser()
+    merged = is_merged_leaderboard(folder)
+    record, notes = load_merged_leaderboard(folder) if merged else (load_run(folder), [])
     report_dir = Path(out_dir).expanduser() if out_dir is not None else record.path / REPORT_FOLDER
     page = render_report(
         record,
@@ -78,18 +89,150 @@ def write_report(
         prompts_per_category=prompts_per_category,
         seeds_per_prompt=seeds_per_prompt,
         thumbnail_px=thumbnail_px,
+        notes=notes,
+        merged=merged,
     )
     path = report_dir / REPORT_FILE
     atomic_write_text(path, page.html)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     if page.missing_images:
+        where = "the source run folders" if merged else str(record.path)
         warnings.warn(
             f"{page.missing_images} of the report's {page.missing_images + page.thumbnails} sampled image(s) are "
-            f"missing from {record.path} and show a placeholder; run `ovi-bench run` into that folder again to "
+            f"missing from {where} and show a placeholder; run `ovi-bench run` into that folder again to "
             "regenerate them.",
             UserWarning,
             stacklevel=2,
         )
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A merged leaderboard folder.
+
+
+def is_merged_leaderboard(folder: Path) -> bool:
+    """A folder with leaderboard.json but no results.json: what `ovi-bench leaderboard --out` writes."""
+    return (
+        folder.is_dir()
+        and not (folder / RESULTS_FILE).is_file()
+        and (folder / MERGED_LEADERBOARD_FILE).is_file()
+    )
+
+
+def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
+    """The merged leaderboard as one record the report can render, and notes on what it could not show.
+
+    Provenance (prompts, seeds, decoder, dtype) is the first run's, which `ovi-bench leaderboard` checked every
+    other run against; priors and metrics are every run's, under their names on the merged board. Per-image scores
+    (and so the image grids) are read from each source run folder that still exists and still holds the run that
+    was merged (same spec fingerprint); the others are named in the notes.
+    """
+    path = folder / MERGED_LEADERBOARD_FILE
+    remedy = f"write it again with `ovi-bench leaderboard RUN_DIR... --out {folder}`"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path} is not readable JSON ({error}); {remedy}.") from error
+    runs = document.get("runs") if isinstance(document, dict) else None
+    board = document.get("leaderboard") if isinstance(document, dict) else None
+    if (
+        not isinstance(runs, list)
+        or not runs
+        or not isinstance(board, list)
+        or not all(isinstance(run, dict) and isinstance(run.get("provenance"), dict) for run in runs)
+    ):
+        raise DataError(
+            f"{folder} has no {RESULTS_FILE} and its {MERGED_LEADERBOARD_FILE} is not a merged leaderboard (no "
+            f"runs with their provenance): give a run folder (`ovi-bench run`) or a folder from `ovi-bench "
+            f"leaderboard RUN_DIR... --out DIR`."
+        )
+    board_frame = pd.DataFrame(board)
+    if "run" not in board_frame.columns:
+        board_frame["run"] = pd.Series(dtype=str)
+    first = runs[0]["provenance"]
+    priors: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    score_frames: list[pd.DataFrame] = []
+    notes: list[str] = []
+    for run in runs:
+        provenance = run["provenance"]
+        name = str(run.get("name") or provenance.get("spec", {}).get("name") or "?")
+        names = _merged_prior_names(provenance, name, board_frame)
+        priors.update({shown: provenance.get("priors", {})[prior] for prior, shown in names.items()})
+        for metric, entry in provenance.get("metrics", {}).items():
+            metrics.setdefault(metric, entry)
+        scores, note = _source_run_scores(folder, run, name, names)
+        if note:
+            notes.append(note)
+        if scores is not None:
+            score_frames.append(scores)
+    merged_provenance = {
+        **first,
+        "spec": {**first.get("spec", {}), "name": f"leaderboard of {len(runs)} run(s)"},
+        "spec_fingerprint": "",
+        "priors": priors,
+        "metrics": metrics,
+        "leaderboard": board,
+        "merged_runs": [
+            (
+                str(run.get("name", "?")),
+                str(run["provenance"].get("spec_fingerprint", "")),
+                str(run.get("path", "")),
+            )
+            for run in runs
+        ],
+        "protocol_differences": [str(line) for line in document.get("protocol_differences") or []],
+    }
+    scores = (
+        pd.concat(score_frames, ignore_index=True)
+        if score_frames
+        else pd.DataFrame({column: pd.Series(dtype=str) for column in SCORE_COLUMNS})
+    )
+    return RunRecord(folder, merged_provenance, scores), notes
+
+
+def _merged_prior_names(provenance: dict[str, Any], run_name: str, board: pd.DataFrame) -> dict[str, str]:
+    """A run's prior -> its name on the merged board: itself, or `prior @ run` where protocols differed; priors
+    the merge left out (repeats of another run's) are absent."""
+    on_board = set(board.loc[board["run"].astype(str) == run_name, "prior"].astype(str))
+    names = {}
+    for prior in provenance.get("priors", {}):
+        for shown in (prior, f"{prior} @ {run_name}"):
+            if shown in on_board:
+                names[prior] = shown
+                break
+    return names
+
+
+def _source_run_scores(
+    folder: Path, run: dict[str, Any], name: str, names: dict[str, str]
+) -> tuple[pd.DataFrame | None, str]:
+    """The source run's per-image scores under the merged prior names, with the folder their image paths are
+    relative to; or None and a note saying why its images are left out."""
+    recorded = str(run.get("path", ""))
+    candidates = [Path(recorded).expanduser()] if recorded else []
+    if candidates and not candidates[0].is_absolute():
+        candidates.append(folder / candidates[0])  # a relative path, written from another working directory
+    source = next((path for path in candidates if (path / RESULTS_FILE).is_file()), None)
+    if source is None:
+        return (
+            None,
+            f"images of run '{name}' left out: its folder {recorded or '(not recorded)'} no longer exists.",
+        )
+    try:
+        record = load_run(source)
+        if record.fingerprint != str(run["provenance"].get("spec_fingerprint", "")):
+            return None, (
+                f"images of run '{name}' left out: {source} now holds another run (spec "
+                f"{record.fingerprint[:12]}) than the one merged."
+            )
+        scores = record.scores
+    except DataError as error:
+        return None, f"images of run '{name}' left out: {error}"
+    scores = scores[scores["prior"].astype(str).isin(names)]
+    return scores.assign(prior=scores["prior"].astype(str).map(names), run_root=str(source.resolve())), ""
 
 
 @dataclass(frozen=True)
@@ -106,8 +249,12 @@ def render_report(
     prompts_per_category: int,
     seeds_per_prompt: int,
     thumbnail_px: int,
+    notes: list[str] | None = None,
+    merged: bool = False,
 ) -> RenderedReport:
-    """The page as text, with the counts of embedded thumbnails and of sampled images missing from the run."""
+    """The page as text, with the counts of embedded thumbnails and of sampled images missing from the run.
+
+    `notes` are shown above the summary; `merged` marks a record made from a merged leaderboard folder."""
     board = checked_leaderboard(record)
     priors = _ordered([*record.priors, *board["prior"]])
     categories = _ordered([*(c for c in board["category"] if c != ALL_IMAGES_CATEGORY), *board["category"]])
@@ -126,7 +273,9 @@ def render_report(
     context = {
         "title": record.name,
         "fingerprint": record.fingerprint,
-        "header": header_fields(record),
+        "header": merged_header_fields(record) if merged else header_fields(record),
+        "notes": [*_protocol_notes(record), *(notes or [])],
+        "merged": merged,
         "provenance": provenance_details(record),
         "priors": priors,
         "categories": categories,
@@ -223,6 +372,24 @@ def header_fields(record: RunRecord) -> list[tuple[str, str]]:
         ("created", str(provenance.get("created", "?"))),
     ]
     return fields
+
+
+def merged_header_fields(record: RunRecord) -> list[tuple[str, str]]:
+    """The header of a merged leaderboard: its runs (name, spec fingerprint, folder), then the shared protocol."""
+    runs = [
+        (f"run {name}", f"spec {fingerprint[:12]} · {path}")
+        for name, fingerprint, path in record.provenance.get("merged_runs", [])
+    ]
+    return runs + [
+        field for field in header_fields(record) if field[0] not in ("spec fingerprint", "created")
+    ]
+
+
+def _protocol_notes(record: RunRecord) -> list[str]:
+    differences = record.provenance.get("protocol_differences") or []
+    if not differences:
+        return []
+    return ["The merged runs' protocols differ (merged on request): " + "; ".join(differences)]
 
 
 def seed_text(seeds: list[Any]) -> str:

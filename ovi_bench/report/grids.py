@@ -52,6 +52,8 @@ class GridImage:
     source: Path | None = None
     upscaled: bool = False
     """The image is smaller than a thumbnail: the page enlarges it without smoothing, pixels stay sharp."""
+    run_root: Path | None = None
+    """The run folder `source` is relative to, where it is not the report's run (a merged leaderboard's sources)."""
 
     @property
     def title(self) -> str:
@@ -146,7 +148,9 @@ def sample_grids(
         image.key = f"i{index}"
     run_root = Path(os.path.abspath(run_dir))
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        thumbnails = list(pool.map(lambda image: _thumbnail(image, run_root, thumbnail_px), images))
+        thumbnails = list(
+            pool.map(lambda image: _thumbnail(image, image.run_root or run_root, thumbnail_px), images)
+        )
     for image, (thumbnail, source, upscaled) in zip(images, thumbnails, strict=True):
         image.thumbnail, image.source, image.upscaled = thumbnail, source, upscaled
         image.href = _relative_href(source, report_dir) if source is not None else ""
@@ -199,6 +203,8 @@ def _images(sample: pd.DataFrame, category: str) -> dict[tuple[str, str, int], G
             scores=scores,
         )
         image.source = _listed_path(rows)
+        if "run_root" in rows.columns and _text(first["run_root"]):
+            image.run_root = Path(os.path.abspath(_text(first["run_root"])))
         images[(str(prior), str(prompt_id), int(seed))] = image
     return images
 

@@ -174,6 +174,8 @@ def extra_columns(board: pd.DataFrame) -> list[str]:
 
 def leaderboard_columns(board: pd.DataFrame) -> list[Column]:
     columns = list(BASE_COLUMNS)
+    if "run" in board.columns:  # a merged leaderboard: which run each row comes from
+        columns.insert(1, Column("run", "run", False, "the run folder the row comes from"))
     columns += [
         Column(
             name,
@@ -222,6 +224,7 @@ def leaderboard_rows(board: pd.DataFrame, columns: Sequence[Column]) -> list[Lea
             "n_prompts": _count_cell(record.get("n_prompts")),
             "n": _count_cell(record.get("n")),
             "audit": _audit_cell(record.get("audit")),
+            "run": Cell(str(record.get("run", "")), str(record.get("run", ""))),
         }
         for column in columns:  # the extra (diagnostic) columns
             if column.key not in cells:

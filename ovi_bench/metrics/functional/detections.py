@@ -117,6 +117,22 @@ def detector_frame(
     return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
+def in_detector_frame(detections: Iterable[Detection], image_size: Size) -> list[Detection]:
+    """The detections of an image of `image_size` (width, height), their boxes mapped into the image's detector
+    frame (`detector_frame`) per axis, as the official pipeline sees them: it detects on the resized image, so x
+    scales by the width ratio and y by the height ratio. Those ratios differ slightly whenever the resize rounds a
+    side (1000 × 667 becomes 480 × 320: 0.48 across, 0.4798 down), and every pixel constant of the official rules
+    (2D's 150-px "near" distance, numeracy's +1-pixel IoU, 3D's truncated depth crop) is meant in this frame.
+    """
+    frame = detector_frame(*image_size)
+    if frame == tuple(image_size):
+        return list(detections)
+    return [
+        Detection(label=item.label, score=item.score, box=rescale_box(item.box, image_size, frame))
+        for item in detections
+    ]
+
+
 def in_detector_order(detections: Iterable[Detection]) -> list[Detection]:
     """Detections by descending confidence, ties kept in their given order.
 

@@ -4,7 +4,12 @@ No model: the functions take detector outputs (`Detection`), a depth map and the
 official per-image score with a short reason. Each known quirk of the official code is reproduced by default and
 switchable to a corrected behaviour by a named option; the metric wrappers choose and record the setting.
 
-2D, per image (in UniDet's 479-px frame, `detector_frame`):
+Every pixel quantity is meant in the official detector frame: UniDet detects on the image after
+`Resize(479, max_size=480)` (`detector_frame`), so its boxes and the 3D depth map live there. Boxes found in the image
+itself are mapped into that frame per axis (`in_detector_frame`), and the depth map is resized to it as the official
+transform does (`depth_in_detector_frame`), before any rule below applies.
+
+2D, per image (in the detector frame):
     obj1, obj2 = first and last NOUN of the prompt (girl/boy/man/woman -> person)
     both found:  0.25·conf1 + 0.25·conf2 + 0.5·pos(relation, box1, box2)
     one found:   0.25·its conf          (so it can never pass the gate below)
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from ovi_bench.metrics.functional.detections import (
     UNIDET_SHORT_SIDE,
@@ -27,6 +33,7 @@ from ovi_bench.metrics.functional.detections import (
     Size,
     box_center,
     detector_frame,
+    in_detector_frame,
     in_detector_order,
     iou,
 )
@@ -66,7 +73,7 @@ PERSON_WORDS: frozenset[str] = frozenset({"girl", "boy", "man", "woman"})
 """Nouns the official rules rename to UniDet's "person" (exact, case-sensitive, singular only)."""
 
 NEAR_DISTANCE_PX = 150.0
-"""The "near" threshold of the official rule, in pixels of UniDet's frame (479 px on a square image's side)."""
+"""The "near" threshold of the official rule, in pixels of the detector frame (479 px on a square image's side)."""
 IOU_THRESHOLD_2D = 0.1
 IOU_THRESHOLD_3D = 0.5
 GATE_2D = 0.5
@@ -151,18 +158,6 @@ def objects_3d(tokens: Sequence[Token]) -> tuple[str | None, str | None]:
 # 2D
 
 
-def near_distance(frame_size: Size) -> float:
-    """The official 150-px "near" threshold expressed in pixels of `frame_size` (width, height).
-
-    The official boxes live in UniDet's frame (`detector_frame` of the image); in a frame of another scale the same
-    threshold is 150 × frame / detector frame (long sides compared). So it is exactly 150 for any detector frame —
-    479 × 479, or 480 × 320 for a 3:2 image — and 150 × 512 / 479 ≈ 160.3 px for boxes in a 512 × 512 image.
-    """
-    width, height = frame_size
-    reference = detector_frame(width, height)
-    return NEAR_DISTANCE_PX * max(width, height) / max(reference)
-
-
 def position_score_2d(
     relation: str | None, box_1: Box, box_2: Box, near_px: float = NEAR_DISTANCE_PX
 ) -> float:
@@ -228,7 +223,9 @@ def spatial_2d_score(
 ) -> tuple[float, str]:
     """The official 2D per-image score and a reason.
 
-    `detections`: boxes in a frame of `frame_size` (width, height); they are taken in detector order (descending
+    `detections`: boxes in an image of `frame_size` (width, height); they are mapped into that image's detector
+    frame per axis (`in_detector_frame`; a detector frame such as the default 479 × 479 maps onto itself), where
+    the official thresholds apply unchanged: 150 px "near", IoU 0.1. They are taken in detector order (descending
     confidence, `in_detector_order`) and each object is the first detection whose label equals the noun
     (`label_match="exact"`, the official `list.index`, which UniDet's multi-name labels such as "table, desk" never
     satisfy) or contains it (`"substring"`). The same noun twice means the same detection for both objects.
@@ -236,19 +233,18 @@ def spatial_2d_score(
     `on_top_of_scores_zero=True` reproduces the official rule, which has no branch for "on top of" (without
     "the") and so scores its relation 0; False treats it as "on the top of".
 
-    The 150-px "near" distance is scaled from UniDet's frame to `frame_size` (`near_distance`).
+    Reasons quote dx and dy in pixels of the detector frame.
     """
     if relation == "on top of" and not on_top_of_scores_zero:
         relation = "on the top of"
-    ordered = in_detector_order(detections)
+    ordered = in_detector_order(in_detector_frame(detections, frame_size))
     match_1 = _first_match(ordered, object_1, label_match)
     match_2 = _first_match(ordered, object_2, label_match)
     if object_1 is None and object_2 is None:
         return 0.0, "no object nouns found in the prompt: score 0"
 
     if match_1 is not None and match_2 is not None:
-        near_px = near_distance(frame_size)
-        position = position_score_2d(relation, match_1.box, match_2.box, near_px)
+        position = position_score_2d(relation, match_1.box, match_2.box)
         raw = 0.25 * match_1.score + 0.25 * match_2.score
         raw += position / 2
         (x_1, y_1), (x_2, y_2) = box_center(match_1.box), box_center(match_2.box)
@@ -278,6 +274,30 @@ def spatial_2d_score(
 
 # ---------------------------------------------------------------------------------------------------------------
 # 3D
+
+
+def depth_in_detector_frame(depth: np.ndarray, *, eight_bit: bool) -> np.ndarray:
+    """An image's (H, W) depth map resized to the image's detector frame, as the official 3D pipeline reads it.
+
+    The official scorer opens the 8-bit depth PNG (saved at the image's size) and passes it through the detector's
+    transform, torchvision's `Resize(479, max_size=480)` on a PIL image: PIL's bilinear resampling of the 8-bit
+    levels, then / 255. `eight_bit=True` expects such a map (multiples of 1/255, `quantise_like_png`) and does
+    exactly that; False resamples the float map bilinearly (PIL mode "F"). A map already at its detector frame's
+    size is returned unchanged, as torchvision does.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"the depth map must be (H, W), got shape {depth.shape}")
+    height, width = depth.shape
+    frame = detector_frame(width, height)
+    if frame == (width, height):
+        return depth
+    if eight_bit:
+        levels = Image.fromarray(np.rint(depth * 255.0).clip(0, 255).astype(np.uint8))
+        resized = levels.resize(frame, Image.Resampling.BILINEAR)
+        return np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    values = Image.fromarray(np.ascontiguousarray(depth, dtype=np.float32))
+    return np.asarray(values.resize(frame, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def box_mean_depth(depth: np.ndarray, box: Box, *, transposed_crop: bool = True) -> float:
@@ -352,7 +372,8 @@ def spatial_3d_score(
     label_match: LabelMatch = "substring",
     detection_choice: DetectionChoice = "official",
 ) -> tuple[float, str]:
-    """The official 3D per-image score and a reason. `depth` is (H, W) in the detections' frame.
+    """The official 3D per-image score and a reason. `depth` is (H, W) in the detections' frame: the detector
+    frame, for the official crop's pixel truncation (`in_detector_frame`, `depth_in_detector_frame`).
 
     Objects match detections whose label contains the noun (`label_match="substring"`, official: "cat" also
     matches "cattle, cow") or equals it (`"exact"`). With both found, `detection_choice="official"` reproduces the
