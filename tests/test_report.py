@@ -571,6 +571,22 @@ def test_report_of_a_merged_leaderboard_whose_source_run_is_gone_notes_it(
     assert alts == {"text-embedding"}  # the baselines run's prior only
 
 
+def test_report_of_a_merged_leaderboard_finds_runs_given_by_relative_paths_from_elsewhere(
+    two_runs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for source, name in zip(two_runs, ("a", "b"), strict=True):
+        shutil.copytree(source, tmp_path / "runs" / name)
+    monkeypatch.chdir(tmp_path)
+    merged_folder([Path("runs/a"), Path("runs/b")], Path("runs/merged"))
+    monkeypatch.chdir(tmp_path / "runs" / "a")  # another working directory: "runs/a" means nothing here
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = write_report(tmp_path / "runs" / "merged")
+    page = parse_page(path.read_text(encoding="utf-8"))
+    assert not page.find_all("p", class_="merge-note")
+    assert len([a for a in page.find_all("a", class_="thumb") if a.find_all("img")]) == 2 * 2 * 2
+
+
 def test_report_of_a_folder_with_a_foreign_leaderboard_json_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "leaderboard.json").write_text(json.dumps({"leaderboard": []}), encoding="utf-8")
     with pytest.raises(DataError, match="not a merged leaderboard"):

@@ -127,7 +127,8 @@ class Spatial3DMetric(TextAnalyzingMetric):
         depths = self.depth.depth(images)
         rows = []
         for item, (object_1, object_2), raw, depth in zip(batch, objects, detections, depths, strict=True):
-            # The official crop truncates box coordinates to pixels of the detector frame, on the depth PNG resized there.
+            # The official crop truncates box coordinates to pixels of the detector frame, on the depth PNG
+            # resized there.
             score, reason = spatial_3d_score(
                 in_detector_frame(as_detections(raw), item.image.size),
                 depth_in_detector_frame(depth, eight_bit=self.params.quantise_depth_8bit),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from importlib import resources
@@ -196,6 +197,8 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
 def _merged_prior_names(provenance: dict[str, Any], run_name: str, board: pd.DataFrame) -> dict[str, str]:
     """A run's prior -> its name on the merged board: itself, or `prior @ run` where protocols differed; priors
     the merge left out (repeats of another run's) are absent."""
+    if "prior" not in board.columns:
+        return {}
     on_board = set(board.loc[board["run"].astype(str) == run_name, "prior"].astype(str))
     names = {}
     for prior in provenance.get("priors", {}):
@@ -214,7 +217,10 @@ def _source_run_scores(
     recorded = str(run.get("path", ""))
     candidates = [Path(recorded).expanduser()] if recorded else []
     if candidates and not candidates[0].is_absolute():
-        candidates.append(folder / candidates[0])  # a relative path, written from another working directory
+        # Relative to the directory `ovi-bench leaderboard` ran in, unknown here: most often the one the --out
+        # folder was given relative to too, so an ancestor of this folder. The fingerprint check below guards
+        # against a wrong match.
+        candidates += [ancestor / candidates[0] for ancestor in Path(os.path.abspath(folder)).parents]
     source = next((path for path in candidates if (path / RESULTS_FILE).is_file()), None)
     if source is None:
         return (
