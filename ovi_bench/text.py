@@ -113,7 +113,7 @@ def map_text_cells(frame: pd.DataFrame, function: Callable[[str], str]) -> pd.Da
     mapped = frame.rename(columns=lambda name: function(name) if isinstance(name, str) else name)
     for position in range(mapped.shape[1]):
         column = mapped.iloc[:, position]
-        if column.dtype == object or str(column.dtype) == "string":
+        if column.dtype.kind == "O":  # object, string and categorical columns: where text lives
             mapped.isetitem(
                 position, column.map(lambda value: function(value) if isinstance(value, str) else value)
             )

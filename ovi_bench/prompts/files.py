@@ -54,8 +54,14 @@ def load_prompt_file(path: str | Path, category: str | None = None) -> PromptSet
     default_category = category or CUSTOM_CATEGORY
     if not CATEGORY_NAME_PATTERN.fullmatch(default_category):
         raise SpecError(f"prompt category {short_repr(default_category)} {CATEGORY_NAME_RULE}")
-    if not path.is_file():
-        raise DataError(f"prompt file {path} does not exist. Check the path in prompts.source.")
+    try:
+        exists = path.is_file()
+    except OSError:  # a name too long for the file system, say
+        exists = False
+    if not exists:
+        raise DataError(
+            f"prompt file {short_repr(str(path))} does not exist. Check the path in prompts.source."
+        )
     if path.suffix.lower() == ".csv":
         texts_by_category = _read_csv(path, default_category)
     else:
