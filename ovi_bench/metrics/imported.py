@@ -65,7 +65,7 @@ from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.paths import expand_user
 from ovi_bench.registry import METRICS
 from ovi_bench.store import RunStore
-from ovi_bench.text import spreadsheet_original
+from ovi_bench.text import short_repr, spreadsheet_original
 
 MatchKey = Literal["image", "prompt_id_seed", "prompt"]
 MAX_NAMED_MISSING = 5
@@ -143,7 +143,7 @@ def column(row: dict[str, Any], name: str, path: Path, index: int) -> Any:
     if name not in row or row[name] in (None, ""):
         raise OviBenchError(
             f"row {index + 1} of the imported scores file '{path}' has no '{name}' value (columns: "
-            f"{', '.join(map(str, row))}); check the metric's `key` and `score_column` parameters."
+            f"{short_repr(list(map(str, row)))}); check the metric's `key` and `score_column` parameters."
         )
     return row[name]
 
@@ -153,9 +153,11 @@ def parse_score(row: dict[str, Any], score_column: str, path: Path, index: int) 
     try:
         value = float(raw)
     except (TypeError, ValueError) as error:
-        raise OviBenchError(f"row {index + 1} of '{path}': score {raw!r} is not a number.") from error
+        raise OviBenchError(
+            f"row {index + 1} of '{path}': score {short_repr(raw)} is not a number."
+        ) from error
     if not math.isfinite(value):
-        raise OviBenchError(f"row {index + 1} of '{path}': score {raw!r} is not finite.")
+        raise OviBenchError(f"row {index + 1} of '{path}': score {short_repr(raw)} is not finite.")
     return value
 
 
@@ -201,7 +203,7 @@ class ImportedScoresMetric(Metric):
             for index, row in enumerate(rows):
                 prompt = str(column(row, "prompt", self.path, index))
                 value = parse_score(row, params.score_column, self.path, index)
-                add_unique(self.scores, prompt, value, self.path, f"the prompt {prompt!r}")
+                add_unique(self.scores, prompt, value, self.path, f"the prompt {short_repr(prompt)}")
         else:
             files = self._image_files(rows)
             missing = [str(file) for file, _ in files if not file.is_file()]
