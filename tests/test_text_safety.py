@@ -220,6 +220,7 @@ def test_hostile_text_is_neutralised_in_every_file_and_reads_back_unchanged(
         ("a red cube " * 10_000, f"at most {MAX_TEXT_LENGTH:,} characters"),
         ("a red\u202ecube", "'\\u202e'"),
     ],
+    ids=["nul", "escape", "overlong", "bidi-override"],
 )
 @pytest.mark.parametrize("suffix", [".txt", ".csv"])
 def test_a_prompt_file_line_the_spec_would_refuse_is_refused_with_file_and_line(
@@ -263,6 +264,7 @@ HUGE = "x" * 100_000
         {"priors": [{"name": "text-embedding", "label": HUGE}]},
         {"priors": [{"name": "text-embedding"}], "prompts": {"categories": [HUGE]}},
     ],
+    ids=["prior", "metric", "decoder", "top-level-key", "params-key", "device", "label", "category"],
 )
 def test_a_huge_name_in_a_spec_gives_an_error_of_bounded_length(spec: dict) -> None:
     with pytest.raises(OviBenchError) as caught:
