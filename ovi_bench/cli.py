@@ -17,6 +17,7 @@ from ovi_bench.errors import OviBenchError
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, load_plugins
+from ovi_bench.text import short_repr
 
 app = typer.Typer(
     name="ovi-bench",
@@ -394,7 +395,7 @@ def compare(
     names = [name.strip() for name in prior_pair.split(",")]
     if len(names) != 2 or not all(names):
         raise OviBenchError(
-            f"--priors {prior_pair!r}: give two prior names separated by a comma, e.g. ovi,eclipse."
+            f"--priors {short_repr(prior_pair)}: give two prior names separated by a comma, e.g. ovi,eclipse."
         )
     if out is not None and out.suffix.lower() not in (".csv", ".json", ".md"):
         raise OviBenchError(f"--out {out}: give a .csv, .json or .md file name.")
@@ -490,7 +491,9 @@ def _show_table(frame, title: str, text_columns: tuple[str, ...]) -> None:
     """A rich table on a terminal (user text escaped: a label like "[red]" is no markup); the Markdown table
     (readable in logs, pastable) anywhere else."""
     if not console.is_terminal:
-        print(f"{title}\n\n{frame.to_markdown(index=False, floatfmt='.4f')}\n")
+        from ovi_bench.summary import markdown_table, markdown_text
+
+        print(f"{markdown_text(title)}\n\n{markdown_table(frame, floatfmt='.4f')}\n")
         return
     table = Table(title=escape(title))
     for column in frame.columns:

@@ -20,12 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 from ovi_bench.errors import DataError
-from ovi_bench.io import atomic_write_text
+from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.prompts import CATEGORIES
 from ovi_bench.registry import did_you_mean
 from ovi_bench.results import RunRecord, check_same_protocol, contributed_priors
 from ovi_bench.spec import OFFICIAL_METRICS
 from ovi_bench.statistics import PairedDifference, paired_difference
+from ovi_bench.summary import markdown_table
+from ovi_bench.text import short_repr
 
 PAIR_KEYS = ["category", "metric", "prompt_id", "seed"]
 COMPARISON_COLUMNS = [
@@ -115,11 +117,11 @@ def check_priors(scores: pd.DataFrame, names: Sequence[str]) -> None:
     for name in names:
         if name not in known:
             raise DataError(
-                f"prior '{name}' is not in the run(s): they have {', '.join(known) or 'no scores'}."
+                f"prior {short_repr(name)} is not in the run(s): they have {', '.join(known) or 'no scores'}."
                 + did_you_mean(name, known)
             )
     if len(set(names)) < len(names):
-        raise DataError(f"compare two different priors (got '{names[0]}' twice).")
+        raise DataError(f"compare two different priors (got {short_repr(names[0])} twice).")
 
 
 def choose_metrics(scores: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
@@ -130,7 +132,7 @@ def choose_metrics(scores: pd.DataFrame, metrics: Sequence[str] | None) -> list[
     for metric in metrics:
         if metric not in known:
             raise DataError(
-                f"metric '{metric}' has no per-image scores in the run(s): they have {', '.join(known)} "
+                f"metric {short_repr(metric)} has no per-image scores in the run(s): they have {', '.join(known)} "
                 "(set metrics such as fid are compared in the leaderboard, not here)."
                 + did_you_mean(metric, known)
             )
@@ -327,11 +329,11 @@ def write_comparison(table: pd.DataFrame, path: Path, meta: Mapping[str, object]
     """`.csv` (every column), `.json` (rows plus `meta`: runs, protocol differences) or `.md` (the display table)."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        atomic_write_text(path, table.to_csv(index=False))
+        write_csv(table, path)
     elif suffix == ".json":
         rows = json.loads(table.to_json(orient="records"))  # NaN becomes null, numpy numbers plain numbers
         atomic_write_text(path, json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     elif suffix == ".md":
-        atomic_write_text(path, comparison_display(table).to_markdown(index=False, floatfmt=".4f") + "\n")
+        atomic_write_text(path, markdown_table(comparison_display(table), floatfmt=".4f") + "\n")
     else:
         raise DataError(f"--out {path}: give a .csv, .json or .md file name.")

@@ -11,9 +11,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ovi_bench.errors import OviBenchError
+from ovi_bench.text import map_text_cells, spreadsheet_original, spreadsheet_safe
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def canonical_json(value: Any) -> str:
@@ -133,3 +137,17 @@ def publish_directory(build: Callable[[Path], None], destination: Path) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write `frame` (no index) atomically as CSV, every text cell and column name through `spreadsheet_safe`, so
+    that a prompt or label like `=HYPERLINK(...)` is shown as text by a spreadsheet, never evaluated. Numbers are
+    left alone (-0.5 stays a number). Every CSV file ovi-bench writes goes through here; `read_csv` reads it back."""
+    atomic_write_text(path, map_text_cells(frame, spreadsheet_safe).to_csv(index=False))
+
+
+def read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """`pandas.read_csv(path, **options)` of a file written by `write_csv`, with the text as it was given."""
+    import pandas as pd
+
+    return map_text_cells(pd.read_csv(path, **options), spreadsheet_original)

@@ -30,7 +30,7 @@ from ovi_bench import __version__
 from ovi_bench.backbones.hub import is_model_parameter, model_revision
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.errors import OviBenchError
-from ovi_bench.io import atomic_write_text
+from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
 from ovi_bench.results import (
@@ -44,7 +44,7 @@ from ovi_bench.results import (
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.spec import OFFICIAL_METRICS, RunSpec
 from ovi_bench.statistics import prompt_bootstrap_interval
-from ovi_bench.summary import markdown_text, official_summary, summary_latex, summary_markdown
+from ovi_bench.summary import markdown_table, markdown_text, official_summary, summary_latex, summary_markdown
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
 
@@ -239,21 +239,17 @@ def write_results(result: RunResult) -> pd.DataFrame:
     board = with_audits(board, audits)
     fingerprint = result.spec.fingerprint()
     if result.audit_rows:
-        atomic_write_text(out / "audit.csv", audits.assign(spec_fingerprint=fingerprint).to_csv(index=False))
-    atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
+        write_csv(audits.assign(spec_fingerprint=fingerprint), out / "audit.csv")
+    write_csv(scores, out / "scores.csv")
     if result.set_rows:
-        atomic_write_text(
-            out / "set_scores.csv", set_scores.assign(spec_fingerprint=fingerprint).to_csv(index=False)
-        )
-    atomic_write_text(
-        out / "embeddings.csv", embeddings.assign(spec_fingerprint=fingerprint).to_csv(index=False)
-    )
+        write_csv(set_scores.assign(spec_fingerprint=fingerprint), out / "set_scores.csv")
+    write_csv(embeddings.assign(spec_fingerprint=fingerprint), out / "embeddings.csv")
     run_provenance = provenance(result)
     prompts = result.prompt_set
     header = LeaderboardHeader(
         title=result.spec.name,
         lines=[
-            f"spec fingerprint `{fingerprint}` · prompts `{prompts.source}` ({prompts.digest[:12]}) · "
+            f"spec fingerprint `{fingerprint}` · prompts {markdown_text(prompts.source)} ({prompts.digest[:12]}) · "
             f"{result.spec.images_per_prompt} image(s) per prompt · seeds {_seed_range(result.spec.seeds)}"
         ],
         caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
@@ -302,7 +298,7 @@ def write_leaderboard(
     (every row plus `meta`: the provenance)."""
     out.mkdir(parents=True, exist_ok=True)
     summary = official_summary(board)
-    atomic_write_text(out / "leaderboard.csv", board.to_csv(index=False))
+    write_csv(board, out / "leaderboard.csv")
     long_table = board.drop(columns=["spec_fingerprint"], errors="ignore")
     markdown = [f"# {markdown_text(header.title)}", "", *header.lines, ""]
     if not summary.empty:
@@ -310,7 +306,7 @@ def write_leaderboard(
     markdown += [
         "## Every metric",
         "",
-        long_table.to_markdown(index=False, floatfmt=".4f") if not board.empty else "(no scores)",
+        markdown_table(long_table, floatfmt=".4f") if not board.empty else "(no scores)",
         "",
     ]
     atomic_write_text(out / "leaderboard.md", "\n".join(markdown))
@@ -337,7 +333,10 @@ class MergedLeaderboard:
     """Rows left out as exact repeats (the same prior, with the same fingerprint, in two runs)."""
 
     def header(self) -> LeaderboardHeader:
-        lines = [f"- `{run.name}` ({run.path}): spec `{run.fingerprint[:12]}`" for run in self.runs]
+        lines = [
+            f"- {markdown_text(run.name)} ({markdown_text(run.path)}): spec `{run.fingerprint[:12]}`"
+            for run in self.runs
+        ]
         if self.protocol_differences:
             lines += ["", "**Protocols differ** (merged on request):", ""]
             lines += [f"- {markdown_text(line)}" for line in self.protocol_differences]

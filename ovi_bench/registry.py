@@ -20,6 +20,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
 from ovi_bench.errors import OviBenchError, UnknownNameError
+from ovi_bench.text import short_repr
 
 T = TypeVar("T")
 
@@ -80,7 +81,7 @@ class Registry(Generic[T]):
         if point is None:
             known = self.names()
             raise UnknownNameError(
-                f"unknown {self.kind} '{name}'.{did_you_mean(name, known)} Known {self.kind}s: {', '.join(known)}."
+                f"unknown {self.kind} {short_repr(name)}.{did_you_mean(name, known)} Known {self.kind}s: {', '.join(known)}."
             )
         try:
             obj = point.load()
@@ -148,7 +149,7 @@ def load_plugins(modules: Iterable[str]) -> list[str]:
     for name in names:
         if not _MODULE_NAME.fullmatch(name):
             raise OviBenchError(
-                f"--plugins: {name!r} is not a module name. Give the dotted name of an importable module "
+                f"--plugins: {short_repr(name)} is not a module name. Give the dotted name of an importable module "
                 "(e.g. my_package.my_prior), not a file path: install its package, or put its folder on PYTHONPATH."
             )
         already_imported = name in sys.modules
@@ -158,24 +159,24 @@ def load_plugins(modules: Iterable[str]) -> list[str]:
         except ModuleNotFoundError as error:
             if error.name is not None and (name == error.name or name.startswith(f"{error.name}.")):
                 raise OviBenchError(
-                    f"--plugins: cannot import the plugin module '{name}': no module named '{error.name}'. "
+                    f"--plugins: cannot import the plugin module {short_repr(name)}: no module named '{error.name}'. "
                     "Install the package that provides it, or put its folder on PYTHONPATH."
                 ) from None
             raise OviBenchError(
-                f"--plugins: the plugin module '{name}' needs the module '{error.name}', which is not installed. "
+                f"--plugins: the plugin module {short_repr(name)} needs the module '{error.name}', which is not installed. "
                 "Install it (see the plugin's documentation)."
             ) from error
         except OviBenchError as error:
-            raise OviBenchError(f"--plugins: the plugin module '{name}': {error}") from error
+            raise OviBenchError(f"--plugins: the plugin module {short_repr(name)}: {error}") from error
         except Exception as error:
             raise OviBenchError(
-                f"--plugins: importing the plugin module '{name}' failed with {type(error).__name__}: {error}. "
+                f"--plugins: importing the plugin module {short_repr(name)} failed with {type(error).__name__}: {error}. "
                 "Fix that module (run `python -c 'import " + name + "'` to see the traceback)."
             ) from error
         registered = sum(len(registry._entries) for registry in registries) - registered_before
         if not already_imported and not registered:
             raise OviBenchError(
-                f"--plugins: the module '{name}' was imported but registered no prior, decoder or metric. Decorate "
+                f"--plugins: the module {short_repr(name)} was imported but registered no prior, decoder or metric. Decorate "
                 'its classes, e.g. @PRIORS.register("my-prior") (from ovi_bench.registry import PRIORS).'
             )
     return names

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ovi_bench.errors import DataError
-from ovi_bench.io import atomic_write_text
+from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.registry import did_you_mean
 from ovi_bench.results import (
     ProtocolMismatchError,
@@ -56,6 +56,7 @@ from ovi_bench.results import (
     protocol_differences,
 )
 from ovi_bench.statistics import paired_difference
+from ovi_bench.text import short_repr
 
 BASELINE_FORMAT = "ovi-bench-baseline"
 BASELINE_FORMAT_VERSION = 1
@@ -480,7 +481,7 @@ def _check_tolerances(overrides: Mapping[str, float], tolerance: float, metrics:
     for metric in overrides:
         if metric not in known:
             raise DataError(
-                f"--tolerance-for {metric}: neither the baseline nor the run has per-image scores of '{metric}' "
+                f"--tolerance-for {short_repr(metric)}: neither the baseline nor the run has per-image scores of it "
                 f"(they have {', '.join(known)})." + did_you_mean(metric, known)
             )
 
@@ -517,7 +518,7 @@ def parse_tolerance_overrides(items: list[str]) -> dict[str, float]:
             overrides[metric.strip()] = float(value)
         except ValueError:
             raise DataError(
-                f"--tolerance-for {item!r}: write METRIC=VALUE, for example spatial-2d=0.05."
+                f"--tolerance-for {short_repr(item)}: write METRIC=VALUE, for example spatial-2d=0.05."
             ) from None
     return overrides
 
@@ -549,7 +550,7 @@ def write_verdicts(report: CheckReport, path: str | Path) -> None:
     """`.csv`: the verdict table; `.json`: the table plus the summary, tolerances and notes."""
     target = Path(path).expanduser()
     if target.suffix.lower() == ".csv":
-        atomic_write_text(target, report.verdicts.to_csv(index=False))
+        write_csv(report.verdicts, target)
     elif target.suffix.lower() == ".json":
         document = {
             "summary": report.summary(),

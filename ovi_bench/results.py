@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ovi_bench.errors import DataError
+from ovi_bench.io import read_csv
 from ovi_bench.prompts.base import CATEGORIES
 
 RESULTS_FILE = "results.json"
@@ -91,7 +92,7 @@ class RunRecord:
         if not path.is_file():
             return pd.DataFrame()
         try:
-            return pd.read_csv(path)
+            return read_csv(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
             raise DataError(
                 f"{path} is not a readable CSV file ({error}); run `ovi-bench run` again."
@@ -108,7 +109,7 @@ def read_scores(path: Path) -> pd.DataFrame:
             f"{path} is missing: the run folder is incomplete. Run `ovi-bench run` again to rewrite it."
         )
     try:
-        scores = pd.read_csv(
+        scores = read_csv(
             path,
             dtype={
                 "prior": str,

@@ -8,9 +8,7 @@ own `Params` model, and stored with their defaults filled in, so that a changed 
 from __future__ import annotations
 
 import math
-import reprlib
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +27,8 @@ from ovi_bench.io import canonical_json, sha256_text
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.files import CATEGORY_NAME_PATTERN, CATEGORY_NAME_RULE
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, did_you_mean
+from ovi_bench.text import display_text_problem, short_repr
+from ovi_bench.text import string_problem as _string_problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,26 +46,9 @@ MAX_SEED = 2**63 - 1
 MAX_IMAGES_PER_PROMPT = 100_000
 """A bound far above any protocol (the official one is 10) that keeps a typo from planning 10^30 images."""
 
-CONTROL_CHARACTERS_ALLOWED_IN_TEXT = frozenset("\t\n\r")
-"""Multi-line TOML strings (a question template, say) may hold these; every other control character is refused."""
-
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-"""Bidirectional overrides and isolates: they make a name display as other text (U+202E reverses what follows)."""
-
 _FALLBACK_MARKER = "its parameter check raised"
 """Part of the message when a component's own validator raised something other than a validation error (a bug in
 that component); the fuzz tests assert that no built-in component ever gets here."""
-
-_short_repr = reprlib.Repr()
-_short_repr.maxstring = 80
-_short_repr.maxother = 80
-_short_repr.maxlevel = 3
-_short_repr.maxlist = _short_repr.maxtuple = _short_repr.maxdict = _short_repr.maxset = 6
-
-
-def short_repr(value: Any) -> str:
-    """repr() cut to a readable size: error messages quote user input, which may be huge or deeply nested."""
-    return _short_repr.repr(value)
 
 
 class _Frozen(BaseModel):
@@ -296,7 +279,9 @@ class RunSpec(_Frozen):
         try:
             torch.device(value)
         except (RuntimeError, ValueError, TypeError):
-            raise ValueError(f"'{value}' is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+            raise ValueError(
+                f"{short_repr(value)} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -305,7 +290,7 @@ class RunSpec(_Frozen):
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
             raise ValueError(
-                f"priors: the name {repeated[0]!r} is used by more than one [[priors]] table; "
+                f"priors: the name {short_repr(repeated[0])} is used by more than one [[priors]] table; "
                 "give each a distinct `label`"
             )
         metric_names = [metric.name for metric in self.metrics]
@@ -385,42 +370,26 @@ def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
 
 
 def _check_display_text(value: str) -> str:
-    """Names shown in tables, logs and reports: one line of printable text (a control character could rewrite a
-    terminal line or break a Markdown row)."""
-    bad = next(
-        (
-            char
-            for char in value
-            if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
-        ),
-        None,
-    )
-    if bad is not None:
-        raise ValueError(f"the character {bad!r} is not allowed in a name; use printable text on one line")
+    """Names shown in tables, logs and reports: one line of printable text, of bounded length (the rule prompt
+    files follow too)."""
+    problem = display_text_problem(value)
+    if problem is not None:
+        raise ValueError(f"the name {problem}")
     return value
 
 
 def _field_path(parts: tuple[str | int, ...]) -> str:
-    """`priors[0].params.steps`; a key that would vanish or blur in that form (empty, spaced) is quoted."""
+    """`priors[0].params.steps`; a key that would vanish or blur in that form (empty, spaced) is quoted, and a long
+    one shortened."""
     text = ""
     for part in parts:
         if isinstance(part, int):
             text += f"[{part}]"
             continue
-        shown = repr(part) if part == "" or any(char.isspace() for char in part) else part
+        quote = part == "" or len(part) > 80 or any(char.isspace() for char in part)
+        shown = short_repr(part) if quote else part
         text += f".{shown}" if text else shown
     return text or "(top level)"
-
-
-def _string_problem(text: str) -> str | None:
-    for char in text:
-        if char == "\x00":
-            return "holds a NUL character (\\x00), which no file name or text field can carry; remove it"
-        if "\ud800" <= char <= "\udfff":
-            return f"holds a lone surrogate ({char!r}), which is not text; save the file as UTF-8"
-        if unicodedata.category(char) == "Cc" and char not in CONTROL_CHARACTERS_ALLOWED_IN_TEXT:
-            return f"holds the control character {char!r}; remove it"
-    return None
 
 
 def _find_unrepresentable_value(data: Any, root: str = "") -> str | None:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ovi_bench.errors import OviBenchError
 from ovi_bench.prompts.base import CATEGORIES
+from ovi_bench.text import map_text_cells, markdown_text
 
 CATEGORY_TITLES = {
     "color": "Color",
@@ -92,8 +93,7 @@ def summary_cells(summary: pd.DataFrame, bold: Callable[[str], str] = str) -> pd
 def summary_markdown(summary: pd.DataFrame) -> str:
     """The official-metric table in Markdown, the best of each column in bold."""
     table = summary_cells(summary, bold=lambda cell: f"**{cell}**")
-    table["prior"] = table["prior"].map(markdown_text)
-    return table.to_markdown(index=False, colalign=["left"] + ["center"] * (len(table.columns) - 1))
+    return markdown_table(table, colalign=["left"] + ["center"] * (len(table.columns) - 1))
 
 
 def _interval_text(mean: Any, low: Any, high: Any, digits: int = 4) -> str:
@@ -105,9 +105,11 @@ def _interval_text(mean: Any, low: Any, high: Any, digits: int = 4) -> str:
     return text
 
 
-def markdown_text(text: str) -> str:
-    """Prior labels are user text: a `|` would split the cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def markdown_table(frame: pd.DataFrame, **options: Any) -> str:
+    """`frame.to_markdown(index=False, **options)` with its column names and text cells through `markdown_text`
+    (HTML and `|` escaped); numbers are left alone. Every Markdown table ovi-bench writes or prints goes through
+    here."""
+    return map_text_cells(frame, markdown_text).to_markdown(index=False, **options)
 
 
 _LATEX_SPECIALS = {

@@ -18,6 +18,7 @@ from ovi_bench.components import Component, Params
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_text
 from ovi_bench.paths import cache_dir
+from ovi_bench.text import short_repr
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def check_metric_output(name: str, batch: Sequence[ScoreInput], rows: Sequence[S
     for index, row in enumerate(rows):
         if not math.isfinite(row.score):
             raise OviBenchError(
-                f"metric '{name}' scored the image of prompt {batch[index].prompt!r} as {row.score}; scores must be "
+                f"metric '{name}' scored the image of prompt {short_repr(batch[index].prompt)} as {row.score}; scores must be "
                 "finite numbers. The metric's model may be corrupt or overflowing in its dtype."
             )
     return list(rows)

@@ -8,10 +8,13 @@ own environment. After a run, in that environment:
     import csv
     import t2v_metrics
 
+    def text(cell):  # ovi-bench writes a text cell that starts with = + - @ tab or CR with a leading ' (see README)
+        return cell[1:] if cell[:1] == "'" and cell.lstrip("'")[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
     run = "runs/my-run"
     rows = {row["image"]: row for row in csv.DictReader(open(f"{run}/scores.csv"))}.values()  # one row per image
     images = [f"{run}/{row['image']}" for row in rows]        # images/ab/<key>.png, relative to the run folder
-    prompts = [row["prompt"] for row in rows]
+    prompts = [text(row["prompt"]) for row in rows]
     model = t2v_metrics.VQAScore(model="clip-flant5-xxl")    # needs a ~40 GB GPU
     # model(images=paths, texts=prompts) scores every image against every text (an M x N matrix); for the pairs,
     # take its diagonal, or for many images use batch_forward, which returns an (N, 1, 1) tensor:
@@ -21,7 +24,7 @@ own environment. After a run, in that environment:
         writer = csv.writer(handle)
         writer.writerow(["image", "prompt_id", "seed", "prior", "prompt", "score"])
         for row, score in zip(rows, scores):
-            writer.writerow([row["image"], row["prompt_id"], row["seed"], row["prior"], row["prompt"], score])
+            writer.writerow([row["image"], row["prompt_id"], row["seed"], text(row["prior"]), text(row["prompt"]), score])
 
 and add the metric to the run spec (its scores are then cached, aggregated and reported like any other):
 
@@ -62,6 +65,7 @@ from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.paths import expand_user
 from ovi_bench.registry import METRICS
 from ovi_bench.store import RunStore
+from ovi_bench.text import short_repr, spreadsheet_original
 
 MatchKey = Literal["image", "prompt_id_seed", "prompt"]
 MAX_NAMED_MISSING = 5
@@ -113,7 +117,14 @@ def read_score_rows(path: Path) -> list[dict[str, Any]]:
     try:
         if suffix == ".csv":
             with open(path, encoding="utf-8", newline="") as handle:
-                rows: Any = list(csv.DictReader(handle))
+                # Cells as given: a copy of scores.csv's text keeps the ' that ovi-bench writes before = + - @.
+                rows: Any = [
+                    {
+                        key: spreadsheet_original(value) if isinstance(value, str) else value
+                        for key, value in row.items()
+                    }
+                    for row in csv.DictReader(handle)
+                ]
         elif suffix == ".json":
             rows = json.loads(path.read_text(encoding="utf-8"))
         elif suffix == ".jsonl":
@@ -132,7 +143,7 @@ def column(row: dict[str, Any], name: str, path: Path, index: int) -> Any:
     if name not in row or row[name] in (None, ""):
         raise OviBenchError(
             f"row {index + 1} of the imported scores file '{path}' has no '{name}' value (columns: "
-            f"{', '.join(map(str, row))}); check the metric's `key` and `score_column` parameters."
+            f"{short_repr(list(map(str, row)))}); check the metric's `key` and `score_column` parameters."
         )
     return row[name]
 
@@ -142,9 +153,11 @@ def parse_score(row: dict[str, Any], score_column: str, path: Path, index: int) 
     try:
         value = float(raw)
     except (TypeError, ValueError) as error:
-        raise OviBenchError(f"row {index + 1} of '{path}': score {raw!r} is not a number.") from error
+        raise OviBenchError(
+            f"row {index + 1} of '{path}': score {short_repr(raw)} is not a number."
+        ) from error
     if not math.isfinite(value):
-        raise OviBenchError(f"row {index + 1} of '{path}': score {raw!r} is not finite.")
+        raise OviBenchError(f"row {index + 1} of '{path}': score {short_repr(raw)} is not finite.")
     return value
 
 
@@ -190,7 +203,7 @@ class ImportedScoresMetric(Metric):
             for index, row in enumerate(rows):
                 prompt = str(column(row, "prompt", self.path, index))
                 value = parse_score(row, params.score_column, self.path, index)
-                add_unique(self.scores, prompt, value, self.path, f"the prompt {prompt!r}")
+                add_unique(self.scores, prompt, value, self.path, f"the prompt {short_repr(prompt)}")
         else:
             files = self._image_files(rows)
             missing = [str(file) for file, _ in files if not file.is_file()]

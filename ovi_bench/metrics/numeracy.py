@@ -21,6 +21,7 @@ from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, 
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.compbench import compbench_file
 from ovi_bench.registry import METRICS
+from ovi_bench.text import short_repr
 
 # ovi-bench's own small singular/plural list, for prompt sets without the official lexicon (the offline smoke run).
 BUILTIN_LEXICON_LINES = """\
@@ -79,7 +80,7 @@ def _lexicon(source: str) -> dict[str, str]:
     path = expand_user(source)
     if not path.is_file():
         raise SpecError(
-            f'numeracy lexicon {source!r} is not "t2i-compbench", "builtin" or an existing file of '
+            f'numeracy lexicon {short_repr(source)} is not "t2i-compbench", "builtin" or an existing file of '
             '"singular - plural" lines.'
         )
     return load_lexicon(path)

@@ -64,6 +64,7 @@ from ovi_bench.io import publish_directory
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.paths import cache_dir
 from ovi_bench.registry import METRICS
+from ovi_bench.text import short_repr
 
 VQASCORE_INSTRUCTBLIP_ID = "Salesforce/instructblip-flan-t5-xl"
 VQASCORE_LLAVA_ID = "llava-hf/llava-1.5-7b-hf"
@@ -289,7 +290,7 @@ class VQAScoreParams(Params):
     def _has_one_placeholder(cls, value: str) -> str:
         if value.count("{}") != 1:
             raise ValueError(
-                f"question_template must contain exactly one '{{}}' for the prompt, got {value!r}"
+                f"question_template must contain exactly one '{{}}' for the prompt, got {short_repr(value)}"
             )
         return value
 

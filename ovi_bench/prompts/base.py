@@ -14,6 +14,7 @@ from ovi_bench.errors import SpecError
 from ovi_bench.io import canonical_json, sha256_text
 from ovi_bench.paths import expand_user
 from ovi_bench.registry import did_you_mean
+from ovi_bench.text import short_repr
 
 CATEGORIES: tuple[str, ...] = (
     "color",
@@ -185,7 +186,7 @@ def load_prompts(
     if is_prompt_file_path(source):
         return load_prompt_file_source(expand_user(source), categories, split, limit)
     raise SpecError(
-        f"unknown prompt source '{source}'.{did_you_mean(str(source), (COMPBENCH_SOURCE, BUILTIN_SOURCE))} "
+        f"unknown prompt source {short_repr(source)}.{did_you_mean(str(source), (COMPBENCH_SOURCE, BUILTIN_SOURCE))} "
         f'Use "{COMPBENCH_SOURCE}" (official prompts), "{BUILTIN_SOURCE}" (small built-in list) '
         "or the path to a .txt or .csv prompt file."
     )

@@ -19,6 +19,7 @@ from ovi_bench.metrics.functional.detections import (
     iou_plus_one,
 )
 from ovi_bench.metrics.functional.text import TextAnalyzer, Token
+from ovi_bench.text import short_repr
 
 NUMBER_WORDS: dict[str, int] = {
     "a": 1,
@@ -74,7 +75,7 @@ def parse_lexicon(text: str, source: str = "lexicon") -> dict[str, str]:
         if not line.strip():
             continue
         if " - " not in line:
-            raise DataError(f"{path}, line {number}: expected 'singular - plural', got {line!r}")
+            raise DataError(f"{path}, line {number}: expected 'singular - plural', got {short_repr(line)}")
         singular_word, plural_word = (part.strip().lower() for part in line.split(" - ", 1))
         lexicon.setdefault(singular_word, singular_word)
         lexicon.setdefault(plural_word, singular_word)
