@@ -69,10 +69,17 @@ class Evaluation:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """The paper's view: the official metric's mean per prior (rows) and category (columns)."""
+        """The paper's view: the official metric's mean per prior (rows) and category (columns), in the benchmark's
+        category order; empty when no category's official metric ran. Intervals are in `leaderboard`."""
         from ovi_bench.summary import official_summary
 
-        return official_summary(self.leaderboard)
+        table = official_summary(self.leaderboard)
+        if table.empty:
+            return table
+        means = [column for column in table.columns if column.endswith(".mean")]
+        summary = table.set_index("prior")[means]
+        summary.columns = [column.removesuffix(".mean") for column in means]
+        return summary
 
 
 def evaluate(
