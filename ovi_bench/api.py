@@ -204,6 +204,12 @@ def _named_instances(entries: Sequence[Any]) -> dict[str, Prior]:
     """The Prior instances among the entries, by the name each is run under."""
     instances: dict[str, Prior] = {}
     for entry in entries:
+        if isinstance(entry, type):
+            raise OviBenchError(
+                f"evaluate: {entry.__name__} is a class; pass an instance, e.g. "
+                f'("my-prior", {entry.__name__}({entry.__name__}.Params(), device=torch.device("cpu"), '
+                "dtype=torch.float32)), or register the class and pass its name."
+            )
         if isinstance(entry, tuple):
             if len(entry) != 2 or not isinstance(entry[0], str) or not _is_instance(entry[1]):
                 raise OviBenchError(

@@ -61,7 +61,7 @@ def run(
     plugins: PluginsOption = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", help="Override [prompts] limit: the first N prompts per category."),
+        typer.Option("--limit", help="Override prompts.limit: the first N prompts per category."),
     ] = None,
     prior_names: Annotated[
         list[str] | None,
@@ -76,7 +76,7 @@ def run(
         typer.Option(
             "--categories",
             metavar="CATEGORY[,CATEGORY...]",
-            help="Override [prompts] categories (repeatable).",
+            help="Override prompts.categories (repeatable).",
         ),
     ] = None,
     device: Annotated[
@@ -110,9 +110,10 @@ def run(
         dtype=dtype,
         batch_size=batch_size,
     )
+    overridden = overrides.apply(spec)  # first: a bad value is refused before anything is printed
     for line in overrides.describe(spec) if not quiet else []:
         errors.print(f"override: {escape(line)}", highlight=False, soft_wrap=True)
-    spec = overrides.apply(spec)
+    spec = overridden
     if spec.trust_remote_code:
         errors.print(
             "[yellow]warning:[/] trust_remote_code = true: components may run Python code from model repositories.",
