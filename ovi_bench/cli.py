@@ -60,14 +60,61 @@ def run(
         typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
     ] = False,
     plugins: PluginsOption = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Override prompts.limit: the first N prompts per category."),
+    ] = None,
+    prior_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--priors",
+            metavar="NAME[,NAME...]",
+            help="Keep only these priors of the spec, by label or registered name (repeatable).",
+        ),
+    ] = None,
+    categories: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categories",
+            metavar="CATEGORY[,CATEGORY...]",
+            help="Override prompts.categories (repeatable).",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help='Override device: "auto", "cpu", "cuda", "cuda:1", ...')
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option("--dtype", help="Override dtype: float32, float16 or bfloat16.")
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", help="Override prior_batch_size, decoder_batch_size and metric_batch_size."
+        ),
+    ] = None,
 ) -> None:
-    """Generate, score and rank: everything already in the run folder is reused."""
+    """Generate, score and rank: everything already in the run folder is reused.
+
+    --limit, --priors, --categories, --device, --dtype and --batch-size replace spec fields and enter the
+    fingerprint exactly as those fields would."""
     from ovi_bench.leaderboard import write_results
     from ovi_bench.runner import Runner
-    from ovi_bench.spec import load_spec
+    from ovi_bench.spec import SpecOverrides, load_spec
 
     load_plugins(plugins or [])  # before the spec: its component names must resolve
     spec = load_spec(config)
+    overrides = SpecOverrides(
+        limit=limit,
+        priors=_comma_separated(prior_names),
+        categories=_comma_separated(categories),
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+    )
+    overridden = overrides.apply(spec)  # first: a bad value is refused before anything is printed
+    for line in overrides.describe(spec) if not quiet else []:
+        errors.print(f"override: {escape(line)}", highlight=False, soft_wrap=True)
+    spec = overridden
     if spec.trust_remote_code:
         errors.print(
             "[yellow]warning:[/] trust_remote_code = true: components may run Python code from model repositories.",
@@ -85,6 +132,13 @@ def run(
     board = write_results(result)
     _show_results(board, f"{spec.name} · spec {spec.fingerprint()[:12]}", every_row)
     console.print(f"results in {result.output_dir}")
+
+
+def _comma_separated(values: list[str] | None) -> list[str] | None:
+    """`--priors a,b --priors c` as ["a", "b", "c"] (order kept, repeats and empty items dropped)."""
+    if values is None:
+        return None
+    return list(dict.fromkeys(item.strip() for value in values for item in value.split(",") if item.strip()))
 
 
 @app.command()

@@ -11,11 +11,12 @@ ever imported.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
@@ -92,6 +93,21 @@ class Registry(Generic[T]):
             ) from error
         self._entries.setdefault(name, obj)
         return self._entries[name]
+
+    @contextlib.contextmanager
+    def registered_while(self, name: str, obj: T) -> Iterator[None]:
+        """Register `obj` under `name` for the `with` block only (`evaluate` runs a Prior instance this way); a name
+        that is already registered, built-in or from an entry point, is refused."""
+        if name in self.names():
+            raise OviBenchError(
+                f"the {self.kind} name '{name}' is already registered (see `ovi-bench {self.kind}s`); "
+                "give yours another name."
+            )
+        self._entries[name] = obj
+        try:
+            yield
+        finally:
+            self._entries.pop(name, None)
 
     def refresh(self) -> None:
         """Forget discovered entry points (after installing a plugin in the same process)."""
