@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -16,7 +17,8 @@ from rich.table import Table
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
-from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, load_plugins
+from ovi_bench.progress import make_console, silence_library_progress
+from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, did_you_mean, load_plugins
 from ovi_bench.text import short_repr
 
 app = typer.Typer(
@@ -26,8 +28,43 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# Lines stay whole in pipes and log files: rich would otherwise wrap every message at 80 columns there.
+console: Console = make_console()
+errors: Console = make_console(stderr=True)
+
+VERSIONED_LIBRARIES = ("torch", "diffusers", "transformers")
+"""The libraries whose versions change results; `ovi-bench --version` prints each beside ovi-bench's own."""
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from ovi_bench import __version__
+
+    # Plain print, "name version" per line: easy to paste into a bug report and to parse.
+    print(f"ovi-bench {__version__}")
+    print(f"python {sys.version.split()[0]}")
+    for library in VERSIONED_LIBRARIES:
+        try:
+            print(f"{library} {version(library)}")  # the installed metadata: no import of torch needed
+        except PackageNotFoundError:
+            print(f"{library} not installed")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the versions of ovi-bench, Python, torch, diffusers and transformers, and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
 
 PluginsOption = Annotated[
     list[str] | None,
@@ -54,7 +91,10 @@ def run(
             "else a verified download).",
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bars or messages, the model libraries' included."),
+    ] = False,
     every_row: Annotated[
         bool,
         typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
@@ -97,6 +137,8 @@ def run(
 
     --limit, --priors, --categories, --device, --dtype and --batch-size replace spec fields and enter the
     fingerprint exactly as those fields would."""
+    if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
+        silence_library_progress()
     from ovi_bench.leaderboard import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import SpecOverrides, load_spec
@@ -198,6 +240,14 @@ def _show_results(board, title: str, every_row: bool) -> None:
 
 def _show_leaderboard(board, title: str) -> None:
     _show_table(board, title, text_columns=("run", "prior", "category", "metric", "audit"))
+
+
+def _check_device_option(device: str) -> None:
+    """A --device value that names no device ovi-bench runs on, or one this machine lacks, as an error before
+    anything is read or written (the model libraries would fail later, with a traceback)."""
+    from ovi_bench.components import resolve_device
+
+    resolve_device(device)
 
 
 def _quiet_libraries() -> None:
@@ -346,15 +396,20 @@ def bank_build(
     description: Annotated[
         str | None, typer.Option("--description", help="Short description of the images, kept in bank.json.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars, the model libraries' included.")
+    ] = False,
 ) -> None:
     """Encode images into an embedding bank; a killed build resumes when the same command runs again."""
     import warnings
 
+    if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
+        silence_library_progress()
     from ovi_bench.bank import HFDatasetImages, ImageFiles, ImageSource, build_bank
 
     if (images is None) == (hf_dataset is None):
         raise OviBenchError("give either an IMAGES folder or --hf-dataset NAME_OR_FOLDER (exactly one).")
+    _check_device_option(device)
     # The source first: a wrong images folder is reported before the model libraries load (seconds).
     source: ImageSource = (
         ImageFiles.from_folder(images)
@@ -560,24 +615,79 @@ def _show_table(frame, title: str, text_columns: tuple[str, ...]) -> None:
     console.print(table)
 
 
+def _usage_error_types() -> tuple[type[Exception], ...]:
+    """The exceptions typer raises for a command line it cannot parse (unknown command or option, missing argument,
+    bad value). Newer typer bundles its own copy of click and raises subclasses of the public `typer.TyperException`;
+    older typer, and code written against click, raise `click.ClickException`. Both are caught, so the command
+    behaves the same with either typer, and click need not be installed."""
+    types: list[type[Exception]] = []
+    if isinstance(getattr(typer, "TyperException", None), type):
+        types.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    """Ctrl-C as typer and click report it when not in standalone mode (some typer versions return 130 instead)."""
+    types: list[type[BaseException]] = [KeyboardInterrupt, typer.Abort]
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.exceptions.Abort)
+    return tuple(types)
+
+
+def _show_usage_error(error: Exception) -> NoReturn:
+    """One `error:` line (typer's message, with its "Did you mean" for a mistyped command or option), then the usage
+    of the command that was meant and where its help is; exit 2."""
+    context = getattr(error, "ctx", None)
+    if type(error).__name__ == "NoArgsIsHelpError":
+        # A group called without a command: typer prints the help as it raises this (its message is then empty),
+        # click puts the help into the message.
+        help_text = error.format_message() if hasattr(error, "format_message") else ""
+        if help_text.strip():
+            print(help_text, file=sys.stderr)
+        sys.exit(2)
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    unknown = re.match(r"No such command '(.+?)'\.?$", message)
+    commands = getattr(getattr(context, "command", None), "commands", None)
+    if unknown and commands and "did you mean" not in message.lower():
+        message += did_you_mean(unknown.group(1), commands)  # typer without its own suggestion
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    if context is not None:
+        usage = context.get_usage().strip().removeprefix("Usage:").strip()
+        errors.print(
+            f"usage: {escape(usage)}  (see `{escape(context.command_path)} --help`)", highlight=False
+        )
+    sys.exit(2)
+
+
+def _interrupted() -> NoReturn:
+    errors.print("interrupted: everything finished so far is stored; run the same command again to resume.")
+    sys.exit(130)
+
+
 def main() -> None:
     # Read by the libraries when they are first imported: their notices would bury ovi-bench's own messages.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
-        result = app(standalone_mode=False)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        errors.print(
-            "interrupted: everything finished so far is stored; run the same command again to resume."
-        )
-        sys.exit(130)
+        result = app(standalone_mode=False, prog_name="ovi-bench")
+    except _abort_types():
+        _interrupted()
     except OviBenchError as error:
         # Escaped: messages quote user text such as "priors[ovi].params", which rich would read as markup.
         errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
         sys.exit(2)
+    except _usage_error_types() as error:
+        _show_usage_error(error)
     except OSError as error:
         # A full disk or a read-only folder met by a write that no library call explained: still the user's
         # problem to fix, not a bug to show a traceback for. Any other OSError is one.
@@ -586,5 +696,7 @@ def main() -> None:
             raise
         errors.print(f"[bold red]error:[/] {escape(str(explained))}", highlight=False)
         sys.exit(2)
-    if isinstance(result, int):  # --help and similar return an exit code instead of raising
+    if result == 130:  # newer typer turns Ctrl-C into exit code 130 (no command of ovi-bench exits with it)
+        _interrupted()
+    if isinstance(result, int):  # --help, --version and typer.Exit return an exit code instead of raising
         sys.exit(result)

@@ -70,13 +70,31 @@ def nonfinite_rows(tensor: torch.Tensor) -> list[int]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available; anything else must name a device torch knows."""
+    """'auto' picks CUDA when available; anything else must name a device ovi-bench runs on
+    (`spec.check_device_name`) that this machine has."""
+    from ovi_bench.spec import check_device_name
+    from ovi_bench.text import short_repr
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(check_device_name(name))
+    except ValueError as error:
+        raise OviBenchError(f"device {short_repr(name)}: {error}.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise OviBenchError(
             f"device '{name}' was asked for, but this machine has no usable CUDA device (or torch is a CPU build). "
             'Set device = "cpu" (or "auto") in the run spec, or install a CUDA build of PyTorch.'
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise OviBenchError(
+            f"device '{name}' was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"numbered from 0 (CUDA_VISIBLE_DEVICES may hide some). Choose one of them, or \"cuda\" for the first."
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise OviBenchError(
+            f"device '{name}' was asked for, but this machine has no usable Apple-silicon GPU "
+            "(torch.backends.mps.is_available() is false: mps needs a Mac with Apple silicon, macOS 12.3 or later "
+            'and a PyTorch build with MPS). Set device = "cpu" (or "auto") in the run spec.'
         )
     return device

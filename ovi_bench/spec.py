@@ -48,6 +48,21 @@ MAX_SEED = 2**63 - 1
 MAX_IMAGES_PER_PROMPT = 100_000
 """A bound far above any protocol (the official one is 10) that keeps a typo from planning 10^30 images."""
 
+MAX_IMAGE_SIDE = 4096
+"""Largest decoder height or width, in pixels: 8 times the official 512, and far beyond what Kandinsky 2.2 was
+trained for. A typo such as 100000 would otherwise reach the decoder, which asks for tens of gigabytes for the
+starting noise alone (20 GB for a batch of 8 at 100000×100000 on Kandinsky 2.2) and fails with an allocator error
+after the priors have run. A 4096×4096 image is 64 times the work of the official 512×512 one, and the decoder's
+memory grows at least as fast: lower `decoder_batch_size` for large images."""
+
+IMAGE_SIDE_MULTIPLE = 8
+"""Decoder height and width must be multiples of this: latent decoders work on images divided by 8. A decoder may
+need a larger multiple (the Kandinsky 2.2 decoder: 64) and says so when it renders."""
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+"""The torch device types ovi-bench runs on: CPUs, CUDA GPUs (NVIDIA, or AMD through a ROCm build of PyTorch),
+and Apple silicon (mps). A device string is refused at once when it names another type."""
+
 _FALLBACK_MARKER = "its parameter check raised"
 """Part of the message when a component's own validator raised something other than a validation error (a bug in
 that component); the fuzz tests assert that no built-in component ever gets here."""
@@ -115,10 +130,26 @@ class DecoderSpec(_Frozen):
     """Denoising steps of the decoder."""
     guidance: float = Field(4.0, ge=0.0)
     """Classifier-free guidance scale of the decoder (guidance <= 1 disables guidance)."""
-    height: int = Field(512, ge=8)
-    """Image height in pixels."""
-    width: int = Field(512, ge=8)
-    """Image width in pixels."""
+    height: int = 512
+    """Image height in pixels: a multiple of 8 from 8 to 4096 (`MAX_IMAGE_SIDE`)."""
+    width: int = 512
+    """Image width in pixels: a multiple of 8 from 8 to 4096 (`MAX_IMAGE_SIDE`)."""
+
+    @field_validator("height", "width")
+    @classmethod
+    def _check_image_side(cls, value: int) -> int:
+        if not IMAGE_SIDE_MULTIPLE <= value <= MAX_IMAGE_SIDE:
+            raise ValueError(
+                f"give a size from {IMAGE_SIDE_MULTIPLE} to {MAX_IMAGE_SIDE} pixels (the official protocol uses "
+                "512): the decoder's memory grows with the image's area, and beyond this bound it exceeds any GPU's"
+            )
+        if value % IMAGE_SIDE_MULTIPLE:
+            nearest = max(IMAGE_SIDE_MULTIPLE, round(value / IMAGE_SIDE_MULTIPLE) * IMAGE_SIDE_MULTIPLE)
+            raise ValueError(
+                f"give a multiple of {IMAGE_SIDE_MULTIPLE}, e.g. {nearest}: latent decoders work on images divided "
+                f"by {IMAGE_SIDE_MULTIPLE}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_params(self) -> DecoderSpec:
@@ -225,7 +256,7 @@ class RunSpec(_Frozen):
     """Where images, scores and leaderboards go (relative to the working directory; a leading `~` is expanded). Not
     part of the fingerprint; `ovi-bench run --out DIR` overrides it."""
     device: str = "auto"
-    """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..."""
+    """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..., or "mps" (Apple silicon)."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     """Model dtype. float16/bfloat16 are for GPUs; float32 on CPU."""
     images_per_prompt: int = Field(10, ge=1, le=MAX_IMAGES_PER_PROMPT)
@@ -274,17 +305,7 @@ class RunSpec(_Frozen):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        import torch
-
-        if value == "auto":
-            return value
-        try:
-            torch.device(value)
-        except (RuntimeError, ValueError, TypeError):
-            raise ValueError(
-                f"{short_repr(value)} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-            ) from None
-        return value
+        return check_device_name(value)
 
     @model_validator(mode="after")
     def _check_unique_names(self) -> RunSpec:
@@ -331,6 +352,32 @@ class RunSpec(_Frozen):
         """
         excluded = {"output_dir", "name"} | (set() if self.trust_remote_code else {"trust_remote_code"})
         return sha256_text(canonical_json(self.model_dump(mode="json", exclude=excluded)))
+
+
+def check_device_name(value: str) -> str:
+    """`value` if it names a device ovi-bench can run on ("auto", "cpu", "cuda", "cuda:N", "mps"), else a ValueError
+    that says why (without quoting `value`: callers name the field and the input). Whether this machine has that
+    device is checked when the device is used (`components.resolve_device`), so a spec written for a GPU still
+    validates on a laptop."""
+    import torch
+
+    choices = "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+    if value == "auto":
+        return value
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"this is not a device; {choices}") from None
+    if device.type == "meta":
+        raise ValueError(
+            f"torch's meta device holds tensors with shapes but no values, so nothing can be generated or scored "
+            f"on it; {choices}"
+        )
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"ovi-bench does not run on {device.type!r} devices, only on {', '.join(DEVICE_TYPES)}; {choices}"
+        )
+    return value
 
 
 def _format_validation_error(
