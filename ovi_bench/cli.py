@@ -64,7 +64,9 @@ def _options(
         ),
     ] = False,
 ) -> None:
+    # The options of `ovi-bench` itself, before the command; no docstring, so the help keeps the app's text.
     pass
+
 
 PluginsOption = Annotated[
     list[str] | None,
@@ -409,7 +411,7 @@ def bank_build(
 
     if (images is None) == (hf_dataset is None):
         raise OviBenchError("give either an IMAGES folder or --hf-dataset NAME_OR_FOLDER (exactly one).")
-    _check_device_option(device)
+    _check_device_option(device)  # before the source: listing a large folder or data set takes a while
     # The source first: a wrong images folder is reported before the model libraries load (seconds).
     source: ImageSource = (
         ImageFiles.from_folder(images)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import canonical_json, sha256_text
+from ovi_bench.text import short_repr
 
 
 class Params(BaseModel):
@@ -73,7 +74,6 @@ def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when available; anything else must name a device ovi-bench runs on
     (`spec.check_device_name`) that this machine has."""
     from ovi_bench.spec import check_device_name
-    from ovi_bench.text import short_repr
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -89,7 +89,7 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise OviBenchError(
             f"device '{name}' was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s), "
-            f"numbered from 0 (CUDA_VISIBLE_DEVICES may hide some). Choose one of them, or \"cuda\" for the first."
+            f'numbered from 0 (CUDA_VISIBLE_DEVICES may hide some). Choose one of them, or "cuda" for the first.'
         )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise OviBenchError(

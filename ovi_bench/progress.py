@@ -4,6 +4,7 @@ consoles that keep lines whole in logs, and the switch that silences the model l
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console
 from rich.progress import (
@@ -29,34 +30,40 @@ def progress_bar(console: Console | None = None, *, show: bool = True) -> Progre
     )
 
 
-def make_console(*, stderr: bool = False) -> Console:
-    """A rich Console for stdout (or stderr) that never breaks a line where the output is not a terminal.
+class LogFriendlyConsole(Console):
+    """A rich Console that never breaks a line where its output is not a terminal.
 
     Written to a pipe or a file (a CI log, `| tee`), rich would wrap every message at 80 columns, cutting paths and
-    error messages in two: such a line can no longer be searched for or copied. There it soft-wraps instead (each
-    message stays one line, however long); on a terminal rich wraps at the terminal's width, between words.
+    error messages in two: such a line can no longer be searched for or copied. There this console soft-wraps
+    (each message stays one line, however long); on a terminal rich wraps at the terminal's width, between words.
+    Decided at each print, not once: the stream may be replaced (tests capture it, a notebook redirects it).
     """
-    console = Console(stderr=stderr)
-    console.soft_wrap = not console.is_terminal
-    return console
+
+    @property
+    def soft_wrap(self) -> bool:
+        return not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        pass  # Console's constructor stores a fixed default here; the getter decides instead.
 
 
-LIBRARY_PROGRESS_SWITCHES = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
-"""Environment variables that turn the libraries' bars off: huggingface_hub's ("Fetching 4 files", downloads,
-and transformers' "Loading weights", which follows the hub's setting) and every tqdm bar, read by tqdm when it is
-first imported. Child processes inherit them."""
+def make_console(*, stderr: bool = False) -> Console:
+    """The console for ovi-bench's messages on stdout (or stderr): `LogFriendlyConsole`."""
+    return LogFriendlyConsole(stderr=stderr)
 
 
 def silence_library_progress() -> None:
     """Turn off the model libraries' own progress bars (`--quiet`): transformers' "Loading weights" and "Loading
-    checkpoint shards", diffusers' "Loading pipeline components", huggingface_hub's "Fetching N files" and downloads,
-    and any other tqdm bar.
+    checkpoint shards", diffusers' "Loading pipeline components", huggingface_hub's "Fetching N files" and
+    downloads (and those of the libraries that draw theirs through huggingface_hub), and any other tqdm bar.
 
-    Call it before the libraries are imported, as the commands do: tqdm reads TQDM_DISABLE only then, and diffusers
-    turns its bars on when imported whatever the environment says; the explicit calls below cover libraries
-    already imported.
+    The commands call it before the model libraries are imported: tqdm reads its defaults from the environment
+    (TQDM_DISABLE) only when first imported, so that switch is set only while it can still work (and never in a
+    process that has imported tqdm already, such as a test session, whose child processes would inherit it).
     """
-    os.environ.update(LIBRARY_PROGRESS_SWITCHES)
+    if "tqdm" not in sys.modules:
+        os.environ.setdefault("TQDM_DISABLE", "1")
     import diffusers
     import huggingface_hub.utils
     import transformers
