@@ -356,9 +356,8 @@ class RunSpec(_Frozen):
 
 def check_device_name(value: str) -> str:
     """`value` if it names a device ovi-bench can run on ("auto", "cpu", "cuda", "cuda:N", "mps"), else a ValueError
-    that says why (without quoting `value`: callers name the field and the input). Whether this machine has that
-    device is checked when the device is used (`components.resolve_device`), so a spec written for a GPU still
-    validates on a laptop."""
+    that says why. Whether this machine has that device is checked when the device is used
+    (`components.resolve_device`), so a spec written for a GPU still validates on a laptop."""
     import torch
 
     choices = "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
@@ -367,7 +366,7 @@ def check_device_name(value: str) -> str:
     try:
         device = torch.device(value)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"this is not a device; {choices}") from None
+        raise ValueError(f"{short_repr(value)} is not a device; {choices}") from None
     if device.type == "meta":
         raise ValueError(
             f"torch's meta device holds tensors with shapes but no values, so nothing can be generated or scored "

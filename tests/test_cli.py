@@ -187,6 +187,19 @@ def test_a_spec_mistake_is_a_clean_error_before_anything_is_written(
     assert not (tmp_path / "run").exists()
 
 
+def test_the_device_override_is_checked_like_the_spec_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path / "spec.toml")
+    out = tmp_path / "run"
+    code, _, err = run_main(
+        monkeypatch, capsys, "run", str(spec), "--out", str(out), "--device", "meta", "-q"
+    )
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err, err
+    assert "device:" in err and "meta device holds tensors" in err
+    assert not out.exists()
+
+
 def test_the_largest_allowed_image_is_accepted() -> None:
     from ovi_bench.spec import MAX_IMAGE_SIDE, parse_spec
 
