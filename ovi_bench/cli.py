@@ -17,6 +17,7 @@ from ovi_bench.errors import OviBenchError
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, load_plugins
+from ovi_bench.store import Terminated, stop_signals_raise
 
 app = typer.Typer(
     name="ovi-bench",
@@ -59,6 +60,12 @@ def run(
         typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
     ] = False,
     plugins: PluginsOption = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="First re-hash every stored image and embedding and make again what differs."
+        ),
+    ] = False,
 ) -> None:
     """Generate, score and rank: everything already in the run folder is reused."""
     from ovi_bench.leaderboard import write_results
@@ -72,18 +79,35 @@ def run(
             "[yellow]warning:[/] trust_remote_code = true: components may run Python code from model repositories.",
             highlight=False,
         )
-    result = Runner(
+    runner = Runner(
         spec,
         expand_user(out) if out else None,
         data_dir=compbench_dir,
         console=errors,
         show_progress=not quiet,
-    ).run()
-    if result is None:  # another process of a multi-process launch: the main process writes the results
-        return
-    board = write_results(result)
+        verify=verify,
+    )
+    with runner.folder_lock():  # held until the result files are written too
+        result = runner.run()
+        if result is None:  # another process of a multi-process launch: the main process writes the results
+            return
+        board = write_results(result)
     _show_results(board, f"{spec.name} · spec {spec.fingerprint()[:12]}", every_row)
     console.print(f"results in {result.output_dir}")
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `ovi-bench run`.")],
+) -> None:
+    """Re-hash every stored image against the manifest and read back every embedding; remove what is damaged, so
+    that the next `ovi-bench run` makes it again. Exit 0 if everything is intact, 1 if something was damaged."""
+    from ovi_bench.run_folder import verify_run_folder
+
+    report = verify_run_folder(expand_user(run_dir))
+    for line in report.lines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if report.damaged else 0)
 
 
 @app.command()
@@ -501,7 +525,14 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
-        result = app(standalone_mode=False)
+        # SIGTERM (Slurm preemption, Kubernetes, `timeout`) takes Ctrl-C's path: finished work is committed first.
+        with stop_signals_raise():
+            result = app(standalone_mode=False)
+    except Terminated:
+        errors.print(
+            "terminated: everything finished so far is stored; run the same command again to resume."
+        )
+        sys.exit(143)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

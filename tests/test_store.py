@@ -148,13 +148,18 @@ def test_a_group_is_committed_when_its_block_raises(tmp_path: Path) -> None:
 
 
 def test_an_embedding_file_holds_the_bytes_safetensors_torch_writes(tmp_path: Path) -> None:
+    import hashlib
+
     from safetensors.torch import save
 
     store = RunStore(tmp_path)
     image_embeds, negative = torch.randn(8), torch.randn(8)
     store.put_embedding("e1", image_embeds, negative, {"steps": 3})
+    # The metadata also records the sha256 of the tensor bytes (`verify` checks it).
+    digest = hashlib.sha256(image_embeds.numpy().tobytes() + negative.numpy().tobytes()).hexdigest()
     expected = save(
-        {"image_embeds": image_embeds, "negative_image_embeds": negative}, metadata={"facts": '{"steps":3}'}
+        {"image_embeds": image_embeds, "negative_image_embeds": negative},
+        metadata={"facts": '{"steps":3}', "sha256": digest},
     )
     assert store.embedding_path("e1").read_bytes() == expected
     assert store.embedding_facts("e1") == {"steps": 3}
