@@ -30,6 +30,8 @@ from ovi_bench.store import TEMPORARY_SUFFIX, RunStore, VerifyReport, temporary_
 
 LOCK_PREFIX = ".ovi-bench"
 """`.ovi-bench.lock` (main or only process), `.ovi-bench.rank3.lock` (shard 3)."""
+LOCK_WAIT_SECONDS = 5.0
+"""How long a run waits for a held lock before refusing: a killed run's processes release theirs only as they end."""
 RUN_FOLDER_FILES = ("run.json", "results.json")
 """Files whose presence makes a folder an ovi-bench run folder (besides the locks and manifests)."""
 STORE_FOLDERS = ("embeddings", "images", "scores", "diagnostics", "features", "shards")
@@ -106,7 +108,7 @@ def _refuse(folder: Path, lock: Path) -> OviBenchError:
 
 
 def _try_lock(folder: Path, path: Path) -> FileLock:
-    lock = FileLock(path, timeout=0)
+    lock = FileLock(path, timeout=LOCK_WAIT_SECONDS)
     try:
         with explain_os_errors(path):
             lock.acquire()
@@ -128,22 +130,29 @@ def claim_run_folder(folder: Path, writer: str = "", *, alone: bool = True) -> I
             # A shard of an earlier launch that still runs: check each shard lock, and hold none of them.
             for shard_lock in sorted(folder.glob(f"{LOCK_PREFIX}.rank*.lock")):
                 _try_lock(folder, shard_lock).release()
-        atomic_write_text(
-            _holder_path(lock_path(folder, writer)),
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "command": " ".join(sys.argv)[:500],
-                }
-            )
-            + "\n",
-        )
+        # Best effort: the holder only makes the refusal clearer; a folder that cannot take it fails, naming the
+        # file, at the run's first write (run.json).
+        with contextlib.suppress(OSError, OviBenchError):
+            _write_holder(lock_path(folder, writer))
         remove_temporaries(folder, None if alone else writer)
         yield
     finally:
         lock.release()
+
+
+def _write_holder(lock: Path) -> None:
+    atomic_write_text(
+        _holder_path(lock),
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join(sys.argv)[:500],
+            }
+        )
+        + "\n",
+    )
 
 
 def _temporaries_in(folder: Path, tag: str | None) -> Iterator[Path]:

@@ -240,7 +240,7 @@ class Runner:
         started = time.perf_counter()
         prompt_set = load_run_prompts(self.spec, self.data_dir)
         items = plan(self.spec, prompt_set)
-        if self.verify:
+        if self.verify and self.shard.is_main:  # one process re-hashes the shared store
             for line in self.store.verify().lines():
                 self._tell(line)
         fingerprint = self.spec.fingerprint()

@@ -16,7 +16,7 @@ import pytest
 import tomli_w
 from paced_components import paced_spec, temporaries
 
-from ovi_bench import cli
+from ovi_bench import cli, run_folder
 from ovi_bench.errors import OviBenchError
 from ovi_bench.leaderboard import write_results
 from ovi_bench.run_folder import claim_run_folder, verify_run_folder
@@ -54,6 +54,12 @@ def spec_file(tmp_path: Path) -> Path:
     path = tmp_path / "spec.toml"
     path.write_text(tomli_w.dumps(paced_spec(prompts=1, seeds=1)))
     return path
+
+
+@pytest.fixture(autouse=True)
+def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held lock is refused after 0.2 s here, not after the seconds a real run waits for a dying holder."""
+    monkeypatch.setattr(run_folder, "LOCK_WAIT_SECONDS", 0.2)
 
 
 def _plugins() -> list[str]:
