@@ -61,7 +61,8 @@ def temporary_files(folder: Path) -> list[Path]:
     return [
         path
         for path in folder.rglob("*")
-        if (path.name.endswith(".tmp") or path.name.startswith(".")) and not path.name.startswith(".ovi-bench.")
+        if (path.name.endswith(".tmp") or path.name.startswith("."))
+        and not path.name.startswith(".ovi-bench.")
     ]
 
 

@@ -92,9 +92,11 @@ def test_an_unusable_out_is_one_error_line(
     out = {"file": existing, "proc": Path("/proc/ovi-bench-run"), "under-a-file": existing / "run"}[case]
     code, err = _cli(["run", str(spec_file), "--out", str(out), "-q", *_plugins()], capsys)
     assert code == 2, err
-    assert err.startswith("error:") and "Traceback" not in err and str(out).replace("/", "") in err.replace(
-        "/", ""
-    ).replace(" ", ""), err
+    assert (
+        err.startswith("error:")
+        and "Traceback" not in err
+        and str(out).replace("/", "") in err.replace("/", "").replace(" ", "")
+    ), err
     assert existing.read_text() == "a,b\n"
 
 
@@ -161,7 +163,18 @@ def test_sigterm_commits_the_finished_group_then_exits_143(tmp_path: Path) -> No
         "s.COMMIT_ITEMS = 10**9; from ovi_bench.cli import main; main()"
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "run", str(spec), "--out", str(out), "-q", "--plugins", "paced_components"],
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            str(spec),
+            "--out",
+            str(out),
+            "-q",
+            "--plugins",
+            "paced_components",
+        ],
         env=environment,
         stderr=subprocess.PIPE,
         text=True,

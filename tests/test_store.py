@@ -191,7 +191,9 @@ def test_a_timer_commits_a_due_group_without_waiting_for_the_next_write(
     assert waited < 0.2 + 0.5, f"committed after {waited:.2f} s"
 
 
-def test_a_commit_error_in_the_timer_reaches_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_commit_error_in_the_timer_reaches_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store_module, "COMMIT_SECONDS", 0.05)
     monkeypatch.setattr(store_module, "COMMIT_COST_RATIO", float("inf"))
     store = RunStore(tmp_path)
