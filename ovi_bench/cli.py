@@ -14,10 +14,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from ovi_bench.errors import OviBenchError
+from ovi_bench.interrupts import Terminated, stop_signals_raise
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, load_plugins
-from ovi_bench.store import Terminated, stop_signals_raise
 
 app = typer.Typer(
     name="ovi-bench",

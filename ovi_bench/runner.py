@@ -30,6 +30,7 @@ from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics
 from ovi_bench.errors import DataError, OviBenchError
+from ovi_bench.interrupts import stop_signals_raise
 from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.paths import expand_user
@@ -40,7 +41,7 @@ from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.run_folder import claim_run_folder, prepare_output_folder
 from ovi_bench.sharding import Shard
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
-from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key, stop_signals_raise
+from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key
 
 T = TypeVar("T")
 

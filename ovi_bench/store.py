@@ -30,7 +30,6 @@ import contextlib
 import ctypes
 import json
 import os
-import signal
 import struct
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from safetensors.numpy import save as save_arrays
 from safetensors.torch import load, load_file, save
 
 from ovi_bench.errors import OviBenchError
+from ovi_bench.interrupts import stop_signals_deferred
 from ovi_bench.io import (
     atomic_write_bytes,
     canonical_json,
@@ -66,68 +66,6 @@ COMMIT_ITEMS = 256
 
 TEMPORARY_SUFFIX = ".tmp"
 """Every file ovi-bench writes is first a hidden `.<name>.<...>.tmp` beside its real name (see `_write_temporary`)."""
-
-
-class Terminated(BaseException):
-    """SIGTERM (Slurm preemption, Kubernetes, `timeout`), raised in the main thread like Ctrl-C's KeyboardInterrupt,
-    so that the same clean-up runs: open groups commit their finished writes, half-done calls are dropped. A
-    BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it."""
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM arriving while the main thread commits wait until the commit is done: a commit cut short would
-    delete finished files that are already synced."""
-
-    committing = 0
-    """Commits in progress in the main thread."""
-    pending: int | None = None
-    """A stop signal that arrived during one."""
-
-
-def _raise_for(signum: int) -> None:
-    if signum == signal.SIGTERM:
-        raise Terminated(f"terminated by signal {signum} (SIGTERM)")
-    raise KeyboardInterrupt
-
-
-def _on_stop_signal(signum: int, frame: Any) -> None:
-    if _StopSignals.committing:
-        _StopSignals.pending = signum
-        return
-    _raise_for(signum)
-
-
-@contextlib.contextmanager
-def stop_signals_raise() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` and SIGINT raises KeyboardInterrupt in the main thread, each
-    only once a commit in progress is done. Outside the main thread (where no handler can be set) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    for number in previous:
-        signal.signal(number, _on_stop_signal)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
-
-
-@contextlib.contextmanager
-def _stop_signals_deferred() -> Iterator[None]:
-    """Hold back a stop signal until the block is done (main thread only: signal handlers run there alone)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _StopSignals.committing += 1
-    try:
-        yield
-    finally:
-        _StopSignals.committing -= 1
-    if not _StopSignals.committing and _StopSignals.pending is not None:
-        signum, _StopSignals.pending = _StopSignals.pending, None
-        _raise_for(signum)
 
 
 def item_key(*parts: Any) -> str:
@@ -406,7 +344,7 @@ class _GroupedCommits:
             yield
         finally:
             # A stop signal now would cut the final commit short: it is raised once the commit is done.
-            with _stop_signals_deferred():
+            with stop_signals_deferred():
                 with self._lock:
                     self._grouping -= 1
                     timer = self._timer if not self._grouping else None
@@ -442,7 +380,7 @@ class RunStore(_GroupedCommits):
 
         When a rename fails (a full disk), the files not yet placed are deleted and left to the next run, and the
         images of each `put_images` call get their lines only if all of that call's images were placed."""
-        with self._lock, _stop_signals_deferred():
+        with self._lock, stop_signals_deferred():
             self._commit_pending()
 
     def _commit_pending(self) -> None:
