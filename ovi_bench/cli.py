@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ovi_bench.errors import OviBenchError
+from ovi_bench.interrupts import Terminated, stop_signals_raise
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
 from ovi_bench.progress import make_console, silence_library_progress
@@ -134,6 +135,12 @@ def run(
             "--batch-size", help="Override prior_batch_size, decoder_batch_size and metric_batch_size."
         ),
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="First re-hash every stored image and embedding and make again what differs."
+        ),
+    ] = False,
 ) -> None:
     """Generate, score and rank: everything already in the run folder is reused.
 
@@ -164,16 +171,19 @@ def run(
             "[yellow]warning:[/] trust_remote_code = true: components may run Python code from model repositories.",
             highlight=False,
         )
-    result = Runner(
+    runner = Runner(
         spec,
         expand_user(out) if out else None,
         data_dir=compbench_dir,
         console=errors,
         show_progress=not quiet,
-    ).run()
-    if result is None:  # another process of a multi-process launch: the main process writes the results
-        return
-    board = write_results(result)
+        verify=verify,
+    )
+    with runner.folder_lock():  # held until the result files are written too
+        result = runner.run()
+        if result is None:  # another process of a multi-process launch: the main process writes the results
+            return
+        board = write_results(result)
     _show_results(board, f"{spec.name} · spec {spec.fingerprint()[:12]}", every_row)
     console.print(f"results in {result.output_dir}")
 
@@ -183,6 +193,20 @@ def _comma_separated(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     return list(dict.fromkeys(item.strip() for value in values for item in value.split(",") if item.strip()))
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `ovi-bench run`.")],
+) -> None:
+    """Re-hash every stored image against the manifest and read back every embedding; remove what is damaged, so
+    that the next `ovi-bench run` makes it again. Exit 0 if everything is intact, 1 if something was damaged."""
+    from ovi_bench.run_folder import verify_run_folder
+
+    report = verify_run_folder(expand_user(run_dir))
+    for line in report.lines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if report.damaged else 0)
 
 
 @app.command()
@@ -681,7 +705,14 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
-        result = app(standalone_mode=False, prog_name="ovi-bench")
+        # SIGTERM (Slurm preemption, Kubernetes, `timeout`) takes Ctrl-C's path: finished work is committed first.
+        with stop_signals_raise():
+            result = app(standalone_mode=False, prog_name="ovi-bench")
+    except Terminated:
+        errors.print(
+            "terminated: everything finished so far is stored; run the same command again to resume."
+        )
+        sys.exit(143)
     except _abort_types():
         _interrupted()
     except OviBenchError as error:

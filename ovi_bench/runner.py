@@ -6,6 +6,7 @@ re-run into the same folder computes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import io
@@ -29,13 +30,15 @@ from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics
 from ovi_bench.errors import DataError, OviBenchError
-from ovi_bench.io import atomic_write_text, canonical_json, explain_os_errors, sha256_bytes
+from ovi_bench.interrupts import stop_signals_raise
+from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.paths import expand_user
 from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
+from ovi_bench.run_folder import claim_run_folder, prepare_output_folder
 from ovi_bench.sharding import Shard
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
 from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key
@@ -159,9 +162,11 @@ class Runner:
         console: Console | None = None,
         show_progress: bool = True,
         shard: Shard | None = None,
+        verify: bool = False,
     ) -> None:
         """`shard`: this process's share of a multi-process launch (default: from the launcher's environment, see
-        `Shard.from_environment`; a single process does everything)."""
+        `Shard.from_environment`; a single process does everything). `verify`: re-hash every stored artifact first
+        and make again what differs (`RunStore.verify`)."""
         self.spec = spec
         self.output_dir = expand_user(output_dir or spec.output_dir)
         self.data_dir = data_dir
@@ -181,6 +186,9 @@ class Runner:
                 'or run on a GPU (device = "cuda").'
             )
         self.store = RunStore(self.output_dir, shard.writer)
+        self.verify = verify
+        self._folder_claims = contextlib.ExitStack()
+        self._folder_claim_depth = 0
         self.counts = RunCounts()
         official_data = data_dir or spec.prompts.data_dir
         if official_data:
@@ -208,15 +216,34 @@ class Runner:
         process only, once every share is done) the results over all items. Other processes return None.
 
         Models may run code from their repositories only when the spec says `trust_remote_code = true`."""
-        with remote_code_policy(self.spec.trust_remote_code):
+        with remote_code_policy(self.spec.trust_remote_code), stop_signals_raise(), self.folder_lock():
             return self._run()
+
+    @contextlib.contextmanager
+    def folder_lock(self) -> Iterator[None]:
+        """Hold the run folder for this process (`ovi_bench.run_folder`): created or checked, locked against a
+        second run, cleared of the temporary files a killed run left. Re-entrant: the command holds it over `run`
+        and the writing of the result files."""
+        if not self._folder_claim_depth:
+            prepare_output_folder(self.output_dir)
+            self._folder_claims.enter_context(
+                claim_run_folder(self.output_dir, self.shard.writer, alone=self.shard.count == 1)
+            )
+        self._folder_claim_depth += 1
+        try:
+            yield
+        finally:
+            self._folder_claim_depth -= 1
+            if not self._folder_claim_depth:
+                self._folder_claims.close()
 
     def _run(self) -> RunResult | None:
         started = time.perf_counter()
         prompt_set = load_run_prompts(self.spec, self.data_dir)
         items = plan(self.spec, prompt_set)
-        with explain_os_errors(self.output_dir):
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.verify and self.shard.is_main:  # one process re-hashes the shared store
+            for line in self.store.verify().lines():
+                self._tell(line)
         fingerprint = self.spec.fingerprint()
         if self.shard.is_main:
             atomic_write_text(
@@ -374,6 +401,16 @@ class Runner:
 
     def describe_embeddings(self, items: Sequence[WorkItem]) -> list[dict[str, Any]]:
         """Per embedding: the prior's facts (e.g. optimisation steps) and the diagnostics, cached like scores."""
+        # An embedding file deleted (or removed as damaged) after its image was made: its facts are computed again,
+        # never left out of embeddings.csv.
+        unreadable = [item for item in items if self.store.embedding_facts(item.embedding_key) is None]
+        if unreadable:
+            self._say(
+                f"{len(unreadable)} embedding(s) missing from the store: computing them again for their facts"
+            )
+            for item in unreadable:
+                self.store.embedding_path(item.embedding_key).unlink(missing_ok=True)
+            self.embed(unreadable)
         diagnostics = self.spec.diagnostics
         cache = None
         if diagnostics is not None:
@@ -398,10 +435,13 @@ class Runner:
                     for name, value in cache.rows.get(item.embedding_key, {}).items()
                     if name != "key"
                 }
-            row |= {
-                f"prior_{name}": value
-                for name, value in self.store.embedding_facts(item.embedding_key).items()
-            }
+            facts = self.store.embedding_facts(item.embedding_key)
+            if facts is None:
+                raise DataError(
+                    f"the embedding of {item.prior} for prompt {item.prompt.id} seed {item.seed} cannot be read back "
+                    f"from {self.store.embedding_path(item.embedding_key)} after it was computed again; check the disk."
+                )
+            row |= {f"prior_{name}": value for name, value in facts.items()}
             rows.append(row)
         return rows
 

@@ -18,7 +18,10 @@ lines are appended and synced. An fsync per file cost more than the rest of the 
 a 2-core VM), so a group is committed once its oldest write has waited `COMMIT_COST_RATIO` times as long as the last
 commit took (commits then cost at most ~5% of the time: on a GPU, where a batch takes longer, every batch is
 committed as it finishes), at the latest after `COMMIT_SECONDS` or `COMMIT_ITEMS` writes, and at the end of every
-stage. A kill loses at most that much finished work, which the next run makes again.
+stage. A background timer commits a group that is due when no further write comes (a batch that takes minutes),
+so nothing finished waits longer than that. SIGKILL loses at most that much finished work, which the next run makes
+again; SIGINT and SIGTERM (`stop_signals_raise`) commit every finished write first. Temporary files that a SIGKILL
+left behind are removed when the next run starts (`remove_temporaries`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,7 @@ from safetensors.numpy import save as save_arrays
 from safetensors.torch import load, load_file, save
 
 from ovi_bench.errors import OviBenchError
+from ovi_bench.interrupts import stop_signals_deferred
 from ovi_bench.io import (
     atomic_write_bytes,
     canonical_json,
@@ -57,6 +62,10 @@ COMMIT_COST_RATIO = 20
 """A group is committed once its oldest write has waited this many times the last commit's duration."""
 COMMIT_ITEMS = 256
 """Most writes (embeddings or images) waiting for their commit, so that fast components lose little to a kill."""
+
+
+TEMPORARY_SUFFIX = ".tmp"
+"""Every file ovi-bench writes is first a hidden `.<name>.<...>.tmp` beside its real name (see `_write_temporary`)."""
 
 
 def item_key(*parts: Any) -> str:
@@ -143,14 +152,21 @@ def _fsync_path(path: Path) -> None:
             os.close(descriptor)
 
 
-def _write_temporary(path: Path, data: bytes) -> Path:
-    """Write `data` to a new hidden file beside `path` (`.name.XXXX.tmp`, never read as an artifact), unsynced."""
+def temporary_tag(writer: str) -> str:
+    """The part of a store temporary's name that says which process wrote it: "main" or "rank3"."""
+    return writer or "main"
+
+
+def _write_temporary(path: Path, data: bytes, writer: str = "") -> Path:
+    """Write `data` to a new hidden file beside `path` (`.name.<writer tag>.XXXX.tmp`, never read as an artifact),
+    unsynced. The tag lets each process of a sharded launch remove its own orphans (`remove_temporaries`)."""
+    prefix = f".{path.name}.{temporary_tag(writer)}."
     with explain_os_errors(path):
         try:
-            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=path.parent)
         except FileNotFoundError:  # the folder's first file: make the folder only then, not before every file
             path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=path.parent)
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
@@ -221,24 +237,124 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
     return metadata if isinstance(metadata, dict) else {}
 
 
+def _read_embedding(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """An embedding file's pair, checked: both tensors, finite, and (files that record one) the tensor bytes'
+    sha256. Raises ValueError (or a safetensors/OS error) for a damaged file."""
+    # Read whole, not mapped (load_file): for a file of a few kB that is 4× faster.
+    data = path.read_bytes()
+    tensors = load(data)
+    pair = tensors["image_embeds"], tensors["negative_image_embeds"]
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    recorded = (header.get("__metadata__") or {}).get("sha256")
+    if recorded is not None and sha256_bytes(data[8 + length :]) != recorded:
+        raise ValueError(f"{path}: content hash differs from the one recorded when it was written")
+    if not all(torch.isfinite(tensor).all() for tensor in pair):
+        raise ValueError(f"{path}: non-finite values")
+    return pair
+
+
+@dataclass
+class VerifyReport:
+    """What `RunStore.verify` checked and what it found damaged (and removed, so the next run makes it again)."""
+
+    images_checked: int = 0
+    embeddings_checked: int = 0
+    damaged_images: list[str] = field(default_factory=list)
+    """"<path>: <what differs>" per image whose file differs from its manifest line."""
+    damaged_embeddings: list[str] = field(default_factory=list)
+    """"<path>: <why>" per embedding file that does not read back whole."""
+    missing_images: int = 0
+    """Listed images whose file is gone (made again by the next run in any case)."""
+
+    @property
+    def damaged(self) -> int:
+        return len(self.damaged_images) + len(self.damaged_embeddings)
+
+    def lines(self, shown: int = 20) -> list[str]:
+        """A summary line, then up to `shown` damaged files."""
+        summary = (
+            f"checked {self.images_checked} image(s) against the manifest and {self.embeddings_checked} "
+            f"embedding(s): {len(self.damaged_images)} damaged image(s), {len(self.damaged_embeddings)} damaged "
+            f"embedding(s), {self.missing_images} listed image(s) missing"
+        )
+        found = [*self.damaged_images, *self.damaged_embeddings]
+        lines = [summary, *(f"  damaged: {line}" for line in found[:shown])]
+        if len(found) > shown:
+            lines.append(f"  … and {len(found) - shown} more")
+        if self.damaged:
+            lines.append("damaged files were removed: the next `ovi-bench run` of this spec makes them again")
+        return lines
+
+
 class _GroupedCommits:
     """`grouped_commits()`: inside the block, writes wait for `commit` in groups rather than being committed one call
-    at a time (module docstring); at its end, also when it raises, the rest are committed, so finished work is kept."""
+    at a time (module docstring); at its end, also when it raises, the rest are committed, so finished work is kept.
 
-    _grouping = 0
-    """How many `grouped_commits` blocks are open."""
+    While a block is open, a timer thread commits a group as soon as it is due (`_due_at`), so that a group never
+    waits for the next write: a batch that takes minutes would otherwise keep the previous batch uncommitted that
+    long. One lock orders the writer's calls and the timer's commits: a call's writes are never split by a commit."""
+
+    def _init_grouping(self) -> None:
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._grouping = 0
+        """How many `grouped_commits` blocks are open."""
+        self._timer: threading.Thread | None = None
+        self._timer_error: BaseException | None = None
 
     def commit(self) -> None:
         raise NotImplementedError
 
+    def _due_at(self) -> float | None:
+        """The `time.monotonic()` at which the waiting writes must be committed; None when nothing waits."""
+        raise NotImplementedError
+
+    def _commit_on_time(self) -> None:
+        """The timer thread: commit each group when it is due, until the last block closes."""
+        with self._lock:
+            while self._grouping:
+                due = self._due_at()
+                now = time.monotonic()
+                if due is not None and now >= due:
+                    try:
+                        self.commit()
+                    except BaseException as error:  # a full disk: the writer raises it at its next call
+                        self._timer_error = error
+                        return
+                    continue
+                # At most a minute at a time: `wait` refuses an infinite timeout (tests set the bounds to infinity).
+                self._wake.wait(None if due is None else min(due - now, 60.0))
+
+    def _raise_timer_error(self) -> None:
+        error, self._timer_error = self._timer_error, None
+        if error is not None:
+            raise error
+
     @contextlib.contextmanager
     def grouped_commits(self) -> Iterator[None]:
-        self._grouping += 1
+        with self._lock:
+            self._grouping += 1
+            if self._timer is None:
+                self._timer = threading.Thread(
+                    target=self._commit_on_time, name="ovi-bench-commit-timer", daemon=True
+                )
+                self._timer.start()
         try:
             yield
         finally:
-            self._grouping -= 1
-            self.commit()
+            # A stop signal now would cut the final commit short: it is raised once the commit is done.
+            with stop_signals_deferred():
+                with self._lock:
+                    self._grouping -= 1
+                    timer = self._timer if not self._grouping else None
+                    if timer is not None:
+                        self._timer = None
+                        self._wake.notify_all()
+                if timer is not None:
+                    timer.join()
+                self.commit()
+                self._raise_timer_error()
 
 
 class RunStore(_GroupedCommits):
@@ -251,7 +367,8 @@ class RunStore(_GroupedCommits):
         self._pending_since = 0.0
         self._commit_seconds = 0.0
         """How long the last commit took (a sync of the file system dominates)."""
-        self._grouping = 0
+        self.writer = writer
+        self._init_grouping()
         self._calls = 0
         """Counts `put_*` calls: the images of one call are listed together or not at all."""
 
@@ -263,6 +380,10 @@ class RunStore(_GroupedCommits):
 
         When a rename fails (a full disk), the files not yet placed are deleted and left to the next run, and the
         images of each `put_images` call get their lines only if all of that call's images were placed."""
+        with self._lock, stop_signals_deferred():
+            self._commit_pending()
+
+    def _commit_pending(self) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
@@ -294,7 +415,7 @@ class RunStore(_GroupedCommits):
 
     def _write(self, path: Path, data: bytes, metadata: dict[str, Any] | None = None) -> None:
         """Write `data` for `path` under a temporary name; with `metadata`, it is an image and gets a manifest line."""
-        temporary = _write_temporary(path, data)
+        temporary = _write_temporary(path, data, self.writer)
         record = None
         if metadata is not None:
             record = ImageRecord(
@@ -308,14 +429,21 @@ class RunStore(_GroupedCommits):
             )
         if not self._pending:
             self._pending_since = time.monotonic()
+            self._wake.notify()  # the timer sleeps until a group exists
         self._pending.append(_PendingFile(temporary, path, record, self._calls))
 
+    def _due_at(self) -> float | None:
+        if not self._pending:
+            return None
+        return self._pending_since + min(COMMIT_SECONDS, COMMIT_COST_RATIO * self._commit_seconds)
+
     def _commit_when_due(self) -> None:
-        waited = time.monotonic() - self._pending_since
+        self._raise_timer_error()
+        due = self._due_at()
         if (
             not self._grouping
             or len(self._pending) >= COMMIT_ITEMS
-            or waited >= min(COMMIT_SECONDS, COMMIT_COST_RATIO * self._commit_seconds)
+            or (due is not None and time.monotonic() >= due)
         ):
             self.commit()
 
@@ -348,34 +476,33 @@ class RunStore(_GroupedCommits):
                 ("negative_image_embeds", negative_image_embeds),
             )
         }
-        self._calls += 1
-        data = save_arrays(arrays, metadata={"facts": canonical_json(facts or {})})
-        self._write(self.embedding_path(key), data)
-        self._commit_when_due()
+        # The digest of the tensor bytes rides along, so that `verify` finds a damaged file that still parses.
+        digest = sha256_bytes(b"".join(arrays[name].tobytes() for name in sorted(arrays)))
+        data = save_arrays(arrays, metadata={"facts": canonical_json(facts or {}), "sha256": digest})
+        with self._lock:
+            self._calls += 1
+            self._write(self.embedding_path(key), data)
+            self._commit_when_due()
 
     def get_embedding(self, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The stored pair, or None when missing or unreadable (an unreadable file is removed)."""
         path = self.embedding_path(key)
         try:
-            # Read whole, not mapped (load_file): for a file of a few kB that is 4× faster.
-            tensors = load(path.read_bytes())
-            pair = tensors["image_embeds"], tensors["negative_image_embeds"]
+            pair = _read_embedding(path)
         except FileNotFoundError:
             return None
-        except (SafetensorError, KeyError, OSError, ValueError):
-            path.unlink(missing_ok=True)
-            return None
-        if not all(torch.isfinite(tensor).all() for tensor in pair):
+        except (SafetensorError, KeyError, OSError, ValueError, struct.error):
             path.unlink(missing_ok=True)
             return None
         return pair
 
-    def embedding_facts(self, key: str) -> dict[str, Any]:
-        """The facts stored with an embedding (empty when it has none or cannot be read)."""
+    def embedding_facts(self, key: str) -> dict[str, Any] | None:
+        """The facts stored with an embedding (empty when it has none); None when its file is missing or its
+        header cannot be read, so that callers compute it again rather than report no facts."""
         try:
             facts = json.loads(_safetensors_metadata(self.embedding_path(key)).get("facts", "{}"))
         except (OSError, ValueError, struct.error):
-            return {}
+            return None
         return facts if isinstance(facts, dict) else {}
 
     # -- images -------------------------------------------------------------------------------------------------
@@ -426,15 +553,53 @@ class RunStore(_GroupedCommits):
         """Write (key, png bytes, metadata) images, then append their manifest lines in one go.
 
         In place when this returns, or inside `grouped_commits` at the group's commit."""
-        before = len(self._pending)
-        self._calls += 1
-        try:
-            for key, png, metadata in entries:
-                self._write(self.image_path(key), png, metadata)
-        except BaseException:
-            self._discard_pending_after(before)
-            raise
-        self._commit_when_due()
+        with self._lock:
+            before = len(self._pending)
+            self._calls += 1
+            try:
+                for key, png, metadata in entries:
+                    self._write(self.image_path(key), png, metadata)
+            except BaseException:
+                self._discard_pending_after(before)
+                raise
+            self._commit_when_due()
+
+    def verify(self) -> VerifyReport:
+        """Re-hash every listed image against its manifest line and read back every embedding; remove what differs,
+        so that the next generation pass makes it again (`has_image` trusts an untouched size and mtime)."""
+        report = VerifyReport()
+        for key, record in list(self.manifest.items()):
+            report.images_checked += 1
+            path = self.root / record.path
+            try:
+                size = path.stat().st_size
+                problem = (
+                    f"{size} bytes, the manifest says {record.bytes}"
+                    if size != record.bytes
+                    else "content differs from the manifest's sha256"
+                    if sha256_file(path) != record.sha256
+                    else None
+                )
+            except FileNotFoundError:
+                report.missing_images += 1
+                continue
+            if problem is not None:
+                report.damaged_images.append(f"{record.path}: {problem}")
+                self.forget_image(key)
+        folder = self.root / "embeddings"
+        for path in sorted(folder.glob("*/*.safetensors")) if folder.is_dir() else []:
+            if path.name.startswith("."):
+                continue
+            report.embeddings_checked += 1
+            try:
+                _read_embedding(path)
+            except FileNotFoundError:
+                continue
+            except (SafetensorError, KeyError, OSError, ValueError, struct.error) as error:
+                reason = str(error).replace(f"{path}: ", "") or type(error).__name__
+                report.damaged_embeddings.append(f"{path.relative_to(self.root).as_posix()}: {reason[:200]}")
+                path.unlink(missing_ok=True)
+        return report
 
     def read_image_bytes(self, key: str) -> bytes:
         return (self.root / self.manifest[key].path).read_bytes()
@@ -457,26 +622,33 @@ class RowCache(_GroupedCommits):
             row["key"]: row for row in _read_all_jsonl(Path(path)) if "key" in row
         }
         self._unsynced_since: float | None = None
-        self._grouping = 0
+        self._init_grouping()
 
     @staticmethod
     def score_key(image_sha256: str, prompt: str, category: str) -> str:
         return item_key(image_sha256, prompt, category)
 
     def add(self, rows: list[dict[str, Any]]) -> None:
-        _append_jsonl(self.path, rows, sync=False)
-        for row in rows:
-            self.rows[row["key"]] = row
-        if self._unsynced_since is None:
-            self._unsynced_since = time.monotonic()
-        if not self._grouping or time.monotonic() - self._unsynced_since >= COMMIT_SECONDS:
-            self.commit()
+        with self._lock:
+            self._raise_timer_error()
+            _append_jsonl(self.path, rows, sync=False)
+            for row in rows:
+                self.rows[row["key"]] = row
+            if self._unsynced_since is None:
+                self._unsynced_since = time.monotonic()
+                self._wake.notify()
+            if not self._grouping or time.monotonic() - self._unsynced_since >= COMMIT_SECONDS:
+                self.commit()
+
+    def _due_at(self) -> float | None:
+        return None if self._unsynced_since is None else self._unsynced_since + COMMIT_SECONDS
 
     def commit(self) -> None:
         """Sync the rows added so far against a power cut."""
-        if self._unsynced_since is not None:
-            _fsync_path(self.path)
-            self._unsynced_since = None
+        with self._lock:
+            if self._unsynced_since is not None:
+                _fsync_path(self.path)
+                self._unsynced_since = None
 
 
 class FeatureCache:

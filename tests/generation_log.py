@@ -32,11 +32,15 @@ class Event:
     key: str
 
 
-def read_events(path: Path) -> list[Event]:
+def read_events(path: Path, offset: int = 0) -> list[Event]:
+    """The whole lines of the log from byte `offset` on."""
     if not path.is_file():
         return []
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
     events = []
-    for line in path.read_text().splitlines():
+    for line in data[: data.rfind(b"\n") + 1].decode().splitlines():
         pid, seconds, kind, key = line.split(" ", 3)
         events.append(Event(int(pid), float(seconds), kind, key))
     return events

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -24,10 +25,12 @@ import pandas as pd
 import pytest
 import tomli_w
 from generation_log import LOG_ENVIRONMENT_VARIABLE, Event, read_events
+from paced_components import paced_spec, temporaries
 from PIL import Image
 from safetensors.torch import load_file
 from tiny_runs import tiny_spec
 
+from ovi_bench import cli
 from ovi_bench.runner import load_run_prompts, plan
 from ovi_bench.spec import parse_spec
 from ovi_bench.store import COMMIT_ITEMS, COMMIT_SECONDS
@@ -316,3 +319,132 @@ def test_killed_and_resumed_run_ends_as_an_uninterrupted_one(tmp_path: Path) -> 
     )
     reference_rows = {row["image_key"]: row["sha256"] for row in _manifest_lines(reference)[0]}
     assert {row["image_key"]: row["sha256"] for row in rows} == reference_rows
+
+
+# -- 30 kills, SIGTERM and SIGKILL mixed, with paced stand-in components --------------------------------------------
+
+MIX_KILLS = {"embedding": 9, "image": 9, "score": 6, "result": 6}
+"""Kills per stage, 30 in all; each one is SIGTERM or SIGKILL by a seeded coin."""
+MIX_SPEC = paced_spec(prompts=4, seeds=4, seconds=0.01)
+"""2 priors × 2 categories × 4 prompts × 4 seeds = 64 items at 10 ms per embedding, image and score."""
+
+
+def _mix_child(argv: list[str], log: str) -> None:
+    """A forked `ovi-bench ARGV` with the store's writes logged: the parent has imported everything already, so a
+    start costs milliseconds, not the seconds a fresh interpreter spends importing torch."""
+    import generation_log
+
+    os.environ[LOG_ENVIRONMENT_VARIABLE] = log
+    generation_log._install(log)
+    sys.argv = ["ovi-bench", *argv]
+    cli.main()
+
+
+def _mix_start(spec_path: Path, out: Path, log: Path) -> multiprocessing.process.BaseProcess:
+    argv = ["run", str(spec_path), "--out", str(out), "--quiet", "--plugins", "paced_components"]
+    process = multiprocessing.get_context("fork").Process(target=_mix_child, args=(argv, str(log)))
+    process.start()
+    return process
+
+
+def _mix_remaining(stage: str, out: Path, items: dict[str, str], result_files: int) -> int:
+    images = {row["image_key"] for row in _manifest_lines(out)[0]}
+    missing = [key for key in items if key not in images]
+    if stage == "embedding":
+        embeddings = _embedding_keys(out)
+        return sum(items[key] not in embeddings for key in missing)
+    if stage == "image":
+        return len(missing)
+    if stage == "score":
+        return len(items) - len(_score_keys(out))
+    return result_files
+
+
+@pytest.mark.slow
+def test_thirty_sigterm_and_sigkill_kills_lose_at_most_a_group_each_and_leave_no_temporaries(
+    tmp_path: Path,
+) -> None:
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(tomli_w.dumps(MIX_SPEC))
+    spec = parse_spec(MIX_SPEC)
+    items = {item.image_key: item.embedding_key for item in plan(spec, load_run_prompts(spec))}
+    assert len(items) == 64
+
+    reference = tmp_path / "reference"
+    log = tmp_path / "generation.log"
+    process = _mix_start(spec_path, reference, tmp_path / "reference.log")
+    process.join(120)
+    assert process.exitcode == 0
+    result_files = sum(entry.kind == "result" for entry in read_events(tmp_path / "reference.log"))
+
+    out = tmp_path / "killed"
+    rng = random.Random(20261203)
+    kills: list[tuple[int, Kill]] = []
+    for stage, count in MIX_KILLS.items():
+        for left in range(count, 0, -1):
+            remaining = _mix_remaining(stage, out, items, result_files)
+            if remaining == 0:
+                continue  # the stage is done: its kill lands in no write (counted below)
+            # Spread the stage's kills over its writes, so that each one finds work left.
+            event = rng.randint(1, max(1, remaining // left))
+            delay = rng.uniform(0.0, 0.02)
+            signum = rng.choice([signal.SIGTERM, signal.SIGKILL])
+            images_before = {row["image_key"] for row in _manifest_lines(out)[0]}
+            embeddings_before = _embedding_keys(out)
+            offset = log.stat().st_size if log.exists() else 0
+            process = _mix_start(spec_path, out, log)
+            deadline = time.monotonic() + 120
+            while process.is_alive() and time.monotonic() < deadline:
+                mine = [e for e in read_events(log, offset) if e.pid == process.pid and e.kind == stage]
+                if len(mine) >= event:
+                    break
+                time.sleep(0.002)
+            time.sleep(delay)
+            if process.is_alive():
+                os.kill(process.pid, signum)
+            process.join(60)
+            assert process.exitcode is not None, "a signalled run did not end"
+            if signum == signal.SIGTERM:
+                assert process.exitcode in (0, 143), f"SIGTERM: exit code {process.exitcode}"
+                # Everything finished was committed or deleted: no temporary file is left.
+                assert temporaries(out) == [], f"SIGTERM in {stage} left {temporaries(out)}"
+            run_events = [e for e in read_events(log, offset) if e.pid == process.pid]
+            kill = Kill(
+                stage,
+                event,
+                delay,
+                run_events,
+                images_before,
+                {row["image_key"] for row in _manifest_lines(out)[0]},
+                embeddings_before,
+                _embedding_keys(out),
+                _score_keys(out),
+            )
+            kills.append((signum, kill))
+            when = f"after kill {len(kills)} ({signal.Signals(signum).name} in {stage}, write #{event})"
+            assert_store_whole_and_consistent(out, when)
+
+    assert len(kills) >= 24, f"only {len(kills)} runs were stopped"
+    assert {signum for signum, _ in kills} == {signal.SIGTERM, signal.SIGKILL}
+    for signum, kill in kills:
+        for kind, before, after in (
+            ("image", kill.images_before, kill.images_after),
+            ("embedding", kill.embeddings_before, kill.embeddings_after),
+        ):
+            if signum == signal.SIGKILL:  # at most the group in flight
+                _assert_lost_only_in_flight(kill, kind, before, after)
+            else:  # SIGTERM: nothing finished is lost, only the write the signal interrupted
+                events = [e.key for e in kill.run_events if e.kind == kind]
+                lost = [key for key in events if key not in after]
+                assert lost in ([], events[-1:]), f"SIGTERM in {kill.stage} lost {kind}s {lost}"
+
+    process = _mix_start(spec_path, out, log)
+    process.join(120)
+    assert process.exitcode == 0
+    assert temporaries(out) == [], "the resumed run left temporary files"
+    rows, _ = _manifest_lines(out)
+    lines_per_image = Counter(row["image_key"] for row in rows)
+    assert set(lines_per_image) == set(items) and max(lines_per_image.values()) == 1
+    pd.testing.assert_frame_equal(
+        pd.read_csv(out / "scores.csv"), pd.read_csv(reference / "scores.csv"), check_exact=True
+    )

@@ -57,7 +57,13 @@ def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def temporary_files(folder: Path) -> list[Path]:
-    return [path for path in folder.rglob("*") if path.name.endswith(".tmp") or path.name.startswith(".")]
+    """Hidden or .tmp files, except the run folder's lock and its holder file (`.ovi-bench.lock*`)."""
+    return [
+        path
+        for path in folder.rglob("*")
+        if (path.name.endswith(".tmp") or path.name.startswith("."))
+        and not path.name.startswith(".ovi-bench.")
+    ]
 
 
 # -- atomic writes ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -148,13 +149,61 @@ def test_a_group_is_committed_when_its_block_raises(tmp_path: Path) -> None:
 
 
 def test_an_embedding_file_holds_the_bytes_safetensors_torch_writes(tmp_path: Path) -> None:
+    import hashlib
+
     from safetensors.torch import save
 
     store = RunStore(tmp_path)
     image_embeds, negative = torch.randn(8), torch.randn(8)
     store.put_embedding("e1", image_embeds, negative, {"steps": 3})
+    # The metadata also records the sha256 of the tensor bytes (`verify` checks it).
+    digest = hashlib.sha256(image_embeds.numpy().tobytes() + negative.numpy().tobytes()).hexdigest()
     expected = save(
-        {"image_embeds": image_embeds, "negative_image_embeds": negative}, metadata={"facts": '{"steps":3}'}
+        {"image_embeds": image_embeds, "negative_image_embeds": negative},
+        metadata={"facts": '{"steps":3}', "sha256": digest},
     )
-    assert store.embedding_path("e1").read_bytes() == expected
+    # The metadata's key order in the header is not fixed (safetensors keeps it in a hash map): compare the header's
+    # content and the tensor bytes.
+    written = store.embedding_path("e1").read_bytes()
+    header_length, expected_length = (int.from_bytes(data[:8], "little") for data in (written, expected))
+    assert json.loads(written[8 : 8 + header_length]) == json.loads(expected[8 : 8 + expected_length])
+    assert written[8 + header_length :] == expected[8 + expected_length :]
     assert store.embedding_facts("e1") == {"steps": 3}
+
+
+def test_a_timer_commits_a_due_group_without_waiting_for_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group is committed within COMMIT_SECONDS even when no further write comes (a long batch)."""
+    monkeypatch.setattr(store_module, "COMMIT_SECONDS", 0.2)
+    monkeypatch.setattr(store_module, "COMMIT_COST_RATIO", float("inf"))
+    store = RunStore(tmp_path)
+    store.put_images([("k0", b"zeroth", _metadata(0))])  # outside a group: timed once
+    with store.grouped_commits():
+        store.put_embedding("e1", torch.randn(4), torch.zeros(4))
+        store.put_images([("k1", b"first", _metadata(1))])
+        written = time.monotonic()
+        while not RunStore(tmp_path).has_image("k1"):
+            assert time.monotonic() - written < 5, "the group was never committed while its block stayed open"
+            time.sleep(0.01)
+        waited = time.monotonic() - written
+        assert store.embedding_path("e1").is_file() and _temporaries(tmp_path) == []
+    assert waited < 0.2 + 0.5, f"committed after {waited:.2f} s"
+
+
+def test_a_commit_error_in_the_timer_reaches_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "COMMIT_SECONDS", 0.05)
+    monkeypatch.setattr(store_module, "COMMIT_COST_RATIO", float("inf"))
+    store = RunStore(tmp_path)
+
+    def full_disk(paths: list[Path]) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"), store.grouped_commits():
+        store.put_images([("k1", b"first", _metadata(1))])
+        monkeypatch.setattr(store_module, "_sync_data", full_disk)
+        time.sleep(0.5)
+        store.put_images([("k2", b"second", _metadata(2))])
+    assert _temporaries(tmp_path) == []

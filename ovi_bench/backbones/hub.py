@@ -25,7 +25,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from safetensors import SafetensorError
 
 from ovi_bench.errors import ModelLoadError
-from ovi_bench.paths import expand_user
+from ovi_bench.paths import cache_dir, expand_user
 
 T = TypeVar("T")
 
@@ -59,6 +59,15 @@ def resolve_model(ref: str, tiny_builders: Mapping[str, Callable[[], Path]]) -> 
 
 def explain_load_failure(ref: str, what: str, error: BaseException) -> ModelLoadError:
     """A ModelLoadError that names what failed and how to fix it."""
+    tiny_root = (cache_dir() / "tiny").resolve()
+    folder = expand_user(ref).resolve()
+    if tiny_root in folder.parents:
+        # A tiny model ovi-bench built itself (a disk error, or an interrupted copy of the cache): no download helps.
+        built = tiny_root / folder.relative_to(tiny_root).parts[0]
+        return ModelLoadError(
+            f"cannot load {what} from the tiny-model cache folder {built}: {error}. ovi-bench built that folder "
+            f"and it is now incomplete or corrupt: delete it (rm -r '{built}') and it is rebuilt on the next run."
+        )
     if expand_user(ref).is_dir():
         return ModelLoadError(
             f"cannot load {what} from the local folder '{ref}': {error}. The folder is incomplete or corrupt: "
