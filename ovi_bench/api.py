@@ -128,12 +128,15 @@ def evaluate(
         run_spec = overrides.apply(_resolve_spec(spec, entries, instances))
         for name, instance in instances.items():
             _check_instance_dtype(name, instance, run_spec.dtype)
-        result = Runner(
+        runner = Runner(
             run_spec,
             None if output_dir is None else Path(output_dir),
             data_dir=data_dir,
             show_progress=progress,
-        ).run()
+        )
+        # Held until the result files are written too: a second run into the folder is refused meanwhile.
+        registrations.enter_context(runner.folder_lock())
+        result = runner.run()
         if result is None:
             return None
         board = write_results(result)
