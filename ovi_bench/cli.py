@@ -592,21 +592,42 @@ def check(
         list[str] | None,
         typer.Option("--tolerance-for", help="METRIC=VALUE: another tolerance for one metric (repeat)."),
     ] = None,
+    allow_missing: Annotated[
+        float,
+        typer.Option(
+            "--allow-missing",
+            metavar="FRACTION",
+            help="Fraction of each row's baseline images the run may lack (default 0: every missing image fails).",
+        ),
+    ] = 0.0,
+    every_row: Annotated[
+        bool, typer.Option("--every-row", help="Print every row, not only those that are not ok.")
+    ] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the verdicts: .csv or .json.")] = None,
 ) -> None:
     """Check a run against a baseline: exit 0 if nothing regressed, 1 if something did, 2 if the input is unusable."""
-    from ovi_bench.regression import check_run, parse_tolerance_overrides, verdict_display, write_verdicts
+    from ovi_bench.regression import OK, check_run, parse_tolerance_overrides, verdict_display, write_verdicts
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise OviBenchError(f"--out {out}: give a .csv or .json file name.")
     report = check_run(
-        run_dir, baseline_file, tolerance=tolerance, tolerances=parse_tolerance_overrides(tolerance_for or [])
+        run_dir,
+        baseline_file,
+        tolerance=tolerance,
+        tolerances=parse_tolerance_overrides(tolerance_for or []),
+        allow_missing=allow_missing,
     )
-    _show_table(
-        verdict_display(report),
-        f"{run_dir} against {baseline_file}",
-        ("prior", "category", "metric", "status", "95% interval"),
-    )
+    # Only the rows that need attention by default: a CI log of 200 ok rows hides the one that is not.
+    shown = report.verdicts["status"] != OK if not every_row else report.verdicts["status"].notna()
+    hidden = int((~shown).sum())
+    if shown.any():
+        _show_table(
+            verdict_display(report)[shown.to_numpy()],
+            f"{run_dir} against {baseline_file}",
+            ("prior", "category", "metric", "status", "95% interval"),
+        )
+    if hidden:
+        console.print(f"({hidden} ok row(s) not shown; --every-row prints them)", soft_wrap=True)
     for note in report.notes:
         errors.print(f"note: {escape(note)}", highlight=False)
     if out is not None:

@@ -2,11 +2,17 @@
 
 `ovi-bench baseline RUN_DIR --out FILE` stores a finished run's protocol and every image's score (per prior, category
 and metric: `[prompt_id, seed, score]`). `ovi-bench check RUN_DIR --baseline FILE` re-reads a later run of the same
-protocol and gives each prior × category × metric a verdict: `ok`, `improved`, `regressed`, `missing` (the baseline
-has scores the run lacks) or `new` (the run has scores the baseline lacks). It exits 0 when nothing regressed or went
-missing, 1 when something did, and 2 when the input is unusable: an unreadable or malformed baseline, a baseline of
-another format version, or a run whose protocol differs from the baseline's (the error names the fields), since
-numbers under two protocols say nothing about a regression.
+protocol and gives each prior × category × metric a verdict: `ok`, `improved`, `regressed`, `incomplete` (the run
+lacks some of the baseline's images of the row: more than `allow_missing`, a fraction, default 0), `missing` (the run
+lacks all of them) or `new` (the run has scores the baseline lacks). It exits 0 when nothing regressed, went missing or
+is incomplete, 1 when something did, and 2 when the input is unusable: an unreadable or malformed baseline (one with
+no scores, or a score that is not a finite number), a baseline of another format version, or a run whose protocol
+differs from the baseline's (the error names the fields), since numbers under two protocols say nothing about a
+regression.
+
+Missing images fail a check because the paired test sees only what both sides have: a run that lost the images a
+change broke (a crash on some prompts, a metric that returned no score) would otherwise pass on the images that
+survived.
 
 Why this test. The same prompt and seed give the same image up to float rounding, so each of the run's images is
 paired with the baseline's image of the same prompt and seed, and the question is whether the paired differences
@@ -62,8 +68,16 @@ BASELINE_FORMAT = "ovi-bench-baseline"
 BASELINE_FORMAT_VERSION = 1
 DEFAULT_TOLERANCE = 0.01
 
-OK, IMPROVED, REGRESSED, MISSING, NEW = "ok", "improved", "regressed", "missing", "new"
-FAILING_STATUSES = (REGRESSED, MISSING)
+OK, IMPROVED, REGRESSED, INCOMPLETE, MISSING, NEW = (
+    "ok",
+    "improved",
+    "regressed",
+    "incomplete",
+    "missing",
+    "new",
+)
+FAILING_STATUSES = (REGRESSED, INCOMPLETE, MISSING)
+ALL_STATUSES = (OK, IMPROVED, REGRESSED, INCOMPLETE, MISSING, NEW)
 
 VERDICT_COLUMNS = [
     "prior",
@@ -84,7 +98,8 @@ VERDICT_COLUMNS = [
 ]
 """`difference`, `ci_low`, `ci_high`: mean of run − baseline over paired images and its 95% interval, sign flipped for
 lower-is-better metrics (positive = better); `baseline_mean`/`run_mean` are raw means over the pairs; `n_missing`
-counts baseline images the run has no score for; `max_abs_difference` is the largest change of a single image."""
+counts baseline images the run has no score for (more than `allow_missing` of them make the row `incomplete`);
+`max_abs_difference` is the largest change of a single image."""
 
 SCORE_KEYS = ["prior", "category", "metric", "prompt_id", "seed"]
 
@@ -217,6 +232,9 @@ def _parse_baseline(document: dict[str, Any], source: Path | None) -> Baseline:
                 where = f"scores.{prior}.{category}.{metric}"
                 rows += [(prior, category, metric, *_image_row(image, where)) for image in images]
     scores = pd.DataFrame(rows, columns=[*SCORE_KEYS, "score"])
+    if scores.empty:
+        # A check against no scores would call every row `new` and pass whatever the run did.
+        raise ValueError("it holds no image scores")
     if scores.duplicated(SCORE_KEYS).any():
         raise ValueError("an image is listed twice")
     run = _mapping(document.get("run", {}), "run")
@@ -246,6 +264,11 @@ def _image_row(image: Any, where: str) -> tuple[str, int, float]:
         or not isinstance(image[2], (int, float))
     ):
         raise ValueError(f"{where} has {json.dumps(image)} where [prompt_id, seed, score] belongs")
+    if not np.isfinite(image[2]):
+        # A baseline is written from scored images only; a NaN would drop the image from the pairing unseen.
+        raise ValueError(
+            f"{where} has the score {image[2]} for {image[0]} seed {image[1]}: not a finite number"
+        )
     return image[0], image[1], float(image[2])
 
 
@@ -271,6 +294,7 @@ def verdict_table(
     *,
     higher_is_better: Callable[[str], bool],
     tolerance_for: Callable[[str], float],
+    allow_missing: float = 0.0,
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -293,6 +317,7 @@ def verdict_table(
                 group,
                 higher_is_better(metric),
                 tolerance_for(metric),
+                allow_missing=allow_missing,
                 resamples=resamples,
                 confidence=confidence,
                 seed=seed,
@@ -309,11 +334,16 @@ def row_verdict(
     higher_is_better: bool,
     tolerance: float,
     *,
+    allow_missing: float = 0.0,
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The verdict of one prior × category × metric from its joined images (score_baseline, score_run)."""
+    """The verdict of one prior × category × metric from its joined images (score_baseline, score_run).
+
+    `incomplete` when more than `allow_missing` (a fraction) of the baseline's images have no score in the run,
+    unless the paired images regressed, which is said first.
+    """
     in_baseline = int(images["score_baseline"].notna().sum())
     paired = images.dropna(subset=["score_baseline", "score_run"]).sort_values(["prompt_id", "seed"])
     facts: dict[str, Any] = {
@@ -334,8 +364,11 @@ def row_verdict(
         confidence=confidence,
         seed=seed,
     )
+    verdict = status(change.estimate, change.low, change.high, tolerance)
+    if verdict != REGRESSED and facts["n_missing"] > allow_missing * in_baseline:
+        verdict = INCOMPLETE
     return facts | {
-        "status": status(change.estimate, change.low, change.high, tolerance),
+        "status": verdict,
         "baseline_mean": paired["score_baseline"].mean(),
         "run_mean": paired["score_run"].mean(),
         "difference": change.estimate,
@@ -368,6 +401,8 @@ class CheckReport:
     tolerances: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     """Differences that do not invalidate the check but may explain a verdict (prior fingerprints, packages)."""
+    allow_missing: float = 0.0
+    """The fraction of a row's baseline images the run may lack."""
 
     def rows(self, status_name: str) -> pd.DataFrame:
         return self.verdicts[self.verdicts["status"] == status_name]
@@ -378,7 +413,7 @@ class CheckReport:
 
     @property
     def exit_code(self) -> int:
-        """0: nothing regressed or went missing; 1: something did."""
+        """0: nothing regressed, went missing or is incomplete; 1: something did."""
         return 1 if self.failed else 0
 
     @property
@@ -388,11 +423,7 @@ class CheckReport:
     def summary(self) -> str:
         """One line: the verdict, the regressed categories with what regressed in them, and the counts."""
         counts = self.verdicts["status"].value_counts()
-        tally = ", ".join(
-            f"{int(counts.get(name, 0))} {name}"
-            for name in (OK, IMPROVED, REGRESSED, MISSING, NEW)
-            if counts.get(name)
-        )
+        tally = ", ".join(f"{int(counts.get(name, 0))} {name}" for name in ALL_STATUSES if counts.get(name))
         if not self.failed:
             return f"check passed: {tally or 'nothing to compare'}"
         parts = []
@@ -401,6 +432,15 @@ class CheckReport:
             parts.append(
                 "regressed in "
                 + "; ".join(_what_in(regressed, category) for category in self.regressed_categories)
+            )
+        incomplete = self.rows(INCOMPLETE)
+        if not incomplete.empty:
+            parts.append(
+                f"images missing from the run in {len(incomplete)} row(s): "
+                + _first_few(
+                    f"{_where(row)} {row.n_missing} of {row.n_missing + row.n_pairs}"
+                    for row in incomplete.itertuples()
+                )
             )
         missing = self.rows(MISSING)
         if not missing.empty:
@@ -422,20 +462,34 @@ def _where(row: Any) -> str:
     return f"{row.prior} {row.category} {row.metric}"
 
 
+def _first_few(items: Iterable[str], shown: int = 3) -> str:
+    """The first `shown` items and how many more: the summary stays one readable line when every row is hit."""
+    items = list(items)
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def check_run(
     run: RunRecord | str | Path,
     baseline: Baseline | str | Path,
     *,
     tolerance: float = DEFAULT_TOLERANCE,
     tolerances: Mapping[str, float] | None = None,
+    allow_missing: float = 0.0,
     resamples: int = 1000,
     seed: int = 0,
 ) -> CheckReport:
     """Verdicts of `run` against `baseline` (see the module docstring for the test and its limits).
 
+    `allow_missing` is the fraction of each row's baseline images the run may lack (0 ≤ allow_missing < 1).
     Raises ProtocolMismatchError (naming the differing fields) when the protocols differ, and DataError when the
-    baseline is unusable or `tolerances` names a metric neither side has.
+    baseline is unusable, `tolerances` names a metric neither side has or `allow_missing` is out of range.
     """
+    if not 0.0 <= allow_missing < 1.0:  # also refuses NaN
+        raise DataError(
+            f"--allow-missing {allow_missing}: give the fraction of each row's images the run may lack, "
+            "0 ≤ FRACTION < 1 (a row with no image left is always missing)."
+        )
     record = run if isinstance(run, RunRecord) else load_run(run)
     reference = baseline if isinstance(baseline, Baseline) else load_baseline(baseline)
     _require_same_protocol(reference, record)
@@ -448,10 +502,11 @@ def check_run(
             metric, record.higher_is_better(metric)
         ),
         tolerance_for=lambda metric: overrides.get(metric, tolerance),
+        allow_missing=allow_missing,
         resamples=resamples,
         seed=seed,
     )
-    return CheckReport(verdicts, tolerance, overrides, _notes(reference, record))
+    return CheckReport(verdicts, tolerance, overrides, _notes(reference, record), allow_missing)
 
 
 def _require_same_protocol(baseline: Baseline, run: RunRecord) -> None:
@@ -557,6 +612,7 @@ def write_verdicts(report: CheckReport, path: str | Path) -> None:
             "failed": report.failed,
             "tolerance": report.tolerance,
             "tolerances": report.tolerances,
+            "allow_missing": report.allow_missing,
             "notes": report.notes,
             "verdicts": json.loads(report.verdicts.to_json(orient="records")),
         }

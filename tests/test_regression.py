@@ -1,20 +1,27 @@
 """Baselines and `check`: the verdict rules on hand-made scores, and ovi-bench's own regression check.
 
 `test_the_smoke_run_passes_the_committed_baseline` is ovi-bench's CI regression check: the session's smoke run
-(configs/smoke.toml, made in-process with one torch thread) against tests/baselines/smoke.json (made by
-`ovi-bench run configs/smoke.toml` + `ovi-bench baseline` on the command line, two torch threads). The two are not
-bit-identical: thread count changes float rounding, 242 of the 384 images differ by a grey level or so, and 839 of
-the 1584 scores moved. The largest |difference| measured was 1.0e-4 (one 4-decimal rounding step of a b-vqa score);
-the other scores moved by at most 4e-5. The default tolerance (0.01) is 100 times that, and a verdict also needs an
-interval that excludes 0, so even a detector score flipping on an image or two on another machine does not fail the
-check (`test_a_single_flipped_image_is_not_a_regression`). Refresh the baseline when outputs change on purpose (see
-the README, "Regression checks in CI").
+(configs/smoke.toml, made in-process with one torch thread) against tests/baselines/smoke.json, made with the locked
+versions (requirements/test-constraints.txt) and one torch thread, so that on the same kind of machine the two agree
+exactly. It asserts only what a check asserts, that nothing regressed, is incomplete or went missing: another CPU
+or thread count moves float rounding, which can flip a detector's score on an image (by up to 1.0 for spatial-2d)
+and move a row's mean past the tolerance, and that must not fail the suite (the interval keeps it `ok` or, if it
+goes up, `improved`; `test_a_single_flipped_image_is_not_a_regression`).
+
+Every other test that compares the smoke run with a baseline builds that baseline from the same run
+(`own_baseline`), so every unchanged image differs by exactly 0 and the test can demand an exact verdict per row
+on any machine. Refresh the committed baseline when outputs change on purpose, with the one command in the README
+("Regression checks in CI"):
+
+    OMP_NUM_THREADS=1 ovi-bench run configs/smoke.toml --out /tmp/smoke-base -q \
+        && ovi-bench baseline /tmp/smoke-base --out tests/baselines/smoke.json
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +35,7 @@ from ovi_bench.cli import app
 from ovi_bench.errors import DataError
 from ovi_bench.regression import (
     IMPROVED,
+    INCOMPLETE,
     MISSING,
     NEW,
     OK,
@@ -51,8 +59,27 @@ def ovi_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def table_rows(output: str) -> list[str]:
+    """The body rows of the Markdown table in a command's output (header and rule left out)."""
+    lines = [line for line in output.splitlines() if line.startswith("|")]
+    return lines[2:]
+
+
 def baseline_document() -> dict[str, Any]:
     return json.loads(COMMITTED_BASELINE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def own_baseline_document(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The baseline of the session's smoke run itself: every unchanged image pairs with a difference of exactly 0."""
+    path = write_baseline(smoke_run, tmp_path_factory.mktemp("own-baseline") / "smoke.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def own_baseline(own_baseline_document: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of `own_baseline_document` for a test to edit."""
+    return copy.deepcopy(own_baseline_document)
 
 
 def write_document(document: dict[str, Any], path: Path) -> Path:
@@ -164,8 +191,10 @@ def test_missing_and_new_rows() -> None:
 def test_the_smoke_run_passes_the_committed_baseline(smoke_run: Path) -> None:
     report = check_run(smoke_run, COMMITTED_BASELINE)
     verdicts = report.verdicts
+    # What CI needs: nothing regressed, incomplete or missing. Not "every row ok": a detector score flipping on one
+    # image of another machine can make a row `improved`, and that is no failure.
     assert report.exit_code == 0, report.summary()
-    assert set(verdicts.status) == {OK}
+    assert not set(verdicts.status) & {REGRESSED, INCOMPLETE, MISSING, NEW}
     baseline = load_baseline(COMMITTED_BASELINE)
     assert len(verdicts) == len(baseline.scores.groupby(["prior", "category", "metric"]))
     assert verdicts.n_pairs.sum() == len(baseline.scores) and verdicts.n_missing.sum() == 0
@@ -176,13 +205,13 @@ def test_the_check_command_passes_on_the_smoke_run(smoke_run: Path, tmp_path: Pa
     done = ovi_bench("check", str(smoke_run), "--baseline", str(COMMITTED_BASELINE), "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1].startswith("check passed:")
-    assert set(pd.read_csv(out).status) == {OK}
+    assert set(pd.read_csv(out).status) <= {OK, IMPROVED}
 
 
 def test_raising_one_category_in_the_baseline_regresses_that_category_only(
-    smoke_run: Path, tmp_path: Path
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
 ) -> None:
-    raised = write_document(shifted(baseline_document(), "spatial", 0.05), tmp_path / "raised.json")
+    raised = write_document(shifted(own_baseline, "spatial", 0.05), tmp_path / "raised.json")
     report = check_run(smoke_run, raised)
     assert report.exit_code == 1
     assert report.regressed_categories == ["spatial"]
@@ -195,18 +224,23 @@ def test_raising_one_category_in_the_baseline_regresses_that_category_only(
     summary = done.stdout.strip().splitlines()[-1]
     assert summary.startswith("check FAILED: regressed in spatial (")
     assert not any(f" {category} " in summary for category in ("color", "3d_spatial", "complex", "numeracy"))
+    # Only the rows that are not ok are printed (a Markdown table, as stdout is no terminal), then how many are not.
+    spatial_rows = int((verdicts.category == "spatial").sum())
+    printed = table_rows(done.stdout)
+    assert len(printed) == spatial_rows and all(" spatial " in row and "REGRESSED" in row for row in printed)
+    assert f"({len(verdicts) - spatial_rows} ok row(s) not shown; --every-row prints them)" in done.stdout
 
 
 def test_a_raise_within_the_tolerance_passes_and_per_metric_tolerances_apply(
-    smoke_run: Path, tmp_path: Path
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
 ) -> None:
     assert (
         check_run(
-            smoke_run, write_document(shifted(baseline_document(), "color", 0.005), tmp_path / "a.json")
+            smoke_run, write_document(shifted(own_baseline, "color", 0.005), tmp_path / "a.json")
         ).exit_code
         == 0
     )
-    raised = write_document(shifted(baseline_document(), "color", 0.05), tmp_path / "b.json")
+    raised = write_document(shifted(own_baseline, "color", 0.05), tmp_path / "b.json")
     report = check_run(smoke_run, raised, tolerances={"b-vqa": 0.1})
     color = report.verdicts[report.verdicts.category == "color"]
     assert set(color[color.metric == "b-vqa"].status) == {OK}
@@ -215,23 +249,27 @@ def test_a_raise_within_the_tolerance_passes_and_per_metric_tolerances_apply(
         check_run(smoke_run, raised, tolerances={"bvqa": 0.1})
 
 
-def test_a_lowered_baseline_is_an_improvement_and_passes(smoke_run: Path, tmp_path: Path) -> None:
+def test_a_lowered_baseline_is_an_improvement_and_passes(
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
+) -> None:
     report = check_run(
-        smoke_run, write_document(shifted(baseline_document(), "numeracy", -0.05), tmp_path / "b.json")
+        smoke_run, write_document(shifted(own_baseline, "numeracy", -0.05), tmp_path / "b.json")
     )
     assert report.exit_code == 0
     assert set(report.verdicts[report.verdicts.category == "numeracy"].status) == {IMPROVED}
 
 
-def test_a_prior_missing_from_the_run_fails_and_a_new_one_does_not(smoke_run: Path, tmp_path: Path) -> None:
-    with_extra = baseline_document()
+def test_a_prior_missing_from_the_run_fails_and_a_new_one_does_not(
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
+) -> None:
+    with_extra = copy.deepcopy(own_baseline)
     with_extra["scores"]["retired-prior"] = copy.deepcopy(with_extra["scores"]["ovi"])
     report = check_run(smoke_run, write_document(with_extra, tmp_path / "extra.json"))
     assert report.exit_code == 1
     assert set(report.verdicts[report.verdicts.prior == "retired-prior"].status) == {MISSING}
     assert "missing from the run: retired-prior" in report.summary()
 
-    without_one = baseline_document()
+    without_one = own_baseline
     del without_one["scores"]["ovi-nn"]
     report = check_run(smoke_run, write_document(without_one, tmp_path / "fewer.json"))
     assert report.exit_code == 0
@@ -243,9 +281,9 @@ def test_a_prior_missing_from_the_run_fails_and_a_new_one_does_not(smoke_run: Pa
     [("decoder.steps", lambda value: value + 1), ("metrics[clip].version", lambda value: f"{value}-changed")],
 )
 def test_a_baseline_of_another_protocol_is_refused_naming_the_field(
-    smoke_run: Path, tmp_path: Path, field: str, change: Any
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any], field: str, change: Any
 ) -> None:
-    document = baseline_document()
+    document = own_baseline
     document["protocol"][field] = change(document["protocol"][field])
     with pytest.raises(ProtocolMismatchError) as caught:
         check_run(smoke_run, write_document(document, tmp_path / "other.json"))
@@ -253,8 +291,10 @@ def test_a_baseline_of_another_protocol_is_refused_naming_the_field(
     assert field in str(caught.value)
 
 
-def test_the_check_command_exits_2_on_another_protocol(smoke_run: Path, tmp_path: Path) -> None:
-    document = baseline_document()
+def test_the_check_command_exits_2_on_another_protocol(
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
+) -> None:
+    document = own_baseline
     document["protocol"]["decoder.steps"] += 1
     done = ovi_bench(
         "check", str(smoke_run), "--baseline", str(write_document(document, tmp_path / "other.json"))
@@ -327,6 +367,112 @@ def test_the_baseline_command_writes_a_checkable_file(smoke_run: Path, tmp_path:
         app, ["check", str(smoke_run), "--baseline", str(out), "--tolerance-for", "clip=0.02"]
     )
     assert result.exit_code == 0, result.output
+    assert not table_rows(result.output) and "(198 ok row(s) not shown;" in result.output
+    result = runner.invoke(app, ["check", str(smoke_run), "--baseline", str(out), "--every-row"])
+    assert result.exit_code == 0, result.output
+    assert len(table_rows(result.output)) == 198 and "not shown" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Lost images and unusable baselines.
+
+
+def run_with_images_removed(run: Path, folder: Path, keep: Any) -> Path:
+    """A copy of a run folder's results.json and scores.csv (all `check` reads) keeping the score rows `keep`
+    selects: a run that lost images or whose metric returned no score for some."""
+    folder.mkdir()
+    shutil.copy(run / "results.json", folder / "results.json")
+    scores = pd.read_csv(run / "scores.csv", keep_default_na=False, na_values=[""])
+    keep(scores).to_csv(folder / "scores.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("lost", [0.5, 0.75])
+def test_a_run_that_lost_images_of_every_row_fails_unless_allowed(
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any], lost: float
+) -> None:
+    baseline = write_document(own_baseline, tmp_path / "own.json")
+    per_row = ["prior", "category", "metric"]
+
+    def keep_the_first(scores: pd.DataFrame) -> pd.DataFrame:
+        rank = scores.sort_values(["prompt_id", "seed"]).groupby(per_row).cumcount()
+        size = scores.groupby(per_row)["score"].transform("size")
+        return scores[rank.reindex(scores.index) < size * (1 - lost)]
+
+    run = run_with_images_removed(smoke_run, tmp_path / "run", keep_the_first)
+    report = check_run(run, baseline)
+    assert report.exit_code == 1 and set(report.verdicts.status) == {INCOMPLETE}
+    verdicts = report.verdicts
+    assert (verdicts.n_missing == lost * (verdicts.n_missing + verdicts.n_pairs)).all()
+    assert report.summary().startswith(
+        f"check FAILED: images missing from the run in {len(verdicts)} row(s): "
+    )
+    assert check_run(run, baseline, allow_missing=lost - 0.01).exit_code == 1
+    allowed = check_run(run, baseline, allow_missing=lost)
+    assert allowed.exit_code == 0 and set(allowed.verdicts.status) == {OK}
+
+    done = ovi_bench("check", str(run), "--baseline", str(baseline))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].endswith(f"({len(verdicts)} incomplete)")
+    done = ovi_bench("check", str(run), "--baseline", str(baseline), "--allow-missing", str(lost))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_one_lost_image_or_one_missing_score_fails_its_row_only(
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
+) -> None:
+    baseline = write_document(own_baseline, tmp_path / "own.json")
+    first_clip = ("ovi", "color", "clip")
+    first_b_vqa = ("eclipse", "shape", "b-vqa")
+
+    def is_first_of(scores: pd.DataFrame, row: tuple[str, str, str]) -> pd.Series:
+        prior, category, metric = row
+        where = (scores.prior == prior) & (scores.category == category) & (scores.metric == metric)
+        return where & (scores.index == scores[where].index[0])
+
+    def damage(scores: pd.DataFrame) -> pd.DataFrame:
+        scores.loc[is_first_of(scores, first_b_vqa), "score"] = float("nan")  # the metric returned no score
+        return scores[~is_first_of(scores, first_clip)]  # the image is gone
+
+    report = check_run(run_with_images_removed(smoke_run, tmp_path / "run", damage), baseline)
+    failing = report.verdicts[report.verdicts.status != OK]
+    assert list(zip(failing.prior, failing.category, failing.metric, strict=True)) == [
+        first_b_vqa,
+        first_clip,
+    ]
+    assert set(failing.status) == {INCOMPLETE} and set(failing.n_missing) == {1}
+    assert report.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda document: document.update(scores={}), "holds no image scores"),
+        (lambda document: document.update(scores={"ovi": {"color": {"clip": []}}}), "holds no image scores"),
+        (lambda document: document["scores"]["ovi"]["color"]["clip"][0].__setitem__(2, float("nan")), "nan"),
+        (lambda document: document["scores"]["ovi"]["color"]["clip"][1].__setitem__(2, float("inf")), "inf"),
+    ],
+    ids=["empty", "empty-metric", "nan", "infinity"],
+)
+def test_an_empty_or_nan_baseline_is_a_protocol_error(
+    smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any], edit: Any, message: str
+) -> None:
+    edit(own_baseline)
+    broken = write_document(own_baseline, tmp_path / "broken.json")  # json.dumps writes NaN and Infinity
+    with pytest.raises(DataError, match=message):
+        load_baseline(broken)
+    if message == "nan":  # one run of the command, as CI sees it: exit 2, one error line, no verdicts
+        done = ovi_bench("check", str(smoke_run), "--baseline", str(broken))
+        assert done.returncode == 2, done.stdout + done.stderr
+        message = " ".join(done.stderr.split())  # rich wraps long lines at the console width
+        assert message.startswith("error: baseline file") and "not a finite number" in message
+        assert "Traceback" not in done.stderr and "check passed" not in done.stdout
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, float("nan")])
+def test_allow_missing_is_a_fraction_below_1(smoke_run: Path, fraction: float) -> None:
+    with pytest.raises(DataError, match="--allow-missing"):
+        check_run(smoke_run, COMMITTED_BASELINE, allow_missing=fraction)
 
 
 def test_tolerance_overrides_are_parsed_strictly() -> None:
