@@ -59,6 +59,14 @@ def run(
         typer.Option("--every-row", help="Print every leaderboard row, not only the official-metric table."),
     ] = False,
     plugins: PluginsOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (images per prior × category and how many are stored, models and whether each is "
+            "cached, data files, metrics) after the preflight, and exit without generating anything.",
+        ),
+    ] = False,
 ) -> None:
     """Generate, score and rank: everything already in the run folder is reused."""
     from ovi_bench.leaderboard import write_results
@@ -72,13 +80,25 @@ def run(
             "[yellow]warning:[/] trust_remote_code = true: components may run Python code from model repositories.",
             highlight=False,
         )
-    result = Runner(
+    runner = Runner(
         spec,
         expand_user(out) if out else None,
         data_dir=compbench_dir,
         console=errors,
         show_progress=not quiet,
-    ).run()
+    )
+    if dry_run:
+        from ovi_bench.preflight import plan_tables, preflight
+
+        report = preflight(runner, with_plan=True)
+        lines, tables = plan_tables(report)
+        for line in lines:
+            console.print(escape(line), soft_wrap=True, highlight=False)
+        for title, frame in tables:
+            _show_table(frame, title, text_columns=(frame.columns[0], "status", "where", "for", "categories"))
+        report.raise_if_blocked()
+        return
+    result = runner.run()
     if result is None:  # another process of a multi-process launch: the main process writes the results
         return
     board = write_results(result)
