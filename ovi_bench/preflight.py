@@ -44,7 +44,7 @@ from ovi_bench.metrics.base import DerivedMetric, SetMetric
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet, compbench_file
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, resolve_categories
-from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, compbench_cache_dir, compbench_url
+from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, OFFLINE_ENVS, compbench_cache_dir, compbench_url
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.runner import WorkItem, load_run_prompts, metric_fingerprint, plan
 from ovi_bench.spec import MetricSpec, RunSpec
@@ -68,7 +68,7 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 class Reachability:
     """Whether a server can be used now, decided once by a HEAD request."""
 
-    state: Literal["off", "reachable", "unreachable"]
+    state: Literal["off", "reachable", "unreachable", "unused"]
     detail: str
     """The endpoint and the answer ("https://huggingface.co answered in 0.2 s"), the error, or why it is off."""
 
@@ -77,9 +77,7 @@ class Reachability:
         return self.state == "reachable"
 
     def describe(self) -> str:
-        return {"off": "off", "reachable": "reachable", "unreachable": "unreachable"}[self.state] + (
-            f" ({self.detail})" if self.detail else ""
-        )
+        return self.state + (f" ({self.detail})" if self.detail else "")
 
 
 def probe(url: str, timeout: float = REACHABILITY_TIMEOUT_S) -> Reachability:
@@ -138,20 +136,6 @@ def hub_offline_mode() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = saved_environment
 
 
-@contextlib.contextmanager
-def _downloads_forbidden() -> Iterator[None]:
-    """The official prompt files are looked up without downloading (the preflight decides about the network)."""
-    saved = os.environ.get("OVI_BENCH_OFFLINE")
-    os.environ["OVI_BENCH_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("OVI_BENCH_OFFLINE", None)
-        else:
-            os.environ["OVI_BENCH_OFFLINE"] = saved
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Models
 
@@ -159,6 +143,11 @@ def _downloads_forbidden() -> Iterator[None]:
 def _lacking(listing: Callable[[str], bool], patterns: Sequence[str]) -> list[str]:
     """The patterns (each "a|b": either) that no file satisfies; `listing(pattern)` says whether one matches."""
     return [pattern for pattern in patterns if not any(listing(part) for part in pattern.split("|"))]
+
+
+def _files(patterns: Sequence[str]) -> str:
+    """Patterns for a message: "tokenizer/vocab.json or tokenizer/tokenizer.json, text_encoder/config.json"."""
+    return ", ".join(pattern.replace("|", " or ") for pattern in patterns)
 
 
 def _in_folder(folder: Path) -> Callable[[str], bool]:
@@ -262,8 +251,13 @@ def _check_on_hub(check: ModelCheck) -> tuple[Status, str]:
     names = [sibling.rfilename for sibling in info.siblings or []]
     lacking = _lacking(_in_names(names), check.files) if names else []
     if lacking:
-        return "missing", f"the hub repository {check.ref} has no {', '.join(lacking)}"
+        return "missing", f"the hub repository {check.ref} has no {_files(lacking)}"
     return "download", "not cached; to be downloaded from the hub"
+
+
+def is_hub_id(ref: str) -> bool:
+    """Neither a tiny name nor a local folder (existing, or written as a path)."""
+    return not (is_tiny_name(ref) or looks_like_path(ref) or expand_user(ref).is_dir())
 
 
 def resolve_model(check: ModelCheck, hub: Reachability) -> tuple[Status, str]:
@@ -275,7 +269,7 @@ def resolve_model(check: ModelCheck, hub: Reachability) -> tuple[Status, str]:
     if folder.is_dir():
         lacking = _lacking(_in_folder(folder), check.files)
         if lacking:
-            return "missing", f"the local folder {folder} has no {', '.join(lacking)}"
+            return "missing", f"the local folder {folder} has no {_files(lacking)}"
         return "folder", f"local folder {folder.resolve()}"
     if looks_like_path(ref):
         return "missing", f"the local folder {folder} does not exist"
@@ -288,7 +282,7 @@ def resolve_model(check: ModelCheck, hub: Reachability) -> tuple[Status, str]:
     where = (
         f"not in the Hugging Face cache ({hub_cache()})"
         if snapshot is None
-        else f"incomplete in the Hugging Face cache ({hub_cache()}: no {', '.join(lacking)})"
+        else f"incomplete in the Hugging Face cache ({hub_cache()}: no {_files(lacking)})"
     )
     if hub.state == "off":
         return "missing", f"{where}, and HF_HUB_OFFLINE=1 forbids downloading it"
@@ -306,7 +300,7 @@ class FileCheck:
     need: FileNeed
     users: list[str] = field(default_factory=list)
     pending: bool = False
-    status: Literal["ok", "download", "missing", "not needed"] = "missing"
+    status: Literal["ok", "missing", "not needed"] = "missing"
     detail: str = ""
 
     @property
@@ -331,8 +325,7 @@ class _GitHub:
 
 
 def _official_downloads_forbidden() -> str:
-    from ovi_bench.prompts.compbench import OFFLINE_ENVS
-
+    """'NAME=value' of the variable that forbids downloading the official files (as the prompt loader reads it)."""
     for name in OFFLINE_ENVS:
         if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
             return f"{name}={os.environ[name]}"
@@ -340,27 +333,31 @@ def _official_downloads_forbidden() -> str:
 
 
 def resolve_file(need: FileNeed, data_dir: str | Path | None, github: _GitHub) -> tuple[str, str]:
-    """("ok" | "download" | "missing", detail) for one data file or folder."""
+    """("ok" | "missing", detail) for one data file or folder. An official file that is neither in a local folder
+    nor in the download cache is downloaded (verified) now, unless offline: GitHub is probed first, so that an
+    unreachable network fails at once instead of after the download's timeout."""
     if need.official is not None:
-        with _downloads_forbidden():
-            try:
-                return "ok", str(compbench_file(need.official, data_dir))
-            except OviBenchError as error:
-                problem = str(error)
-        if data_dir is not None or os.environ.get(COMPBENCH_DIR_ENV):
-            return "missing", problem  # a local folder was named: ovi-bench never downloads over it
-        forbidden = _official_downloads_forbidden()
-        if forbidden:
-            return (
-                "missing",
-                f"not in the download cache ({compbench_cache_dir()}), and {forbidden} forbids downloading it",
-            )
-        reachability = github.state(need.official)
-        if reachability.usable:
-            return "download", f"to be downloaded from {COMPBENCH_REPO} (pinned, verified)"
-        return "missing", (
-            f"not in the download cache ({compbench_cache_dir()}), and GitHub is unreachable ({reachability.detail})"
-        )
+        name = need.official
+        local = data_dir if data_dir is not None else os.environ.get(COMPBENCH_DIR_ENV)
+        if local is not None and not (expand_user(local) / name).is_file():
+            return "missing", f"not in {expand_user(local)}"
+        if local is None and not (compbench_cache_dir() / name).is_file():
+            forbidden = _official_downloads_forbidden()
+            if forbidden:
+                return (
+                    "missing",
+                    f"not in the download cache ({compbench_cache_dir()}), and {forbidden} forbids downloading",
+                )
+            reachability = github.state(name)
+            if not reachability.usable:
+                return "missing", (
+                    f"not in the download cache ({compbench_cache_dir()}), and GitHub is unreachable "
+                    f"({reachability.detail})"
+                )
+        try:
+            return "ok", str(compbench_file(name, data_dir))  # verified against its pinned hash
+        except OviBenchError as error:
+            return "missing", str(error)
     assert need.path is not None, "a FileNeed names a path or an official file"
     path = expand_user(need.path)
     if need.folder:
@@ -375,12 +372,11 @@ def resolve_file(need: FileNeed, data_dir: str | Path | None, github: _GitHub) -
 
 
 def prompt_file_needs(spec: RunSpec) -> list[FileNeed]:
-    """The prompt files of the spec's source: the official files of its categories and split, or its own file."""
+    """The official prompt files of the spec's categories and split (a prompt file of the user's own is read, and
+    its errors reported, when the prompts are loaded)."""
     prompts = spec.prompts
-    if prompts.source == BUILTIN_SOURCE:
-        return []
     if prompts.source != COMPBENCH_SOURCE:
-        return [FileNeed("prompt file", prompts.source, fix="fix prompts.source")]
+        return []
     categories = resolve_categories(prompts.categories)
     names = [f"{category}_{prompts.split}.txt" for category in categories]
     if "complex" in categories:
@@ -408,7 +404,8 @@ class MetricPlan:
     images: int
     cached: int | None
     """Images whose score (or features, for a set metric) the store already holds; None when unknown."""
-    kind: str
+    kind: Literal["image", "set", "derived"]
+    """Scored per image, over sets of images (FID), or combined from other metrics' scores (3-in-1)."""
 
 
 @dataclass
@@ -441,32 +438,31 @@ class PreflightReport:
             return None
         models = [check for check in self.models if check.blocking]
         files = [check for check in self.files if check.blocking]
-        count = len(models) + len(files) + len(self.problems)
-        lines = [f"the run cannot start ({count} problem(s), found before anything was generated):"]
-        lines += [f"  - {problem}" for problem in self.problems]
+        lines = [f"  - {problem}" for problem in self.problems]
         lines += [f"  - model {check.ref} for {check.describe_users()}: {check.detail}" for check in models]
+        # Files that lack for the same reason share a line (eight official prompt files "not in" one folder).
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for check in files:
+            groups.setdefault((check.need.what, "; ".join(check.users), check.detail), []).append(check.name)
         lines += [
-            f"  - {check.need.what} {check.name} for {'; '.join(check.users)}: {check.detail}"
-            for check in files
+            f"  - {what}{'s' if len(names) > 1 else ''} {', '.join(names)} for {users}: {detail}"
+            for (what, users, detail), names in groups.items()
         ]
-        hub_models = [
-            check for check in models if not is_tiny_name(check.ref) and not looks_like_path(check.ref)
-        ]
-        hub_models = [check for check in hub_models if not expand_user(check.ref).is_dir()]
+        lines.insert(
+            0, f"the run cannot start ({len(lines)} problem(s), found before anything was generated):"
+        )
+        # With the hub usable, a model still missing is missing from the hub itself (its line says why).
+        hub_models = [check for check in models if is_hub_id(check.ref)] if not self.hub.usable else []
         if hub_models:
-            where = (
-                "on a machine with internet" if not self.hub.usable else "(log in first if a model is gated)"
-            )
-            lines.append(f"Fetch the models {where}:")
+            lines.append("Fetch the models on a machine with internet:")
             lines += [
                 f"  {command}" for command in dict.fromkeys(check.fetch_command() for check in hub_models)
             ]
-            if not self.hub.usable:
-                lines.append(
-                    f"then copy that Hugging Face cache into {hub_cache()} (or set HF_HOME to a copy) and set "
-                    "HF_HUB_OFFLINE=1; or download each to a folder (`hf download ID --local-dir DIR`) and write the "
-                    "folder's path in the spec instead of the id."
-                )
+            lines.append(
+                f"then copy that Hugging Face cache into {hub_cache()} (or set HF_HOME to a copy) and set "
+                "HF_HUB_OFFLINE=1; or download each to a folder (`hf download ID --local-dir DIR`) and write the "
+                "folder's path in the spec instead of the id."
+            )
         if any(check.need.official for check in files):
             lines.append(
                 f"Official T2I-CompBench files: put the files of {COMPBENCH_REPO} at commit {COMPBENCH_COMMIT} "
@@ -586,7 +582,7 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
         metric = METRICS.get(metric_spec.name)
         categories = [category for category in run_categories if metric_applies(metric_spec, category)]
         applicable = [item for item in items if item.prompt.category in categories]
-        kind = "image"
+        kind: Literal["image", "set", "derived"] = "image"
         if issubclass(metric, DerivedMetric):
             kind = "derived"
         elif issubclass(metric, SetMetric):
@@ -645,7 +641,6 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
     started = time.perf_counter()
     spec = runner.spec
     data_dir = runner.data_dir or spec.prompts.data_dir
-    hub = hub_reachability()
     github = _GitHub()
     problems: list[str] = []
 
@@ -657,9 +652,9 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
     for check in files.values():
         check.status, check.detail = resolve_file(check.need, data_dir, github)  # type: ignore[assignment]
 
-    report = PreflightReport(spec, runner.output_dir, hub, [], list(files.values()), problems)
-    prompt_files_ready = all(check.status == "ok" for check in files.values() if "prompts" in check.users)
-    if prompt_files_ready or any(check.status == "download" for check in files.values()):
+    unused = Reachability("unused", "every model is tiny or a local folder")
+    report = PreflightReport(spec, runner.output_dir, unused, [], list(files.values()), problems)
+    if all(check.status == "ok" for check in files.values() if "prompts" in check.users):
         try:
             report.prompt_set = load_run_prompts(spec, runner.data_dir)
         except OviBenchError as error:
@@ -680,8 +675,10 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
         check.users.append(user)
         check.purposes.append(need.what)
     report.models = list(models.values())
+    if any(is_hub_id(check.ref) for check in report.models):
+        report.hub = hub_reachability()  # asked only when some model may come from the hub
     for check in report.models:
-        check.status, check.detail = resolve_model(check, hub)
+        check.status, check.detail = resolve_model(check, report.hub)
 
     missing = any(check.status == "missing" for check in [*report.models, *report.files])
     users_pending: dict[str, bool] = {}
