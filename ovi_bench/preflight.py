@@ -610,8 +610,10 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
                 ).features
                 cached = sum(records[item.image_key].sha256 in features for item in done)
                 reference_cached = instance.reference_cache_path().is_file()
+        # Audits score images against other prompts and canaries with the same models: counted as work to do.
+        audited = kind == "image" and spec.audits is not None
         users_pending[f"metric '{metric_spec.name}'"] = kind != "derived" and (
-            cached is None or cached < len(applicable) or not reference_cached
+            audited or cached is None or cached < len(applicable) or not reference_cached
         )
         report.metrics.append(MetricPlan(metric_spec.name, categories, len(applicable), cached, kind))
     if spec.diagnostics is not None:

@@ -186,8 +186,8 @@ def test_with_the_hub_unreachable_a_fully_cached_run_proceeds_offline(
     seconds = time.perf_counter() - started
     assert result is not None and result.counts.scores_computed == len(result.items) == 4
     assert "the Hugging Face hub is unreachable" in capsys.readouterr().err
-    # Without the offline switch, every file of the CLIP model waits out the hub's retries (about 23 s each).
-    assert seconds < 20, f"the run took {seconds:.1f} s"
+    # Without the offline switch, every file of the CLIP model waits out the hub's retries: 318 s in all.
+    assert seconds < 60, f"the run took {seconds:.1f} s"
     # The switch holds for the run only.
     assert "HF_HUB_OFFLINE" not in os.environ and constants.HF_HUB_OFFLINE is False
 
@@ -276,6 +276,27 @@ def test_a_missing_lexicon_is_found_before_any_image(tmp_path: Path, monkeypatch
     assert "numeracy lexicon new_objects.txt for metric 'numeracy'" in message
     assert "--compbench-dir" in message
     assert not (tmp_path / "run" / "images").exists()
+
+
+def test_missing_banks_of_a_prior_and_of_the_diagnostics_are_found_before_any_image(tmp_path: Path) -> None:
+    # The diagnostics read their bank after every image was made; the preflight names both banks at once.
+    half_built = tmp_path / "half-built"
+    half_built.mkdir()
+    spec = parse_spec(
+        tiny_spec(
+            priors=[
+                {"name": "ovi-mahalanobis", "params": {"model": "tiny", "bank": str(tmp_path / "no-bank")}}
+            ],
+            diagnostics={"model": "tiny", "bank": str(half_built)},
+        )
+    )
+    with pytest.raises(PreflightError) as raised:
+        Runner(spec, tmp_path / "run", show_progress=False).run()
+    message = str(raised.value)
+    assert f"embedding bank {tmp_path / 'no-bank'} for prior 'ovi-mahalanobis': the folder" in message
+    assert f"embedding bank {half_built} for diagnostics: the folder {half_built} has no bank.json" in message
+    assert "build it with `ovi-bench bank build" in message
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_model_only_finished_work_needs_may_be_gone(tmp_path: Path) -> None:

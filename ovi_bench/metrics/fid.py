@@ -312,14 +312,14 @@ class _FeatureSetMetric(SetMetric):
         )
 
     @classmethod
-    def required_models(cls, params: Any) -> list[ModelNeed]:
+    def required_models(cls, params: FIDParams | CMMDParams) -> list[ModelNeed]:
         if params.features == "inception":  # torch-fidelity's weights: a local file, or its own download
             return []
         ref = params.feature_model or FEATURE_MODELS[params.features]
         return [ModelNeed(ref, f"{params.features} feature extractor", model_files(""))]
 
     @classmethod
-    def required_files(cls, params: Any) -> list[FileNeed]:
+    def required_files(cls, params: SetParams) -> list[FileNeed]:
         if params.reference == "tiny":
             return []
         fix = "fix the path: a folder of real images, or a bank folder built from one"
