@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -158,6 +159,59 @@ def local_http_server() -> Iterator[str]:
 
 def test_a_server_that_answers_is_reachable(local_http_server: str) -> None:
     assert probe(local_http_server).state == "reachable"
+
+
+class _FakeHub(http.server.BaseHTTPRequestHandler):
+    """A loopback stand-in for the hub's model API: two repositories, one without weights."""
+
+    REPOSITORIES: dict[str, list[str]] = {  # noqa: RUF012
+        "ovi-bench-tests/half": ["config.json"],
+        "ovi-bench-tests/whole": ["config.json", "model.safetensors"],
+    }
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        repository = self.path.split("?")[0].removeprefix("/api/models/").split("/revision")[0]
+        if repository not in self.REPOSITORIES:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.end_headers()
+            return
+        siblings = [{"rfilename": name} for name in self.REPOSITORIES[repository]]
+        body = json.dumps({"id": repository, "siblings": siblings}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_on_a_reachable_hub_an_uncached_model_must_exist_with_its_files(
+    empty_hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        hub = hub_reachability()
+        assert hub.state == "reachable"
+        files = ["config.json", "*.safetensors|*.bin"]
+        assert resolve_model(ModelCheck("ovi-bench-tests/whole", None, files), hub)[0] == "download"
+        status, detail = resolve_model(ModelCheck("ovi-bench-tests/half", None, files), hub)
+        assert status == "missing" and detail.endswith("has no *.safetensors or *.bin")
+        status, detail = resolve_model(ModelCheck("ovi-bench-tests/typo", None, files), hub)
+        assert status == "missing" and "there is no model 'ovi-bench-tests/typo' on the hub" in detail
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _cache_model(cache: Path, model_id: str, folder: Path, drop: tuple[str, ...] = ()) -> Path:
