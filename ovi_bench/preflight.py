@@ -781,8 +781,6 @@ def plan_tables(report: PreflightReport) -> tuple[list[str], list[tuple[str, pd.
     ]
     if metrics:
         tables.append(("metrics", pd.DataFrame(metrics)))
-    if report.blocking:
-        lines.append("the run cannot start: see the error below")
     return lines, tables
 
 
