@@ -332,7 +332,9 @@ def _official_downloads_forbidden() -> str:
     return ""
 
 
-def resolve_file(need: FileNeed, data_dir: str | Path | None, github: _GitHub) -> tuple[str, str]:
+def resolve_file(
+    need: FileNeed, data_dir: str | Path | None, github: _GitHub
+) -> tuple[Literal["ok", "missing"], str]:
     """("ok" | "missing", detail) for one data file or folder. An official file that is neither in a local folder
     nor in the download cache is downloaded (verified) now, unless offline: GitHub is probed first, so that an
     unreachable network fails at once instead of after the download's timeout."""
@@ -652,7 +654,7 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
         if user not in check.users:
             check.users.append(user)
     for check in files.values():
-        check.status, check.detail = resolve_file(check.need, data_dir, github)  # type: ignore[assignment]
+        check.status, check.detail = resolve_file(check.need, data_dir, github)
 
     unused = Reachability("unused", "every model is tiny or a local folder")
     report = PreflightReport(spec, runner.output_dir, unused, [], list(files.values()), problems)
