@@ -42,7 +42,7 @@ from PIL import Image, ImageDraw
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from ovi_bench.components import DTYPES, nonfinite_rows, resolve_device
+from ovi_bench.components import DTYPES, FileNeed, nonfinite_rows, resolve_device
 from ovi_bench.errors import DataError, ModelLoadError, OviBenchError
 from ovi_bench.io import atomic_write_bytes, atomic_write_text, canonical_json, publish_directory, sha256_text
 from ovi_bench.paths import cache_dir, expand_user
@@ -1133,6 +1133,15 @@ def _build_tiny_bank(folder: Path) -> None:
 def tiny_bank_dir() -> Path:
     """The tiny bank (256 drawn images, "tiny" encoder), built on first use into `cache_dir()/tiny/bank-v1`."""
     return publish_directory(_build_tiny_bank, cache_dir() / "tiny" / "bank-v1")
+
+
+def bank_needs(ref: str | None, what: str) -> list[FileNeed]:
+    """The bank folder a component reads, for `Component.required_files`; none for "tiny" (built on first use)."""
+    if ref is None or str(ref) == "tiny":
+        return []
+    return [
+        FileNeed(what, str(ref), folder=True, contains="bank.json", fix=f"build it with {_rebuild_hint(ref)}")
+    ]
 
 
 def resolve_bank(ref: str | Path) -> Path:

@@ -141,6 +141,14 @@ def run(
             "--verify", help="First re-hash every stored image and embedding and make again what differs."
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (images per prior × category and how many are stored, models and whether each is "
+            "cached, data files, metrics) after the preflight, and exit without generating anything.",
+        ),
+    ] = False,
 ) -> None:
     """Generate, score and rank: everything already in the run folder is reused.
 
@@ -179,6 +187,17 @@ def run(
         show_progress=not quiet,
         verify=verify,
     )
+    if dry_run:
+        from ovi_bench.preflight import plan_tables, preflight
+
+        report = preflight(runner, with_plan=True)
+        lines, tables = plan_tables(report)
+        for line in lines:
+            console.print(escape(line), soft_wrap=True, highlight=False)
+        for title, frame in tables:
+            _show_table(frame, title, text_columns=(frame.columns[0], "status", "where", "for", "categories"))
+        report.raise_if_blocked()
+        return
     with runner.folder_lock():  # held until the result files are written too
         result = runner.run()
         if result is None:  # another process of a multi-process launch: the main process writes the results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -17,6 +18,53 @@ class Params(BaseModel):
 
     # allow_inf_nan=False: parameters go into fingerprints, canonical JSON, which has no NaN or inf.
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+
+WEIGHTS_FILES = "*.safetensors|*.bin"
+"""A weights file as `from_pretrained` saves it (safetensors or PyTorch, whole or sharded)."""
+
+
+def model_files(*subfolders: str) -> tuple[str, ...]:
+    """`config.json` and a weights file in each subfolder ("" for the model's root): what a transformers model or a
+    diffusers component saved with `save_pretrained` always has."""
+    files: list[str] = []
+    for subfolder in subfolders:
+        prefix = f"{subfolder}/" if subfolder else ""
+        files += [f"{prefix}config.json", "|".join(prefix + name for name in WEIGHTS_FILES.split("|"))]
+    return tuple(files)
+
+
+@dataclass(frozen=True)
+class ModelNeed:
+    """A model a component loads, declared before the run so that a missing one fails in seconds, not hours."""
+
+    ref: str
+    """A Hugging Face id, a local folder, or a tiny name ("tiny", "tiny-owlv2": built in code, nothing to fetch)."""
+    what: str
+    """What the model is for, in words ("text encoder and tokenizer"), for messages."""
+    files: tuple[str, ...] = ("config.json",)
+    """Files that loading reads, relative to the model's root, as glob patterns; "a|b" accepts either. Each must be in
+    the local folder, or in the Hugging Face cache's snapshot, for the model to load without the hub."""
+    revision: str | None = None
+    """A hub branch, tag or commit; None: "main"."""
+
+
+@dataclass(frozen=True)
+class FileNeed:
+    """A data file or folder a component reads: a lexicon, an embedding bank, reference images, weights off the hub."""
+
+    what: str
+    """What it is, in words ("numeracy lexicon"), for messages."""
+    path: str | None = None
+    """A local file or folder (`~` allowed)."""
+    folder: bool = False
+    """`path` must be a folder (else a file)."""
+    contains: str | None = None
+    """A file the folder must hold (an embedding bank's `bank.json`)."""
+    official: str | None = None
+    """Instead of `path`: an official T2I-CompBench file, looked for where the prompt files are."""
+    fix: str = ""
+    """How to provide it, for the message when it is missing."""
 
 
 class Component:
@@ -37,6 +85,20 @@ class Component:
         from ovi_bench.backbones.hub import remote_code_trusted
 
         return remote_code_trusted()
+
+    @classmethod
+    def required_models(cls, params: Params) -> list[ModelNeed]:
+        """The models an instance with these parameters loads (tiny names included: they need nothing fetched).
+
+        Checked before anything is generated (`ovi_bench.preflight`): each must be in a local folder, in the Hugging
+        Face cache, or on a reachable hub. The default declares nothing: a plugin that loads models should say so.
+        """
+        return []
+
+    @classmethod
+    def required_files(cls, params: Params) -> list[FileNeed]:
+        """The data files and folders an instance with these parameters reads, checked like `required_models`."""
+        return []
 
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:

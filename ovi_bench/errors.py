@@ -21,3 +21,7 @@ class ModelLoadError(OviBenchError):
 
 class DataError(OviBenchError):
     """Prompt files, banks or stored artifacts are missing, corrupt or inconsistent."""
+
+
+class PreflightError(OviBenchError):
+    """What a run needs (models, data files, a metric for its categories) is missing: found before any work."""

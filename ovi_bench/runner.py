@@ -215,8 +215,16 @@ class Runner:
         """Everything the spec asks for; in a multi-process launch, this process's share first, and then (main
         process only, once every share is done) the results over all items. Other processes return None.
 
-        Models may run code from their repositories only when the spec says `trust_remote_code = true`."""
-        with remote_code_policy(self.spec.trust_remote_code), stop_signals_raise(), self.folder_lock():
+        Models may run code from their repositories only when the spec says `trust_remote_code = true`. First the
+        preflight (`ovi_bench.preflight`): a model or file the run needs and cannot get fails here, before any work."""
+        from ovi_bench.preflight import checked_run  # it plans with this module's functions
+
+        with (
+            remote_code_policy(self.spec.trust_remote_code),
+            stop_signals_raise(),
+            self.folder_lock(),
+            checked_run(self),
+        ):
             return self._run()
 
     @contextlib.contextmanager

@@ -158,6 +158,11 @@ def model_file(ref: str, subfolder: str, filename: str) -> Path:
         raise explain_load_failure(ref, what, error) from error
 
 
+def is_tiny_name(ref: str) -> bool:
+    """A tiny name ("tiny", "tiny-owlv2", ...): a random-weight model built in code, never fetched."""
+    return ref == "tiny" or (ref.startswith("tiny-") and "/" not in ref)
+
+
 def model_revision(ref: str) -> dict[str, str]:
     """Which model a reference named when the run was made, for provenance; never downloads anything.
 
@@ -166,7 +171,7 @@ def model_revision(ref: str) -> dict[str, str]:
     """
     from ovi_bench import __version__
 
-    if ref == "tiny" or (ref.startswith("tiny-") and "/" not in ref):  # "tiny", "tiny-owlv2", ...
+    if is_tiny_name(ref):
         return {"kind": "tiny", "built_by": f"ovi-bench {__version__}"}
     folder = expand_user(ref)
     if folder.exists() or looks_like_path(ref):

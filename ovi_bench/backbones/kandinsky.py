@@ -17,12 +17,29 @@ from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionM
 
 from ovi_bench.backbones.hub import explain_load_failure, load_pretrained, model_file, resolve_model
 from ovi_bench.backbones.tiny import DECODER_TINY_BUILDERS, PRIOR_TINY_BUILDERS
+from ovi_bench.components import model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_text
 from ovi_bench.paths import cache_dir
 
 KANDINSKY22_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"
 KANDINSKY22_DECODER_ID = "kandinsky-community/kandinsky-2-2-decoder"
+
+# What each loader below reads from a Kandinsky 2.2 repository (see `Component.required_models`).
+PRIOR_TEXT_SIDE_FILES = ("tokenizer/vocab.json|tokenizer/tokenizer.json", *model_files("text_encoder"))
+"""`load_text_side`: the tokenizer and the text encoder."""
+PRIOR_IMAGE_ENCODER_FILES = model_files("image_encoder")
+"""`load_image_encoder`, and `zero_image_embeds` on its first use."""
+PRIOR_PIPELINE_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    *model_files("prior"),
+    *PRIOR_TEXT_SIDE_FILES,
+    *PRIOR_IMAGE_ENCODER_FILES,
+)
+"""`load_prior_pipeline`."""
+DECODER_PIPELINE_FILES = ("model_index.json", "scheduler/scheduler_config.json", *model_files("unet", "movq"))
+"""`load_decoder_pipeline`."""
 
 
 def resolve_prior_model(ref: str) -> str:

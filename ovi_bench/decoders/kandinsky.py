@@ -8,9 +8,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ovi_bench.backbones.kandinsky import KANDINSKY22_DECODER_ID, load_decoder_pipeline
+from ovi_bench.backbones.kandinsky import (
+    DECODER_PIPELINE_FILES,
+    KANDINSKY22_DECODER_ID,
+    load_decoder_pipeline,
+)
+from ovi_bench.components import ModelNeed, nonfinite_rows
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.components import nonfinite_rows
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.registry import DECODERS
@@ -25,6 +29,10 @@ class KandinskyDecoder(Decoder):
         """A Kandinsky 2.2 decoder: Hugging Face id, local folder, or "tiny" (random weights, for tests)."""
 
     params: KandinskyDecoder.Params
+
+    @classmethod
+    def required_models(cls, params: KandinskyDecoder.Params) -> list[ModelNeed]:
+        return [ModelNeed(params.model, "decoder pipeline (UNet, movq)", DECODER_PIPELINE_FILES)]
 
     def __init__(self, params: KandinskyDecoder.Params, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

@@ -37,7 +37,7 @@ from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWi
 
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.backbones.tiny import clip_image_processor
-from ovi_bench.components import Params
+from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
@@ -189,6 +189,17 @@ class AestheticMetric(Metric):
     categories = None
     higher_is_better = True
     params: AestheticParams
+
+    @classmethod
+    def required_models(cls, params: AestheticParams) -> list[ModelNeed]:
+        return [ModelNeed(params.clip_model, "CLIP vision tower", model_files(""))]
+
+    @classmethod
+    def required_files(cls, params: AestheticParams) -> list[FileNeed]:
+        if params.weights == "tiny":
+            return []
+        fix = "download sac+logos+ava1-l14-linearMSE.pth (see the metric's documentation) and set `weights` to it"
+        return [FileNeed("aesthetic predictor weights", params.weights, fix=fix)]
 
     def __init__(self, params: AestheticParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from ovi_bench.backbones.evaluators import BLIP_VQA_ID, OFFICIAL_BLIP_IMAGE_SIZE, BlipVQA
+from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, TextAnalyzingMetric
 from ovi_bench.metrics.functional.bvqa import bvqa_questions, bvqa_score
@@ -32,6 +33,10 @@ class BVQAMetric(TextAnalyzingMetric):
     version = "1"
     categories = ("color", "shape", "texture", "complex")
     params: BVQAParams
+
+    @classmethod
+    def required_models(cls, params: BVQAParams) -> list[ModelNeed]:
+        return [ModelNeed(params.model, "BLIP VQA model", model_files(""))]
 
     def __init__(self, params: BVQAParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

@@ -11,6 +11,7 @@ from transformers import CLIPModel, CLIPProcessor
 
 from ovi_bench.backbones.clip import TINY_CLIP_BUILDERS
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
+from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
 from ovi_bench.metrics.functional.clip import clip_cosine
@@ -41,6 +42,10 @@ class CLIPMetric(Metric):
     Params = CLIPParams
     version = "2"
     params: CLIPParams
+
+    @classmethod
+    def required_models(cls, params: CLIPParams) -> list[ModelNeed]:
+        return [ModelNeed(params.model, "CLIP model", model_files(""))]
 
     def __init__(self, params: CLIPParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

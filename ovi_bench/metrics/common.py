@@ -7,8 +7,8 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from ovi_bench.backbones.evaluators import RawDetection, make_detector
-from ovi_bench.components import Params
+from ovi_bench.backbones.evaluators import GROUNDING_DINO_ID, OWLV2_ID, RawDetection, make_detector
+from ovi_bench.components import ModelNeed, Params, model_files
 from ovi_bench.metrics.base import Metric
 from ovi_bench.metrics.functional.detections import Detection
 from ovi_bench.metrics.functional.text import AnalyzerChoice, make_analyzer
@@ -51,6 +51,12 @@ class TextAnalyzingMetric(Metric):
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
         return analyzer_identity(values)
+
+
+def detector_need(params: DetectorParams) -> ModelNeed:
+    """The detector `build_detector` loads, for `Metric.required_models`."""
+    default = OWLV2_ID if params.detector == "owlv2" else GROUNDING_DINO_ID
+    return ModelNeed(params.detector_model or default, f"{params.detector} detector", model_files(""))
 
 
 def build_detector(params: DetectorParams, device: torch.device, dtype: torch.dtype):

@@ -33,7 +33,7 @@ from transformers import (
 from ovi_bench.backbones.clip import TINY_CLIP_BUILDERS
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.bank import IMAGE_SUFFIXES, EmbeddingBank, ImageFiles, draw_tiny_bank_images
-from ovi_bench.components import Params
+from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import canonical_json, publish_directory, sha256_text
 from ovi_bench.metrics.base import SetMetric, SetScore
@@ -310,6 +310,20 @@ class _FeatureSetMetric(SetMetric):
         self._extract: Extractor | None = (
             None  # loaded on the first `features` call: cached runs never load it
         )
+
+    @classmethod
+    def required_models(cls, params: FIDParams | CMMDParams) -> list[ModelNeed]:
+        if params.features == "inception":  # torch-fidelity's weights: a local file, or its own download
+            return []
+        ref = params.feature_model or FEATURE_MODELS[params.features]
+        return [ModelNeed(ref, f"{params.features} feature extractor", model_files(""))]
+
+    @classmethod
+    def required_files(cls, params: SetParams) -> list[FileNeed]:
+        if params.reference == "tiny":
+            return []
+        fix = "fix the path: a folder of real images, or a bank folder built from one"
+        return [FileNeed("reference images", params.reference, folder=True, fix=fix)]
 
     @property
     def feature_space(self) -> str:

@@ -58,7 +58,7 @@ from typing import Any, Literal
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from ovi_bench.components import Params
+from ovi_bench.components import FileNeed, Params
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import sha256_file
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
@@ -191,6 +191,10 @@ class ImportedScoresMetric(Metric):
     categories = None
     higher_is_better = True
     params: ImportedScoresParams
+
+    @classmethod
+    def required_files(cls, params: ImportedScoresParams) -> list[FileNeed]:
+        return [FileNeed("imported score file", params.path, fix="fix the metric's `path`")]
 
     def __init__(self, params: ImportedScoresParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ovi_bench.components import FileNeed, ModelNeed
 from ovi_bench.errors import SpecError
 from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import (
@@ -15,6 +16,7 @@ from ovi_bench.metrics.common import (
     as_detections,
     build_detector,
     detection_queries,
+    detector_need,
 )
 from ovi_bench.metrics.functional.detections import in_detector_frame
 from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, parse_counts, parse_lexicon
@@ -94,6 +96,19 @@ class NumeracyMetric(TextAnalyzingMetric):
     version = "2"  # 2: duplicates merged in the detector frame (the +1-pixel IoU), as the official pipeline
     categories = ("numeracy",)
     params: NumeracyParams
+
+    @classmethod
+    def required_models(cls, params: NumeracyParams) -> list[ModelNeed]:
+        return [detector_need(params)]
+
+    @classmethod
+    def required_files(cls, params: NumeracyParams) -> list[FileNeed]:
+        if params.lexicon == "builtin":
+            return []
+        if params.lexicon == "t2i-compbench":
+            return [FileNeed("numeracy lexicon", official="new_objects.txt")]
+        fix = 'fix the path, or use lexicon = "t2i-compbench" or "builtin"'
+        return [FileNeed("numeracy lexicon", params.lexicon, fix=fix)]
 
     def __init__(self, params: NumeracyParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 
 from ovi_bench.backbones.evaluators import DPT_HYBRID_MIDAS_ID, DepthEstimator
+from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import (
     DetectorParams,
@@ -24,6 +25,7 @@ from ovi_bench.metrics.common import (
     as_detections,
     build_detector,
     detection_queries,
+    detector_need,
 )
 from ovi_bench.metrics.functional.detections import in_detector_frame
 from ovi_bench.metrics.functional.spatial import (
@@ -52,6 +54,10 @@ class Spatial2DMetric(TextAnalyzingMetric):
     version = "2"  # 2: boxes mapped into the detector frame per axis (was: the 150 px threshold scaled to the image)
     categories = ("spatial", "complex")
     params: Spatial2DParams
+
+    @classmethod
+    def required_models(cls, params: Spatial2DParams) -> list[ModelNeed]:
+        return [detector_need(params)]
 
     def __init__(self, params: Spatial2DParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
@@ -108,6 +114,10 @@ class Spatial3DMetric(TextAnalyzingMetric):
     version = "2"  # 2: boxes and depth map in the detector frame (was: the image's frame)
     categories = ("3d_spatial",)
     params: Spatial3DParams
+
+    @classmethod
+    def required_models(cls, params: Spatial3DParams) -> list[ModelNeed]:
+        return [detector_need(params), ModelNeed(params.depth_model, "depth model", model_files(""))]
 
     def __init__(self, params: Spatial3DParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

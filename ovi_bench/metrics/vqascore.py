@@ -58,7 +58,7 @@ from transformers import (
 from ovi_bench.backbones.evaluator_tiny import tiny_bert_tokenizer
 from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_image_processor
-from ovi_bench.components import Params
+from ovi_bench.components import ModelNeed, Params, model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
@@ -309,6 +309,10 @@ class VQAScoreMetric(Metric):
     categories = None
     higher_is_better = True
     params: VQAScoreParams
+
+    @classmethod
+    def required_models(cls, params: VQAScoreParams) -> list[ModelNeed]:
+        return [ModelNeed(params.model, f"{params.model_family} vision-language model", model_files(""))]
 
     def __init__(self, params: VQAScoreParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

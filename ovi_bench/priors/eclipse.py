@@ -39,11 +39,14 @@ from ovi_bench.backbones.hub import (
 )
 from ovi_bench.backbones.kandinsky import (
     KANDINSKY22_PRIOR_ID,
+    PRIOR_IMAGE_ENCODER_FILES,
+    PRIOR_TEXT_SIDE_FILES,
     TextSide,
     load_text_side,
     zero_image_embeds,
 )
 from ovi_bench.backbones.tiny import EMBEDDING_DIM, TEXT_MAX_LENGTH
+from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.components import Params as BaseParams
 from ovi_bench.errors import ModelLoadError, OviBenchError
 from ovi_bench.io import publish_directory
@@ -410,6 +413,22 @@ class EclipsePrior(Prior):
         """Accepted and ignored, as ECLIPSE's pipeline ignores guidance_scale: there is no classifier-free guidance."""
 
     params: EclipsePrior.Params
+
+    @classmethod
+    def required_models(cls, params: EclipsePrior.Params) -> list[ModelNeed]:
+        needs = [ModelNeed(params.checkpoint, "ECLIPSE prior checkpoint", ("config.json", "*.safetensors"))]
+        if params.text_encoder is None:
+            files = PRIOR_TEXT_SIDE_FILES + PRIOR_IMAGE_ENCODER_FILES
+            return [
+                *needs,
+                ModelNeed(params.model, "text encoder, and image encoder (zero-image negative)", files),
+            ]
+        text_files = ("vocab.json|tokenizer.json", *model_files(""))
+        return [
+            *needs,
+            ModelNeed(params.text_encoder, "CLIP text encoder and tokenizer", text_files),
+            ModelNeed(params.model, "image encoder (zero-image negative)", PRIOR_IMAGE_ENCODER_FILES),
+        ]
 
     def __init__(self, params: EclipsePrior.Params, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

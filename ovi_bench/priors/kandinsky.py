@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from ovi_bench.backbones.kandinsky import KANDINSKY22_PRIOR_ID, load_prior_pipeline, zero_image_embeds
+from ovi_bench.backbones.kandinsky import (
+    KANDINSKY22_PRIOR_ID,
+    PRIOR_PIPELINE_FILES,
+    load_prior_pipeline,
+    zero_image_embeds,
+)
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
 from ovi_bench.errors import OviBenchError
 from ovi_bench.priors.base import Prior, PriorOutput
@@ -27,6 +33,10 @@ class KandinskyPrior(Prior):
         """Classifier-free guidance scale against the empty prompt; at most 1 turns guidance off."""
 
     params: KandinskyPrior.Params
+
+    @classmethod
+    def required_models(cls, params: KandinskyPrior.Params) -> list[ModelNeed]:
+        return [ModelNeed(params.model, "diffusion prior pipeline", PRIOR_PIPELINE_FILES)]
 
     def __init__(self, params: KandinskyPrior.Params, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)

@@ -31,12 +31,14 @@ from transformers import CLIPVisionModelWithProjection
 
 from ovi_bench.backbones.kandinsky import (
     KANDINSKY22_PRIOR_ID,
+    PRIOR_IMAGE_ENCODER_FILES,
+    PRIOR_TEXT_SIDE_FILES,
     load_image_encoder,
     load_text_side,
     zero_image_embeds,
 )
-from ovi_bench.bank import BankStatistics, EmbeddingBank, nearest_neighbours, resolve_bank
-from ovi_bench.components import Params
+from ovi_bench.bank import BankStatistics, EmbeddingBank, bank_needs, nearest_neighbours, resolve_bank
+from ovi_bench.components import FileNeed, ModelNeed, Params
 from ovi_bench.errors import OviBenchError
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
@@ -304,6 +306,11 @@ class OVIPrior(Prior):
     registered_as: ClassVar[str] = "ovi"
     params: OVIParams
 
+    @classmethod
+    def required_models(cls, params: OVIParams) -> list[ModelNeed]:
+        files = PRIOR_TEXT_SIDE_FILES + PRIOR_IMAGE_ENCODER_FILES
+        return [ModelNeed(params.model, "text encoder and the image encoder it inverts", files)]
+
     def __init__(self, params: OVIParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
         if params.precision == "bfloat16-autocast" and device.type != "cuda":
@@ -346,6 +353,10 @@ class OVIPrior(Prior):
 
 class _BankConstrainedPrior(OVIPrior):
     params: BankParams
+
+    @classmethod
+    def required_files(cls, params: BankParams) -> list[FileNeed]:
+        return bank_needs(params.bank, "embedding bank")
 
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,14 @@ from typing import Literal
 import torch
 from pydantic import field_validator
 
-from ovi_bench.backbones.kandinsky import KANDINSKY22_PRIOR_ID, load_text_side, zero_image_embeds
+from ovi_bench.backbones.kandinsky import (
+    KANDINSKY22_PRIOR_ID,
+    PRIOR_IMAGE_ENCODER_FILES,
+    PRIOR_TEXT_SIDE_FILES,
+    load_text_side,
+    zero_image_embeds,
+)
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
@@ -36,6 +43,11 @@ class TextEmbeddingPrior(Prior):
             return rescale
 
     params: TextEmbeddingPrior.Params
+
+    @classmethod
+    def required_models(cls, params: TextEmbeddingPrior.Params) -> list[ModelNeed]:
+        files = PRIOR_TEXT_SIDE_FILES + PRIOR_IMAGE_ENCODER_FILES
+        return [ModelNeed(params.model, "text encoder, and image encoder (zero-image negative)", files)]
 
     def __init__(
         self, params: TextEmbeddingPrior.Params, *, device: torch.device, dtype: torch.dtype
