@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from huggingface_hub import constants
@@ -489,22 +489,32 @@ class PreflightReport:
 # The preflight
 
 
+def _components(spec: RunSpec) -> list[tuple[str, Any, Any]]:
+    """(who, registered component, validated params) for every prior, the decoder and every metric, in run order."""
+    entries = [
+        (f"prior '{prior.display_name}'", PRIORS.get(prior.name), prior.params) for prior in spec.priors
+    ]
+    entries.append((f"decoder '{spec.decoder.name}'", DECODERS.get(spec.decoder.name), spec.decoder.params))
+    entries += [
+        (f"metric '{metric.name}'", METRICS.get(metric.name), metric.params) for metric in spec.metrics
+    ]
+    return [(user, component, component.Params.model_validate(params)) for user, component, params in entries]
+
+
+def _declared(component: Any, declaration: str, params: Any) -> list[Any]:
+    """What a component declares it needs; nothing for one that declares nothing (a plugin class that does not
+    derive from `Component`, or a Prior instance given to `evaluate`, whose models are loaded already)."""
+    declare = getattr(component, declaration, None)
+    return list(declare(params)) if callable(declare) else []
+
+
 def _collect_models(spec: RunSpec) -> list[tuple[str, ModelNeed]]:
     """(who, need) for every model the spec's components declare, in the order they run."""
-    needs: list[tuple[str, ModelNeed]] = []
-    for prior in spec.priors:
-        component = PRIORS.get(prior.name)
-        user = f"prior '{prior.display_name}'"
-        needs += [
-            (user, need) for need in component.required_models(component.Params.model_validate(prior.params))
-        ]
-    decoder = DECODERS.get(spec.decoder.name)
-    decoder_params = decoder.Params.model_validate(spec.decoder.params)
-    needs += [(f"decoder '{spec.decoder.name}'", need) for need in decoder.required_models(decoder_params)]
-    for metric_spec in spec.metrics:
-        metric = METRICS.get(metric_spec.name)
-        params = metric.Params.model_validate(metric_spec.params)
-        needs += [(f"metric '{metric_spec.name}'", need) for need in metric.required_models(params)]
+    needs = [
+        (user, need)
+        for user, component, params in _components(spec)
+        for need in _declared(component, "required_models", params)
+    ]
     if spec.diagnostics is not None:
         needs.append(
             ("diagnostics", ModelNeed(spec.diagnostics.model, "text encoder", PRIOR_TEXT_SIDE_FILES))
@@ -514,17 +524,11 @@ def _collect_models(spec: RunSpec) -> list[tuple[str, ModelNeed]]:
 
 def _collect_files(spec: RunSpec) -> list[tuple[str, FileNeed]]:
     files: list[tuple[str, FileNeed]] = [("prompts", need) for need in prompt_file_needs(spec)]
-    for prior in spec.priors:
-        component = PRIORS.get(prior.name)
-        params = component.Params.model_validate(prior.params)
-        files += [(f"prior '{prior.display_name}'", need) for need in component.required_files(params)]
-    decoder = DECODERS.get(spec.decoder.name)
-    decoder_params = decoder.Params.model_validate(spec.decoder.params)
-    files += [(f"decoder '{spec.decoder.name}'", need) for need in decoder.required_files(decoder_params)]
-    for metric_spec in spec.metrics:
-        metric = METRICS.get(metric_spec.name)
-        params = metric.Params.model_validate(metric_spec.params)
-        files += [(f"metric '{metric_spec.name}'", need) for need in metric.required_files(params)]
+    files += [
+        (user, need)
+        for user, component, params in _components(spec)
+        for need in _declared(component, "required_files", params)
+    ]
     if spec.diagnostics is not None:
         files += [("diagnostics", need) for need in bank_needs(spec.diagnostics.bank, "embedding bank")]
     return files

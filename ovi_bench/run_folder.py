@@ -59,8 +59,9 @@ def is_run_folder(folder: Path) -> bool:
     return False
 
 
-def prepare_output_folder(folder: Path) -> None:
-    """Create the run folder, or check that an existing one may be written: a run folder already, or empty.
+def prepare_output_folder(folder: Path) -> bool:
+    """Create the run folder, or check that an existing one may be written: a run folder already, or empty. Returns
+    whether it was created.
 
     Raises OviBenchError (one line, with the fix) for a file, a foreign non-empty folder or an uncreatable path."""
     fix = "Give a new or empty folder (--out, or output_dir in the spec)"
@@ -70,7 +71,7 @@ def prepare_output_folder(folder: Path) -> None:
         try:
             empty = next(folder.iterdir(), None) is None
             if empty or is_run_folder(folder):
-                return
+                return False
         except OSError as error:
             raise OviBenchError(
                 f"cannot read the run folder {folder}: {error.strerror or error}. {fix}."
@@ -86,6 +87,18 @@ def prepare_output_folder(folder: Path) -> None:
         raise OviBenchError(
             f"cannot create the run folder {folder}: {error.strerror or error}. {fix}, in a place you can write to."
         ) from None
+    return True
+
+
+def remove_if_untouched(folder: Path) -> None:
+    """Remove a run folder that holds nothing but its locks: a run that stopped before its first write (the
+    preflight found a model missing, say) leaves no folder behind. Best effort: anything else in it keeps it."""
+    with contextlib.suppress(OSError):
+        entries = list(folder.iterdir())
+        if all(entry.name.startswith(LOCK_PREFIX + ".") and entry.is_file() for entry in entries):
+            for entry in entries:
+                entry.unlink()
+            folder.rmdir()
 
 
 def _describe_holder(lock: Path) -> str:

@@ -38,7 +38,7 @@ from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
-from ovi_bench.run_folder import claim_run_folder, prepare_output_folder
+from ovi_bench.run_folder import claim_run_folder, prepare_output_folder, remove_if_untouched
 from ovi_bench.sharding import Shard
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
 from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key
@@ -233,7 +233,9 @@ class Runner:
         second run, cleared of the temporary files a killed run left. Re-entrant: the command holds it over `run`
         and the writing of the result files."""
         if not self._folder_claim_depth:
-            prepare_output_folder(self.output_dir)
+            if prepare_output_folder(self.output_dir):
+                # Runs after the lock is released: a folder this run made and never wrote to is taken away again.
+                self._folder_claims.callback(remove_if_untouched, self.output_dir)
             self._folder_claims.enter_context(
                 claim_run_folder(self.output_dir, self.shard.writer, alone=self.shard.count == 1)
             )
