@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -26,6 +26,7 @@ import torch
 from ovi_bench.components import DTYPES, Params
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import canonical_json, sha256_text
+from ovi_bench.progress import library_progress_bars_off
 from ovi_bench.registry import PRIORS
 from ovi_bench.spec import (
     PriorSpec,
@@ -121,7 +122,7 @@ def evaluate(
         raise OviBenchError("evaluate: `priors` is empty; name at least one prior, or leave it out.")
     with contextlib.ExitStack() as registrations:
         if not progress:
-            registrations.enter_context(_library_progress_bars_off())
+            registrations.enter_context(library_progress_bars_off())
         instances = _named_instances(entries or [])
         for name, instance in instances.items():
             registrations.enter_context(PRIORS.registered_while(name, _InstancePrior(instance)))
@@ -148,24 +149,6 @@ def evaluate(
         output_dir=Path(result.output_dir),
         spec=run_spec,
     )
-
-
-@contextlib.contextmanager
-def _library_progress_bars_off() -> Iterator[None]:
-    """Silence the model libraries' own loading bars too (`progress=False` means quiet), then restore them."""
-    import diffusers.utils.logging as diffusers_logging
-    import transformers.utils.logging as transformers_logging
-
-    libraries = [
-        library for library in (diffusers_logging, transformers_logging) if library.is_progress_bar_enabled()
-    ]
-    for library in libraries:
-        library.disable_progress_bar()
-    try:
-        yield
-    finally:
-        for library in libraries:
-            library.enable_progress_bar()
 
 
 class _InstancePrior:

@@ -3,8 +3,10 @@ consoles that keep lines whole in logs, and the switch that silences the model l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import (
@@ -71,3 +73,27 @@ def silence_library_progress() -> None:
     huggingface_hub.utils.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def library_progress_bars_off() -> Iterator[None]:
+    """The model libraries' own progress bars off for a block, then back as they were: `evaluate(progress=False)`
+    is quiet without changing the rest of a notebook session (`silence_library_progress` is for a whole command)."""
+    import diffusers.utils.logging as diffusers_logging
+    import huggingface_hub.utils as hub_utils
+    import transformers.utils.logging as transformers_logging
+
+    libraries = [
+        library for library in (diffusers_logging, transformers_logging) if library.is_progress_bar_enabled()
+    ]
+    hub_was_on = not hub_utils.are_progress_bars_disabled()
+    for library in libraries:
+        library.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        for library in libraries:
+            library.enable_progress_bar()
+        if hub_was_on:
+            hub_utils.enable_progress_bars()
