@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import tomli_w
+from command_line import run_main
 from tiny_runs import tiny_spec
 
 import ovi_bench
@@ -33,21 +34,6 @@ def run_command(*args: str, script: str | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=ENV, timeout=120, check=False
     )
-
-
-def run_main(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """`ovi-bench ARGS` through `cli.main` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["ovi-bench", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exited:
-        code = exited.code if isinstance(exited.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_clean_error(code: int, output: str, *expected: str, max_lines: int = 2) -> None:

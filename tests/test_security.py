@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import tomli_w
+from command_line import run_main
 
 import ovi_bench
 from ovi_bench.backbones.hub import load_pretrained, remote_code_policy, remote_code_trusted
@@ -320,29 +321,12 @@ def plugin_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         sys.modules.pop(name, None)
 
 
-def cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """Run `ovi-bench ARGS` in this process: (exit code, stdout, stderr)."""
-    from ovi_bench.cli import main
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["ovi-bench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exited:
-        code = int(exited.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_a_plugin_module_is_listed_only_with_plugins(
     plugin_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = cli(monkeypatch, capsys, "priors")
+    code, out, _ = run_main(monkeypatch, capsys, "priors")
     assert code == 0 and "acme-listed" not in out and "acme_listed" not in sys.modules
-    code, out, _ = cli(monkeypatch, capsys, "priors", "--plugins", "acme_listed")
+    code, out, _ = run_main(monkeypatch, capsys, "priors", "--plugins", "acme_listed")
     first_column = [line.split("\t")[0] for line in out.splitlines()]
     assert code == 0 and "acme-listed" in first_column and "text-embedding" in first_column
     assert "A plugin prior brought in with --plugins." in out
@@ -378,7 +362,7 @@ def test_a_bad_plugin_module_exits_2_with_its_name(
     expected: str,
 ) -> None:
     for command in ("priors", "metrics"):
-        code, _, err = cli(monkeypatch, capsys, command, "--plugins", f"acme_listed,{module}")
+        code, _, err = run_main(monkeypatch, capsys, command, "--plugins", f"acme_listed,{module}")
         unwrapped = " ".join(err.split())
         assert code == 2 and unwrapped.startswith("error: --plugins") and expected in unwrapped, err
         assert "Traceback" not in err
@@ -389,7 +373,7 @@ def test_a_plugin_reusing_a_built_in_name_is_reported_at_its_import(
     plugin_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (plugin_folder / "acme_clash.py").write_text(LISTED_PLUGIN.replace('"acme-listed"', '"ovi"'))
-    code, _, err = cli(monkeypatch, capsys, "priors", "--plugins", "acme_clash")
+    code, _, err = run_main(monkeypatch, capsys, "priors", "--plugins", "acme_clash")
     sys.modules.pop("acme_clash", None)
     unwrapped = " ".join(err.split())
     assert code == 2 and "acme_clash" in unwrapped and "'ovi' is registered twice" in unwrapped
@@ -451,7 +435,7 @@ def test_a_plugin_gets_remote_code_only_when_the_spec_says_so(
     monkeypatch.setenv("ACME_RECORD", str(record))
     default = tmp_path / "default.toml"
     default.write_text(tomli_w.dumps(REMOTE_SPEC))
-    code, _, err = cli(
+    code, _, err = run_main(
         monkeypatch,
         capsys,
         "run",
@@ -468,7 +452,7 @@ def test_a_plugin_gets_remote_code_only_when_the_spec_says_so(
 
     trusting = tmp_path / "trusting.toml"
     trusting.write_text(tomli_w.dumps({**REMOTE_SPEC, "trust_remote_code": True}))
-    code, _, err = cli(
+    code, _, err = run_main(
         monkeypatch,
         capsys,
         "run",
