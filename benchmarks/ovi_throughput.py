@@ -69,7 +69,7 @@ def seconds_per_step(model, batch_size: int, steps: int) -> float:
 
 
 def early_stopping_comparison(prompts: int = 32) -> dict[str, float]:
-    from ovi_bench.backbones.kandinsky import load_image_encoder, load_text_side
+    from ovi_bench.models.kandinsky import load_image_encoder, load_text_side
 
     device, dtype = torch.device("cpu"), torch.float32
     image_encoder = load_image_encoder("tiny", device, dtype)

@@ -72,7 +72,7 @@ class Evaluation:
     def summary(self) -> pd.DataFrame:
         """The paper's view: the official metric's mean per prior (rows) and category (columns), in the benchmark's
         category order; empty when no category's official metric ran. Intervals are in `leaderboard`."""
-        from ovi_bench.summary import official_summary
+        from ovi_bench.results.summary import official_summary
 
         table = official_summary(self.leaderboard)
         if table.empty:
@@ -107,7 +107,7 @@ def evaluate(
     Returns None only in the non-main processes of a multi-process launch (the main process writes the results).
     Mistakes raise OviBenchError subclasses (a SpecError naming the field for a bad value).
     """
-    from ovi_bench.leaderboard import write_results
+    from ovi_bench.results.leaderboard import write_results
     from ovi_bench.runner import Runner
 
     overrides = SpecOverrides(

@@ -26,7 +26,7 @@ from PIL import Image
 from ovi_bench.io import sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.registry import METRICS
-from ovi_bench.statistics import prompt_bootstrap_interval
+from ovi_bench.results.statistics import prompt_bootstrap_interval
 from ovi_bench.store import RowCache
 
 if TYPE_CHECKING:

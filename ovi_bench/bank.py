@@ -584,7 +584,7 @@ class EmbeddingBank:
 
     def check_encoder(self, encoder_ref: str) -> None:
         """Refuse (DataError) to serve a prior whose image encoder is not the one the bank was made with."""
-        from ovi_bench.backbones.kandinsky import image_encoder_identity
+        from ovi_bench.models.kandinsky import image_encoder_identity
 
         identity = image_encoder_identity(encoder_ref)
         if identity != self.info.encoder_identity:
@@ -912,9 +912,9 @@ def build_bank(
     in bank.json and reported with a warning. Refuses (DataError) an `out` that holds a bank or an unfinished build
     of another encoder, other images or other settings, or a non-empty folder that is not a bank.
     """
-    from ovi_bench.backbones.hub import load_pretrained
-    from ovi_bench.backbones.kandinsky import image_encoder_identity, load_image_encoder, resolve_prior_model
-    from ovi_bench.backbones.tiny import PRIOR_TINY_BUILDERS
+    from ovi_bench.models.hub import load_pretrained
+    from ovi_bench.models.kandinsky import image_encoder_identity, load_image_encoder, resolve_prior_model
+    from ovi_bench.models.tiny import PRIOR_TINY_BUILDERS
 
     if batch_size < 1 or shard_size < 1:
         raise OviBenchError(

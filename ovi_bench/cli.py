@@ -156,7 +156,7 @@ def run(
     fingerprint exactly as those fields would."""
     if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
         silence_library_progress()
-    from ovi_bench.leaderboard import write_results
+    from ovi_bench.results.leaderboard import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import SpecOverrides, load_spec
 
@@ -250,8 +250,8 @@ def leaderboard(
     ] = False,
 ) -> None:
     """One leaderboard from one or more runs; refuses runs whose protocols differ, naming the fields."""
-    from ovi_bench.leaderboard import merge_runs, write_leaderboard
-    from ovi_bench.results import load_run
+    from ovi_bench.results.leaderboard import merge_runs, write_leaderboard
+    from ovi_bench.results.records import load_run
 
     merged = merge_runs(
         [load_run(path) for path in run_dirs], allow_protocol_mismatch=allow_protocol_mismatch
@@ -269,7 +269,7 @@ def leaderboard(
 def _show_results(board, title: str, every_row: bool) -> None:
     """The official-metric table (priors × categories), the paper's view; every row on request or when there is no
     official metric in the run."""
-    from ovi_bench.summary import official_summary, summary_cells
+    from ovi_bench.results.summary import official_summary, summary_cells
 
     summary = official_summary(board)
     if every_row or summary.empty:
@@ -371,7 +371,7 @@ def report(
     grids, audits)."""
     import warnings
 
-    from ovi_bench.report import write_report
+    from ovi_bench.results.report import write_report
 
     # Unset options keep write_report's defaults, so the library and the command cannot disagree on them.
     options = {
@@ -543,8 +543,13 @@ def compare(
     ] = False,
 ) -> None:
     """Compare two priors per category and metric: paired difference, 95% interval over prompts, wins, verdict."""
-    from ovi_bench.comparison import combine_run_scores, compare_scores, comparison_display, write_comparison
-    from ovi_bench.results import load_run
+    from ovi_bench.results.comparison import (
+        combine_run_scores,
+        compare_scores,
+        comparison_display,
+        write_comparison,
+    )
+    from ovi_bench.results.records import load_run
 
     names = [name.strip() for name in prior_pair.split(",")]
     if len(names) != 2 or not all(names):
@@ -587,7 +592,7 @@ def baseline(
     ],
 ) -> None:
     """Store a run's protocol and every image's score as a baseline file for `ovi-bench check`."""
-    from ovi_bench.regression import load_baseline, write_baseline
+    from ovi_bench.results.regression import load_baseline, write_baseline
 
     path = write_baseline(run_dir, out)
     stored = load_baseline(path)
@@ -625,7 +630,13 @@ def check(
     out: Annotated[Path | None, typer.Option("--out", help="Also write the verdicts: .csv or .json.")] = None,
 ) -> None:
     """Check a run against a baseline: exit 0 if nothing regressed, 1 if something did, 2 if the input is unusable."""
-    from ovi_bench.regression import OK, check_run, parse_tolerance_overrides, verdict_display, write_verdicts
+    from ovi_bench.results.regression import (
+        OK,
+        check_run,
+        parse_tolerance_overrides,
+        verdict_display,
+        write_verdicts,
+    )
 
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise OviBenchError(f"--out {out}: give a .csv or .json file name.")
@@ -666,7 +677,7 @@ def _show_table(frame, title: str, text_columns: tuple[str, ...]) -> None:
     """A rich table on a terminal (user text escaped: a label like "[red]" is no markup); the Markdown table
     (readable in logs, pastable) anywhere else."""
     if not console.is_terminal:
-        from ovi_bench.summary import markdown_table, markdown_text
+        from ovi_bench.results.summary import markdown_table, markdown_text
 
         print(f"{markdown_text(title)}\n\n{markdown_table(frame, floatfmt='.4f')}\n")
         return

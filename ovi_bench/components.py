@@ -82,7 +82,7 @@ class Component:
         """The run spec's `trust_remote_code` (false unless the spec sets it to true): a component that loads a
         model shipping its own code passes this on, `load_pretrained(cls, ref, trust_remote_code=self.trust_remote_code)`;
         `load_pretrained` refuses True whenever the spec did not allow it."""
-        from ovi_bench.backbones.hub import remote_code_trusted
+        from ovi_bench.models.hub import remote_code_trusted
 
         return remote_code_trusted()
 

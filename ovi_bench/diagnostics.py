@@ -29,7 +29,7 @@ class EmbeddingDiagnostics:
     """Computes the diagnostics with a text encoder (for the text embedding) and an optional bank."""
 
     def __init__(self, model: str, bank: str | None, *, device: torch.device, dtype: torch.dtype) -> None:
-        from ovi_bench.backbones.kandinsky import load_text_side
+        from ovi_bench.models.kandinsky import load_text_side
 
         self.text_side = load_text_side(model, device, dtype)
         self.bank = EmbeddingBank.load(resolve_bank(bank)) if bank else None

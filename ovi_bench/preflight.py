@@ -35,12 +35,12 @@ import pandas as pd
 from huggingface_hub import constants
 from rich.markup import escape
 
-from ovi_bench.backbones.hub import hub_offline, is_tiny_name, looks_like_path
-from ovi_bench.backbones.kandinsky import PRIOR_TEXT_SIDE_FILES
 from ovi_bench.bank import EmbeddingBank, bank_needs, resolve_bank
 from ovi_bench.components import FileNeed, ModelNeed
 from ovi_bench.errors import OviBenchError, PreflightError
 from ovi_bench.metrics.base import DerivedMetric, SetMetric
+from ovi_bench.models.hub import hub_offline, is_tiny_name, looks_like_path
+from ovi_bench.models.kandinsky import PRIOR_TEXT_SIDE_FILES
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet, compbench_file
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, resolve_categories

@@ -24,7 +24,6 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from ovi_bench.audits import run_audits
-from ovi_bench.backbones.hub import remote_code_policy
 from ovi_bench.bank import EmbeddingBank, resolve_bank
 from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
@@ -33,6 +32,7 @@ from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.interrupts import stop_signals_raise
 from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
+from ovi_bench.models.hub import remote_code_policy
 from ovi_bench.paths import expand_user
 from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar

@@ -47,7 +47,8 @@ def read_events(path: Path, offset: int = 0) -> list[Event]:
 
 
 def _install(log_path: str) -> None:
-    from ovi_bench import leaderboard, store
+    from ovi_bench import store
+    from ovi_bench.results import leaderboard
 
     descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     pid = os.getpid()

@@ -16,8 +16,6 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import ovi_bench.bank as bank_module
-from ovi_bench.backbones.kandinsky import image_encoder_identity, load_image_encoder
-from ovi_bench.backbones.tiny import tiny_kandinsky_prior_dir
 from ovi_bench.bank import (
     EmbeddingBank,
     HFDatasetImages,
@@ -31,6 +29,8 @@ from ovi_bench.bank import (
     tiny_bank_dir,
 )
 from ovi_bench.errors import DataError, OviBenchError
+from ovi_bench.models.kandinsky import image_encoder_identity, load_image_encoder
+from ovi_bench.models.tiny import tiny_kandinsky_prior_dir
 
 CPU = torch.device("cpu")
 F64 = torch.float64

@@ -14,14 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from ovi_bench.cli import app
-from ovi_bench.comparison import (
+from ovi_bench.errors import DataError
+from ovi_bench.results.comparison import (
     NO_CLEAR_DIFFERENCE,
     TOO_FEW_PROMPTS,
     compare_priors,
     compare_scores,
 )
-from ovi_bench.errors import DataError
-from ovi_bench.results import ProtocolMismatchError, load_run
+from ovi_bench.results.records import ProtocolMismatchError, load_run
 from ovi_bench.spec import OFFICIAL_METRICS
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ovi_bench.backbones.kandinsky import zero_image_embeds
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.decoders.kandinsky import KandinskyDecoder
 from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.models.kandinsky import zero_image_embeds
 from ovi_bench.registry import DECODERS
 
 CPU = torch.device("cpu")

@@ -20,10 +20,9 @@ from transformers import (
     CLIPVisionConfig,
 )
 
-from ovi_bench.backbones.kandinsky import load_text_side, zero_image_embeds
-from ovi_bench.backbones.tiny import tiny_kandinsky_prior_dir, tiny_tokenizer
 from ovi_bench.errors import ModelLoadError, OviBenchError
-from ovi_bench.leaderboard import write_results
+from ovi_bench.models.kandinsky import load_text_side, zero_image_embeds
+from ovi_bench.models.tiny import tiny_kandinsky_prior_dir, tiny_tokenizer
 from ovi_bench.priors.base import Prior
 from ovi_bench.priors.eclipse import (
     ECLIPSE_KANDINSKY22_PRIOR_ID,
@@ -34,6 +33,7 @@ from ovi_bench.priors.eclipse import (
     tiny_eclipse_prior_dir,
 )
 from ovi_bench.registry import PRIORS
+from ovi_bench.results.leaderboard import write_results
 from ovi_bench.runner import Runner, seeded_generators
 from ovi_bench.spec import parse_spec
 

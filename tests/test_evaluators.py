@@ -19,15 +19,8 @@ from transformers import (
 )
 from transformers.models.blip.configuration_blip import BlipTextConfig
 
-from ovi_bench.backbones.evaluator_tiny import (
-    build_tiny_blip_vqa,
-    build_tiny_depth_anything,
-    build_tiny_dpt_hybrid,
-    build_tiny_grounding_dino,
-    build_tiny_owlv2,
-    tiny_bert_tokenizer,
-)
-from ovi_bench.backbones.evaluators import (
+from ovi_bench.errors import ModelLoadError
+from ovi_bench.models.evaluators import (
     TINY_BLIP_BUILDERS,
     TINY_DEPTH_BUILDERS,
     TINY_DETECTOR_BUILDERS,
@@ -48,9 +41,16 @@ from ovi_bench.backbones.evaluators import (
     tiny_grounding_dino_dir,
     tiny_owlv2_dir,
 )
-from ovi_bench.backbones.hub import resolve_model
-from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-from ovi_bench.errors import ModelLoadError
+from ovi_bench.models.evaluators.tiny import (
+    build_tiny_blip_vqa,
+    build_tiny_depth_anything,
+    build_tiny_dpt_hybrid,
+    build_tiny_grounding_dino,
+    build_tiny_owlv2,
+    tiny_bert_tokenizer,
+)
+from ovi_bench.models.hub import resolve_model
+from ovi_bench.models.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.paths import cache_dir
 
 CPU = torch.device("cpu")

@@ -13,9 +13,9 @@ import pytest
 from tiny_runs import run
 
 from ovi_bench.errors import OviBenchError
-from ovi_bench.leaderboard import merge_runs
-from ovi_bench.results import ProtocolMismatchError, load_run, protocol
-from ovi_bench.summary import latex_escape, official_summary, summary_latex
+from ovi_bench.results.leaderboard import merge_runs
+from ovi_bench.results.records import ProtocolMismatchError, load_run, protocol
+from ovi_bench.results.summary import latex_escape, official_summary, summary_latex
 
 # clip is the official metric of non_spatial only: the tiny run gets one official column and one extra category.
 PROMPTS = {"source": "builtin", "categories": ["non_spatial", "color"], "limit": 1}

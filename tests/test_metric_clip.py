@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from ovi_bench.backbones.clip import tiny_clip_dir
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.clip import CLIPMetric, CLIPParams
 from ovi_bench.metrics.functional.clip import clip_cosine
+from ovi_bench.models.clip import tiny_clip_dir
 
 
 def test_cosine_rule_exact_values() -> None:

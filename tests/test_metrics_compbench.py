@@ -7,17 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from ovi_bench.backbones.evaluators import BlipVQA, RawDetection
 from ovi_bench.errors import SpecError
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.bvqa import BVQAMetric
 from ovi_bench.metrics.clip import CLIPMetric
 from ovi_bench.metrics.functional.bvqa import bvqa_questions, bvqa_score
-from ovi_bench.metrics.functional.text import BuiltinAnalyzer
 from ovi_bench.metrics.functional.three_in_one import three_in_one_score
 from ovi_bench.metrics.numeracy import NumeracyMetric
 from ovi_bench.metrics.spatial import Spatial2DMetric, Spatial3DMetric
+from ovi_bench.metrics.text_analysis import BuiltinAnalyzer
 from ovi_bench.metrics.three_in_one import ThreeInOneMetric
+from ovi_bench.models.evaluators import BlipVQA, RawDetection
 from ovi_bench.registry import METRICS
 from ovi_bench.spec import OFFICIAL_METRICS, parse_spec
 

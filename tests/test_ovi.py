@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovi_bench.backbones.kandinsky import load_image_encoder, load_text_side
 from ovi_bench.bank import EmbeddingBank, nearest_neighbours, tiny_bank_dir
 from ovi_bench.errors import OviBenchError
+from ovi_bench.models.kandinsky import load_image_encoder, load_text_side
 from ovi_bench.priors.ovi import (
     OVIMahalanobisPrior,
     OVINearestNeighbourPrior,

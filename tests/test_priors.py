@@ -6,8 +6,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ovi_bench.backbones.kandinsky import load_text_side, zero_image_embeds
 from ovi_bench.errors import OviBenchError
+from ovi_bench.models.kandinsky import load_text_side, zero_image_embeds
 from ovi_bench.priors.base import Prior, PriorOutput, check_prior_output
 from ovi_bench.priors.kandinsky import KandinskyPrior
 from ovi_bench.priors.text_embedding import TextEmbeddingPrior

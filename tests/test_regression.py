@@ -33,7 +33,8 @@ from typer.testing import CliRunner
 
 from ovi_bench.cli import app
 from ovi_bench.errors import DataError
-from ovi_bench.regression import (
+from ovi_bench.results.records import ProtocolMismatchError, load_run
+from ovi_bench.results.regression import (
     IMPROVED,
     INCOMPLETE,
     MISSING,
@@ -46,7 +47,6 @@ from ovi_bench.regression import (
     verdict_table,
     write_baseline,
 )
-from ovi_bench.results import ProtocolMismatchError, load_run
 from ovi_bench.spec import load_spec
 
 COMMITTED_BASELINE = Path(__file__).resolve().parent / "baselines" / "smoke.json"

@@ -22,10 +22,15 @@ from typer.testing import CliRunner
 
 from ovi_bench.cli import app
 from ovi_bench.errors import DataError
-from ovi_bench.report import DEFAULT_PROMPTS_PER_CATEGORY, DEFAULT_SEEDS_PER_PROMPT, script_json, write_report
-from ovi_bench.report.plots import IntervalRow, interval_plot
-from ovi_bench.report.tables import summary_table
-from ovi_bench.results import load_run
+from ovi_bench.results.records import load_run
+from ovi_bench.results.report import (
+    DEFAULT_PROMPTS_PER_CATEGORY,
+    DEFAULT_SEEDS_PER_PROMPT,
+    script_json,
+    write_report,
+)
+from ovi_bench.results.report.plots import IntervalRow, interval_plot
+from ovi_bench.results.report.tables import summary_table
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SVG = "{http://www.w3.org/2000/svg}"

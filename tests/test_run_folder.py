@@ -18,7 +18,7 @@ from paced_components import paced_spec, temporaries
 
 from ovi_bench import cli, run_folder
 from ovi_bench.errors import OviBenchError
-from ovi_bench.leaderboard import write_results
+from ovi_bench.results.leaderboard import write_results
 from ovi_bench.run_folder import claim_run_folder, verify_run_folder
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
@@ -260,8 +260,8 @@ def test_a_deleted_embedding_is_computed_again_with_its_facts(tmp_path: Path) ->
 def test_a_corrupt_tiny_model_cache_names_the_folder_and_the_fix(ovi_bench_cache: Path) -> None:
     from transformers import CLIPTextModelWithProjection
 
-    from ovi_bench.backbones.hub import load_pretrained
     from ovi_bench.errors import ModelLoadError
+    from ovi_bench.models.hub import load_pretrained
 
     # A folder of its own (a corrupt copy of a real tiny folder would break the session's other tests).
     folder = ovi_bench_cache / "tiny" / "corrupt-for-test-v1"

@@ -25,9 +25,9 @@ import tomli_w
 from command_line import run_main
 
 import ovi_bench
-from ovi_bench.backbones.hub import load_pretrained, remote_code_policy, remote_code_trusted
 from ovi_bench.components import Component
 from ovi_bench.errors import ModelLoadError, OviBenchError, SpecError, UnknownNameError
+from ovi_bench.models.hub import load_pretrained, remote_code_policy, remote_code_trusted
 from ovi_bench.registry import PRIORS, load_plugins
 from ovi_bench.spec import parse_spec
 
@@ -277,7 +277,7 @@ REMOTE_CODE_PLUGIN = '''
 import json
 import os
 
-from ovi_bench.backbones.hub import load_pretrained
+from ovi_bench.models.hub import load_pretrained
 from ovi_bench.priors.text_embedding import TextEmbeddingPrior
 from ovi_bench.registry import PRIORS
 
@@ -480,8 +480,8 @@ def test_a_plugin_gets_remote_code_only_when_the_spec_says_so(
 def test_labels_full_of_path_syntax_write_nothing_outside_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ovi_bench.leaderboard import write_results
-    from ovi_bench.report import write_report
+    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.results.report import write_report
     from ovi_bench.runner import Runner
 
     # Deep enough that a label used as a path, against the run folder or the working directory, lands in tmp_path.

@@ -12,7 +12,6 @@ import torch
 from tiny_runs import tiny_spec
 
 from ovi_bench.errors import OviBenchError
-from ovi_bench.leaderboard import write_results
 from ovi_bench.metrics.functional.distances import (
     cmmd,
     feature_statistics,
@@ -20,6 +19,7 @@ from ovi_bench.metrics.functional.distances import (
     kernel_inception_distance,
 )
 from ovi_bench.registry import METRICS
+from ovi_bench.results.leaderboard import write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
 

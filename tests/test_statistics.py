@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ovi_bench.statistics import paired_difference, prompt_bootstrap_interval
+from ovi_bench.results.statistics import paired_difference, prompt_bootstrap_interval
 
 
 def test_estimate_is_the_mean_over_images_or_over_prompts() -> None:

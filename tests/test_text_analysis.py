@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ovi_bench.errors import ModelLoadError, OviBenchError
-from ovi_bench.metrics.functional import text as text_module
+from ovi_bench.metrics import text_analysis as text_module
 from ovi_bench.metrics.functional.spatial import objects_2d, relation_2d, relation_3d
-from ovi_bench.metrics.functional.text import (
+from ovi_bench.metrics.text_analysis import (
     BuiltinAnalyzer,
     SpacyAnalyzer,
     TextAnalyzer,

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from ovi_bench.backbones.kandinsky import TEXT_CACHE_SIZE, TextEncoding, TextSide, load_text_side
+from ovi_bench.models.kandinsky import TEXT_CACHE_SIZE, TextEncoding, TextSide, load_text_side
 from ovi_bench.priors.eclipse import EclipsePrior
 from ovi_bench.priors.ovi import OVIPrior
 from ovi_bench.priors.text_embedding import TextEmbeddingPrior

@@ -16,13 +16,13 @@ import ovi_bench
 from ovi_bench.cli import app
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import read_csv, write_csv
-from ovi_bench.leaderboard import write_results
 from ovi_bench.prompts import load_prompts
-from ovi_bench.regression import load_baseline
-from ovi_bench.results import load_run
+from ovi_bench.results.leaderboard import write_results
+from ovi_bench.results.records import load_run
+from ovi_bench.results.regression import load_baseline
+from ovi_bench.results.summary import markdown_table
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
-from ovi_bench.summary import markdown_table
 from ovi_bench.text import (
     FORMULA_TRIGGERS,
     MAX_TEXT_LENGTH,

@@ -8,15 +8,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ovi_bench.backbones.kandinsky import (
-    DECODER_PIPELINE_FILES,
-    KANDINSKY22_DECODER_ID,
-    load_decoder_pipeline,
-)
 from ovi_bench.components import ModelNeed, nonfinite_rows
 from ovi_bench.components import Params as BaseParams
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.models.kandinsky import (
+    DECODER_PIPELINE_FILES,
+    KANDINSKY22_DECODER_ID,
+    load_decoder_pipeline,
+)
 from ovi_bench.registry import DECODERS
 
 

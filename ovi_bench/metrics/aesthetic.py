@@ -35,12 +35,12 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
-from ovi_bench.backbones.tiny import clip_image_processor
 from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.tiny import clip_image_processor
 from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.registry import METRICS
 

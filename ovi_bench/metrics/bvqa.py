@@ -7,11 +7,11 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from ovi_bench.backbones.evaluators import BLIP_VQA_ID, OFFICIAL_BLIP_IMAGE_SIZE, BlipVQA
 from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, TextAnalyzingMetric
 from ovi_bench.metrics.functional.bvqa import bvqa_questions, bvqa_score
+from ovi_bench.models.evaluators import BLIP_VQA_ID, OFFICIAL_BLIP_IMAGE_SIZE, BlipVQA
 from ovi_bench.registry import METRICS
 
 

@@ -9,13 +9,13 @@ import torch
 from pydantic import Field
 from transformers import CLIPModel, CLIPProcessor
 
-from ovi_bench.backbones.clip import TINY_CLIP_BUILDERS
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
 from ovi_bench.metrics.functional.clip import clip_cosine
-from ovi_bench.metrics.functional.text import make_analyzer, without_adjectives
+from ovi_bench.metrics.text_analysis import make_analyzer, without_adjectives
+from ovi_bench.models.clip import TINY_CLIP_BUILDERS
+from ovi_bench.models.hub import load_pretrained, resolve_model
 from ovi_bench.registry import METRICS
 
 OFFICIAL_CLIP_ID = "openai/clip-vit-base-patch32"

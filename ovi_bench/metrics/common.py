@@ -7,11 +7,11 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from ovi_bench.backbones.evaluators import GROUNDING_DINO_ID, OWLV2_ID, RawDetection, make_detector
 from ovi_bench.components import ModelNeed, Params, model_files
 from ovi_bench.metrics.base import Metric
 from ovi_bench.metrics.functional.detections import Detection
-from ovi_bench.metrics.functional.text import AnalyzerChoice, make_analyzer
+from ovi_bench.metrics.text_analysis import AnalyzerChoice, make_analyzer
+from ovi_bench.models.evaluators import GROUNDING_DINO_ID, OWLV2_ID, RawDetection, make_detector
 
 
 class AnalyzerParams(Params):

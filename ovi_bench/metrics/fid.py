@@ -30,8 +30,6 @@ from transformers import (
     Dinov2Model,
 )
 
-from ovi_bench.backbones.clip import TINY_CLIP_BUILDERS
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.bank import IMAGE_SUFFIXES, EmbeddingBank, ImageFiles, draw_tiny_bank_images
 from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
 from ovi_bench.errors import DataError, OviBenchError
@@ -43,6 +41,8 @@ from ovi_bench.metrics.functional.distances import (
     frechet_distance,
     kernel_inception_distance,
 )
+from ovi_bench.models.clip import TINY_CLIP_BUILDERS
+from ovi_bench.models.hub import load_pretrained, resolve_model
 from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.registry import METRICS
 

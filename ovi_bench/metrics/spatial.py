@@ -16,7 +16,6 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ovi_bench.backbones.evaluators import DPT_HYBRID_MIDAS_ID, DepthEstimator
 from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import (
@@ -37,6 +36,7 @@ from ovi_bench.metrics.functional.spatial import (
     spatial_2d_score,
     spatial_3d_score,
 )
+from ovi_bench.models.evaluators import DPT_HYBRID_MIDAS_ID, DepthEstimator
 from ovi_bench.registry import METRICS
 
 

@@ -55,13 +55,13 @@ from transformers import (
     T5Tokenizer,
 )
 
-from ovi_bench.backbones.evaluator_tiny import tiny_bert_tokenizer
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
-from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_image_processor
 from ovi_bench.components import ModelNeed, Params, model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
+from ovi_bench.models.evaluators.tiny import tiny_bert_tokenizer
+from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_image_processor
 from ovi_bench.paths import cache_dir
 from ovi_bench.registry import METRICS
 from ovi_bench.text import short_repr

@@ -30,14 +30,18 @@ from pydantic import Field
 from safetensors import SafetensorError, safe_open
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
-from ovi_bench.backbones.hub import (
+from ovi_bench.components import ModelNeed, model_files
+from ovi_bench.components import Params as BaseParams
+from ovi_bench.errors import ModelLoadError, OviBenchError
+from ovi_bench.io import publish_directory
+from ovi_bench.models.hub import (
     explain_load_failure,
     load_pretrained,
     looks_like_path,
     model_file,
     resolve_model,
 )
-from ovi_bench.backbones.kandinsky import (
+from ovi_bench.models.kandinsky import (
     KANDINSKY22_PRIOR_ID,
     PRIOR_IMAGE_ENCODER_FILES,
     PRIOR_TEXT_SIDE_FILES,
@@ -45,11 +49,7 @@ from ovi_bench.backbones.kandinsky import (
     load_text_side,
     zero_image_embeds,
 )
-from ovi_bench.backbones.tiny import EMBEDDING_DIM, TEXT_MAX_LENGTH
-from ovi_bench.components import ModelNeed, model_files
-from ovi_bench.components import Params as BaseParams
-from ovi_bench.errors import ModelLoadError, OviBenchError
-from ovi_bench.io import publish_directory
+from ovi_bench.models.tiny import EMBEDDING_DIM, TEXT_MAX_LENGTH
 from ovi_bench.paths import cache_dir
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS

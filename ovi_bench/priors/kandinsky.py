@@ -7,15 +7,15 @@ from collections.abc import Sequence
 import torch
 from pydantic import Field
 
-from ovi_bench.backbones.kandinsky import (
+from ovi_bench.components import ModelNeed
+from ovi_bench.components import Params as BaseParams
+from ovi_bench.errors import OviBenchError
+from ovi_bench.models.kandinsky import (
     KANDINSKY22_PRIOR_ID,
     PRIOR_PIPELINE_FILES,
     load_prior_pipeline,
     zero_image_embeds,
 )
-from ovi_bench.components import ModelNeed
-from ovi_bench.components import Params as BaseParams
-from ovi_bench.errors import OviBenchError
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
 

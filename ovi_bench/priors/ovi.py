@@ -29,7 +29,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from transformers import CLIPVisionModelWithProjection
 
-from ovi_bench.backbones.kandinsky import (
+from ovi_bench.bank import BankStatistics, EmbeddingBank, bank_needs, nearest_neighbours, resolve_bank
+from ovi_bench.components import FileNeed, ModelNeed, Params
+from ovi_bench.errors import OviBenchError
+from ovi_bench.models.kandinsky import (
     KANDINSKY22_PRIOR_ID,
     PRIOR_IMAGE_ENCODER_FILES,
     PRIOR_TEXT_SIDE_FILES,
@@ -37,9 +40,6 @@ from ovi_bench.backbones.kandinsky import (
     load_text_side,
     zero_image_embeds,
 )
-from ovi_bench.bank import BankStatistics, EmbeddingBank, bank_needs, nearest_neighbours, resolve_bank
-from ovi_bench.components import FileNeed, ModelNeed, Params
-from ovi_bench.errors import OviBenchError
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
 

@@ -9,15 +9,15 @@ from typing import Literal
 import torch
 from pydantic import field_validator
 
-from ovi_bench.backbones.kandinsky import (
+from ovi_bench.components import ModelNeed
+from ovi_bench.components import Params as BaseParams
+from ovi_bench.models.kandinsky import (
     KANDINSKY22_PRIOR_ID,
     PRIOR_IMAGE_ENCODER_FILES,
     PRIOR_TEXT_SIDE_FILES,
     load_text_side,
     zero_image_embeds,
 )
-from ovi_bench.components import ModelNeed
-from ovi_bench.components import Params as BaseParams
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
 

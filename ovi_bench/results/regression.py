@@ -18,7 +18,7 @@ Why this test. The same prompt and seed give the same image up to float rounding
 paired with the baseline's image of the same prompt and seed, and the question is whether the paired differences
 (run − baseline, sign flipped for lower-is-better metrics so that positive is better) are systematically negative.
 Pairing removes the prompt-to-prompt spread, which is far larger than any change worth catching. The interval is a
-95% percentile bootstrap that resamples prompts with their images (`ovi_bench.statistics.paired_difference`), because
+95% percentile bootstrap that resamples prompts with their images (`ovi_bench.results.statistics.paired_difference`), because
 the images of one prompt share its difficulty and are not independent. A row regresses only when both hold:
 
 * the mean difference is below −tolerance: the change is large enough to matter (in the metric's own units), and
@@ -53,7 +53,7 @@ import pandas as pd
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.registry import did_you_mean
-from ovi_bench.results import (
+from ovi_bench.results.records import (
     ProtocolMismatchError,
     RunRecord,
     in_board_order,
@@ -61,7 +61,7 @@ from ovi_bench.results import (
     protocol,
     protocol_differences,
 )
-from ovi_bench.statistics import paired_difference
+from ovi_bench.results.statistics import paired_difference
 from ovi_bench.text import short_repr
 
 BASELINE_FORMAT = "ovi-bench-baseline"

@@ -3,7 +3,7 @@
 A leaderboard puts each prior's mean next to the other's with its own interval; those intervals overlap long after the
 priors are distinguishable, because most of the spread comes from the prompts (a hard prompt is hard for both). Here
 the two priors' images are paired on (category, prompt_id, seed), and the difference `second − first` gets a 95%
-bootstrap interval that resamples prompts with their images (`ovi_bench.statistics.paired_difference`). A verdict
+bootstrap interval that resamples prompts with their images (`ovi_bench.results.statistics.paired_difference`). A verdict
 names a winner only when that interval excludes 0.
 
 `compare_scores` is the pure computation on a scores frame (the columns of scores.csv); `compare_priors` reads it from
@@ -23,10 +23,10 @@ from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.prompts import CATEGORIES
 from ovi_bench.registry import did_you_mean
-from ovi_bench.results import RunRecord, check_same_protocol, contributed_priors
+from ovi_bench.results.records import RunRecord, check_same_protocol, contributed_priors
+from ovi_bench.results.statistics import PairedDifference, paired_difference
+from ovi_bench.results.summary import markdown_table
 from ovi_bench.spec import OFFICIAL_METRICS
-from ovi_bench.statistics import PairedDifference, paired_difference
-from ovi_bench.summary import markdown_table
 from ovi_bench.text import short_repr
 
 PAIR_KEYS = ["category", "metric", "prompt_id", "seed"]

@@ -1,10 +1,10 @@
 """The model side of the T2I-CompBench++ evaluators, as plain wrappers (the scoring rules live elsewhere).
 
-* `BlipVQA` (evaluator_blip.py): B-VQA yes-probabilities, official `vqa_prob` (attribute binding, 3-in-1).
-* `Detector`, `Owlv2Detector`, `GroundingDinoDetector`, `make_detector` (evaluator_detectors.py): open-vocabulary
+* `BlipVQA` (evaluators/blip.py): B-VQA yes-probabilities, official `vqa_prob` (attribute binding, 3-in-1).
+* `Detector`, `Owlv2Detector`, `GroundingDinoDetector`, `make_detector` (evaluators/detectors.py): open-vocabulary
   substitutes for UniDet (2D / 3D spatial, numeracy).
-* `DepthEstimator` (evaluator_depth.py): DPT-hybrid MiDaS relative depth, the official 3D-spatial depth model.
-* Tiny random-weight variants of all of them (evaluator_tiny.py), for tests and dry runs.
+* `DepthEstimator` (evaluators/depth.py): DPT-hybrid MiDaS relative depth, the official 3D-spatial depth model.
+* Tiny random-weight variants of all of them (evaluators/tiny.py), for tests and dry runs.
 
 Every wrapper takes `(model, *, device, dtype, ...)`, where `model` is a hub id, a local folder or a tiny name; loads
 once; runs batched under `torch.inference_mode()`; returns plain Python / numpy values; never trusts remote code.
@@ -12,21 +12,21 @@ once; runs batched under `torch.inference_mode()`; returns plain Python / numpy 
 
 from __future__ import annotations
 
-from ovi_bench.backbones.evaluator_blip import (
+from ovi_bench.models.evaluators.blip import (
     BLIP_VQA_ID,
     OFFICIAL_BLIP_IMAGE_SIZE,
     OFFICIAL_QUESTION_MAX_TOKENS,
     BlipVQA,
     blip_encoder_token_id,
 )
-from ovi_bench.backbones.evaluator_depth import (
+from ovi_bench.models.evaluators.depth import (
     DEPTH_ANYTHING_V2_SMALL_ID,
     DPT_HYBRID_MIDAS_ID,
     OFFICIAL_DEPTH_INPUT_SIZE,
     DepthEstimator,
     quantise_like_png,
 )
-from ovi_bench.backbones.evaluator_detectors import (
+from ovi_bench.models.evaluators.detectors import (
     DEFAULT_THRESHOLDS,
     GROUNDING_DINO_ID,
     OWLV2_ID,
@@ -40,7 +40,7 @@ from ovi_bench.backbones.evaluator_detectors import (
     make_detector,
     non_maximum_suppression,
 )
-from ovi_bench.backbones.evaluator_tiny import (
+from ovi_bench.models.evaluators.tiny import (
     TINY_BLIP_BUILDERS,
     TINY_DEPTH_BUILDERS,
     TINY_DETECTOR_BUILDERS,

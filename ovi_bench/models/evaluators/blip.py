@@ -37,9 +37,9 @@ from transformers import BlipForQuestionAnswering, BlipProcessor, PreTrainedToke
 from transformers.image_utils import PILImageResampling
 from transformers.models.blip.configuration_blip import BlipTextConfig
 
-from ovi_bench.backbones.evaluator_common import check_one_entry_per_image, rgb_images
-from ovi_bench.backbones.evaluator_tiny import BLIP_DECODER_TOKEN, BLIP_ENCODER_TOKEN, TINY_BLIP_BUILDERS
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
+from ovi_bench.models.evaluators.common import check_one_entry_per_image, rgb_images
+from ovi_bench.models.evaluators.tiny import BLIP_DECODER_TOKEN, BLIP_ENCODER_TOKEN, TINY_BLIP_BUILDERS
+from ovi_bench.models.hub import load_pretrained, resolve_model
 
 BLIP_VQA_ID = "Salesforce/blip-vqa-capfilt-large"
 """The official B-VQA checkpoint (`model_base_vqa_capfilt_large.pth`, ViT-B despite "large") converted to transformers."""

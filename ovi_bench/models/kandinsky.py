@@ -15,11 +15,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
 
-from ovi_bench.backbones.hub import explain_load_failure, load_pretrained, model_file, resolve_model
-from ovi_bench.backbones.tiny import DECODER_TINY_BUILDERS, PRIOR_TINY_BUILDERS
 from ovi_bench.components import model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_text
+from ovi_bench.models.hub import explain_load_failure, load_pretrained, model_file, resolve_model
+from ovi_bench.models.tiny import DECODER_TINY_BUILDERS, PRIOR_TINY_BUILDERS
 from ovi_bench.paths import cache_dir
 
 KANDINSKY22_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"

@@ -9,7 +9,7 @@ Files written into the run folder:
     leaderboard.json    every row plus the provenance
     set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × category and per prior ("all")
     results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest,
-                        and the set scores and audits: what every later command reads (ovi_bench.results)
+                        and the set scores and audits: what every later command reads (ovi_bench.results.records)
 
 `merge_runs` puts several finished runs into one leaderboard when their protocols agree.
 """
@@ -27,13 +27,13 @@ from typing import Any
 import pandas as pd
 
 from ovi_bench import __version__
-from ovi_bench.backbones.hub import is_model_parameter, model_revision
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, write_csv
+from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
-from ovi_bench.results import (
+from ovi_bench.results.records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
     check_same_protocol,
@@ -41,10 +41,16 @@ from ovi_bench.results import (
     in_board_order,
     protocol,
 )
+from ovi_bench.results.statistics import prompt_bootstrap_interval
+from ovi_bench.results.summary import (
+    markdown_table,
+    markdown_text,
+    official_summary,
+    summary_latex,
+    summary_markdown,
+)
 from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.spec import OFFICIAL_METRICS, RunSpec
-from ovi_bench.statistics import prompt_bootstrap_interval
-from ovi_bench.summary import markdown_table, markdown_text, official_summary, summary_latex, summary_markdown
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from ovi_bench.report.plots import format_value
+from ovi_bench.results.report.plots import format_value
 
 THUMBNAIL_QUALITY = 82
 

@@ -27,10 +27,10 @@ from transformers import (
 )
 from transformers.image_utils import PILImageResampling
 
-from ovi_bench.backbones.evaluator_common import indices_by_size, rgb_images
-from ovi_bench.backbones.evaluator_tiny import TINY_DEPTH_BUILDERS
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.errors import ModelLoadError
+from ovi_bench.models.evaluators.common import indices_by_size, rgb_images
+from ovi_bench.models.evaluators.tiny import TINY_DEPTH_BUILDERS
+from ovi_bench.models.hub import load_pretrained, resolve_model
 
 DPT_HYBRID_MIDAS_ID = "Intel/dpt-hybrid-midas"
 """The official 3D-spatial depth model (MiDaS v3 DPT-hybrid) in transformers."""

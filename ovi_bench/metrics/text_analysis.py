@@ -101,7 +101,7 @@ def _missing_spacy_message(model: str) -> str:
         f"spaCy is not installed, so the '{model}' tagger the official T2I-CompBench evaluators use is unavailable. "
         f"Install it with `pip install spacy` and then the model with `python -m spacy download {model}` (the "
         "official code pins spacy 3.5.3 with en_core_web_sm 3.5.0), or use "
-        "ovi_bench.metrics.functional.text.BuiltinAnalyzer, ovi-bench's rule-based approximation."
+        "ovi_bench.metrics.text_analysis.BuiltinAnalyzer, ovi-bench's rule-based approximation."
     )
 
 

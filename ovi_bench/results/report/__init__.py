@@ -30,16 +30,16 @@ from markupsafe import Markup
 
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text
-from ovi_bench.report.grids import sample_grids
-from ovi_bench.report.plots import IntervalRow, interval_plot
-from ovi_bench.report.tables import (
+from ovi_bench.results.records import RESULTS_FILE, SCORE_COLUMNS, RunRecord, load_run
+from ovi_bench.results.report.grids import sample_grids
+from ovi_bench.results.report.plots import IntervalRow, interval_plot
+from ovi_bench.results.report.tables import (
     as_float,
     audit_table,
     leaderboard_columns,
     leaderboard_rows,
     summary_table,
 )
-from ovi_bench.results import RESULTS_FILE, SCORE_COLUMNS, RunRecord, load_run
 
 __all__ = ["DEFAULT_PROMPTS_PER_CATEGORY", "DEFAULT_SEEDS_PER_PROMPT", "DEFAULT_THUMBNAIL_PX", "write_report"]
 

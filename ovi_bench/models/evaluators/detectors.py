@@ -27,10 +27,10 @@ from transformers import (
     Owlv2Processor,
 )
 
-from ovi_bench.backbones.evaluator_common import check_one_entry_per_image, indices_by_size, rgb_images
-from ovi_bench.backbones.evaluator_tiny import tiny_grounding_dino_dir, tiny_owlv2_dir
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
 from ovi_bench.errors import ModelLoadError
+from ovi_bench.models.evaluators.common import check_one_entry_per_image, indices_by_size, rgb_images
+from ovi_bench.models.evaluators.tiny import tiny_grounding_dino_dir, tiny_owlv2_dir
+from ovi_bench.models.hub import load_pretrained, resolve_model
 
 OWLV2_ID = "google/owlv2-base-patch16-ensemble"
 GROUNDING_DINO_ID = "IDEA-Research/grounding-dino-tiny"

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPProcessor
 
-from ovi_bench.backbones.tiny import clip_image_processor, tiny_tokenizer
 from ovi_bench.io import publish_directory
+from ovi_bench.models.tiny import clip_image_processor, tiny_tokenizer
 from ovi_bench.paths import cache_dir
 
 TINY_CLIP_IMAGE_SIZE = 32

@@ -38,8 +38,8 @@ from transformers import (
     SwinConfig,
 )
 
-from ovi_bench.backbones.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, tiny_tokenizer
 from ovi_bench.io import publish_directory
+from ovi_bench.models.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, tiny_tokenizer
 from ovi_bench.paths import cache_dir
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

@@ -12,20 +12,20 @@ import torch
 from diffusers import KandinskyV22PriorPipeline
 from safetensors.torch import save_file
 
-from ovi_bench.backbones.hub import load_pretrained, resolve_model
-from ovi_bench.backbones.kandinsky import (
+from ovi_bench.errors import ModelLoadError
+from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.kandinsky import (
     clear_zero_image_embeds_memo,
     load_image_encoder,
     load_prior_pipeline,
     load_text_side,
     zero_image_embeds,
 )
-from ovi_bench.backbones.tiny import (
+from ovi_bench.models.tiny import (
     PRIOR_TINY_BUILDERS,
     tiny_kandinsky_decoder_dir,
     tiny_kandinsky_prior_dir,
 )
-from ovi_bench.errors import ModelLoadError
 from ovi_bench.paths import cache_dir
 
 CPU = torch.device("cpu")

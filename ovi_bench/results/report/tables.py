@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from ovi_bench.report.plots import format_value
-from ovi_bench.results import LEADERBOARD_COLUMNS
-from ovi_bench.summary import official_summary
+from ovi_bench.results.records import LEADERBOARD_COLUMNS
+from ovi_bench.results.report.plots import format_value
+from ovi_bench.results.summary import official_summary
 
 AUDIT_OK = ("", "ok")
 
@@ -78,7 +78,7 @@ def summary_table(
     categories: Sequence[str],
     higher_is_better: Callable[[str], bool],
 ) -> SummaryTable:
-    """Each category's official metric per prior (`ovi_bench.summary.official_summary`, which marks the best of each
+    """Each category's official metric per prior (`ovi_bench.results.summary.official_summary`, which marks the best of each
     column), as cells for the template: a row for every prior, None where a prior has no official row."""
     summary = official_summary(board, higher_is_better)
     by_prior = {str(record["prior"]): record for record in summary.to_dict("records")}
