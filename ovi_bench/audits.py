@@ -30,7 +30,8 @@ from ovi_bench.results.statistics import prompt_bootstrap_interval
 from ovi_bench.store import RowCache
 
 if TYPE_CHECKING:
-    from ovi_bench.runner import Runner, WorkItem
+    from ovi_bench.plan import WorkItem
+    from ovi_bench.runner import Runner
 
 CANARY_FLAG_RANK = 0.25
 """A metric is flagged when the canaries' mean score beats this fraction of the run's real images."""
@@ -137,7 +138,7 @@ def run_audits(
     settings = runner.spec.audits
     if settings is None:
         return []
-    from ovi_bench.runner import metric_fingerprint
+    from ovi_bench.plan import metric_fingerprint
 
     matched = {(row["image"], row["metric"]): row["score"] for row in rows}
     records = runner.store.manifest

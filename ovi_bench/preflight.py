@@ -42,11 +42,11 @@ from ovi_bench.metrics.base import DerivedMetric, SetMetric
 from ovi_bench.models.hub import hub_offline, is_tiny_name, looks_like_path
 from ovi_bench.models.kandinsky import PRIOR_TEXT_SIDE_FILES
 from ovi_bench.paths import expand_user
+from ovi_bench.plan import WorkItem, load_run_prompts, metric_fingerprint, plan
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet, compbench_file
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, resolve_categories
 from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, OFFLINE_ENVS, compbench_cache_dir, compbench_url
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
-from ovi_bench.runner import WorkItem, load_run_prompts, metric_fingerprint, plan
 from ovi_bench.spec import MetricSpec, RunSpec
 from ovi_bench.store import FeatureCache, RowCache, item_key
 

@@ -13,7 +13,6 @@ import io
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,103 +33,23 @@ from ovi_bench.io import atomic_write_text, canonical_json, sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.models.hub import remote_code_policy
 from ovi_bench.paths import expand_user
+from ovi_bench.plan import (
+    WorkItem,
+    load_run_prompts,
+    metric_fingerprint,
+    plan,
+)
 from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import progress_bar
-from ovi_bench.prompts import COMPBENCH_DIR_ENV, Prompt, PromptSet, load_prompts
+from ovi_bench.prompts import COMPBENCH_DIR_ENV
+from ovi_bench.provenance import RunCounts, RunResult
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.run_folder import claim_run_folder, prepare_output_folder, remove_if_untouched
 from ovi_bench.sharding import Shard
-from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
+from ovi_bench.spec import MetricSpec, RunSpec
 from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One image of the run: a prior × prompt × seed, rendered by the run's decoder."""
-
-    prior: str
-    """The prior's display name (label or registered name)."""
-    prompt: Prompt
-    seed: int
-    embedding_key: str
-    image_key: str
-
-
-@dataclass
-class RunCounts:
-    """What a run computed and what it found already done."""
-
-    embeddings_computed: int = 0
-    images_generated: int = 0
-    images_reused: int = 0
-    images_regenerated_corrupt: int = 0
-    scores_computed: int = 0
-    scores_reused: int = 0
-    diagnostics_computed: int = 0
-    features_computed: int = 0
-    """Images run through a set metric's feature extractor (set metrics sharing an extractor share features)."""
-    features_reused: int = 0
-
-
-@dataclass
-class RunResult:
-    output_dir: Path
-    spec: RunSpec
-    prompt_set: PromptSet
-    items: list[WorkItem]
-    score_rows: list[dict[str, Any]]
-    embedding_rows: list[dict[str, Any]] = field(default_factory=list)
-    """One row per prior × prompt × seed: the prior's own facts and, when configured, the diagnostics."""
-    counts: RunCounts = field(default_factory=RunCounts)
-    device: str = "cpu"
-    set_rows: list[dict[str, Any]] = field(default_factory=list)
-    """Set-level metrics (FID, KID, CMMD): one row per prior × category and per prior over all its images ("all")."""
-    set_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Provenance of each set metric: feature space, extractor fingerprint, resize policy, reference set and size."""
-    audit_rows: list[dict[str, Any]] = field(default_factory=list)
-    """Metric audits (prompt-shuffle gap, canaries): one row per metric × category × audit, when configured."""
-
-
-def prior_fingerprint(spec: RunSpec, prior: PriorSpec) -> str:
-    return PRIORS.get(prior.name).fingerprint(prior.name, prior.params, spec.dtype)
-
-
-def decoder_fingerprint(spec: RunSpec) -> str:
-    decoder = spec.decoder
-    settings = {**decoder.params, "steps": decoder.steps, "guidance": decoder.guidance}
-    settings |= {"height": decoder.height, "width": decoder.width}
-    return DECODERS.get(decoder.name).fingerprint(decoder.name, settings, spec.dtype)
-
-
-def metric_fingerprint(spec: RunSpec, metric: MetricSpec) -> str:
-    return METRICS.get(metric.name).fingerprint(metric.name, metric.params, spec.dtype)
-
-
-def load_run_prompts(spec: RunSpec, data_dir: str | Path | None = None) -> PromptSet:
-    prompts = spec.prompts
-    return load_prompts(
-        prompts.source,
-        categories=prompts.categories,
-        split=prompts.split,
-        limit=prompts.limit,
-        data_dir=data_dir or prompts.data_dir,
-    )
-
-
-def plan(spec: RunSpec, prompt_set: PromptSet) -> list[WorkItem]:
-    """Every image of the run, keyed by content: the same prior, prompt, seed and decoder give the same keys."""
-    decoder_key = decoder_fingerprint(spec)
-    items = []
-    for prior in spec.priors:
-        prior_key = prior_fingerprint(spec, prior)
-        for prompt in prompt_set.prompts:
-            for seed in spec.seeds:
-                embedding_key = item_key("embedding", prior_key, prompt.text, seed)
-                image_key = item_key("image", embedding_key, decoder_key)
-                items.append(WorkItem(prior.display_name, prompt, seed, embedding_key, image_key))
-    return items
 
 
 def batched(values: Sequence[T], size: int) -> Iterator[list[T]]:

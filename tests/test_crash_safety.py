@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from tiny_runs import tiny_spec
 
 from ovi_bench import cli
-from ovi_bench.runner import load_run_prompts, plan
+from ovi_bench.plan import load_run_prompts, plan
 from ovi_bench.spec import parse_spec
 from ovi_bench.store import COMMIT_ITEMS, COMMIT_SECONDS
 

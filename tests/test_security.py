@@ -385,7 +385,7 @@ def test_no_spec_field_imports_the_module_it_names(
 ) -> None:
     canary = tmp_path / "imported"
     monkeypatch.setenv("ACME_CANARY", str(canary))
-    from ovi_bench.runner import load_run_prompts
+    from ovi_bench.plan import load_run_prompts
 
     names = ["acme_canary", "acme_canary:Prior", "acme_canary.Prior", "acme_canary.py", "acme_canary.txt"]
     for name in names:

@@ -16,23 +16,17 @@ Files written into the run folder:
 
 from __future__ import annotations
 
-import datetime as dt
-import importlib.metadata
 import json
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ovi_bench import __version__
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, write_csv
-from ovi_bench.models.hub import is_model_parameter, model_revision
-from ovi_bench.prompts.base import prompt_set_digest
-from ovi_bench.registry import METRICS
+from ovi_bench.provenance import RunResult, provenance
 from ovi_bench.results.records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
@@ -49,10 +43,7 @@ from ovi_bench.results.summary import (
     summary_latex,
     summary_markdown,
 )
-from ovi_bench.runner import RunResult, decoder_fingerprint, metric_fingerprint, prior_fingerprint
-from ovi_bench.spec import OFFICIAL_METRICS, RunSpec
-
-PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
+from ovi_bench.spec import OFFICIAL_METRICS
 
 
 def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
@@ -157,77 +148,6 @@ def with_audits(board: pd.DataFrame, audits: pd.DataFrame) -> pd.DataFrame:
         for metric, category in zip(board.metric, board.category, strict=True)
     ]
     return board
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"ovi-bench": __version__, "python": platform.python_version()}
-    for package in PACKAGES:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def model_revisions(spec: RunSpec) -> dict[str, dict[str, str]]:
-    """Every model a component's parameters name, with the revision it resolved to (see `model_revision`)."""
-    components = [(f"priors[{prior.display_name}]", prior.params) for prior in spec.priors]
-    components.append(("decoder", spec.decoder.params))
-    components += [(f"metrics[{metric.name}]", metric.params) for metric in spec.metrics]
-    return {
-        f"{where}.{name}": model_revision(value)
-        for where, params in components
-        for name, value in params.items()
-        if is_model_parameter(name) and isinstance(value, str)
-    }
-
-
-def provenance(result: RunResult) -> dict[str, Any]:
-    spec = result.spec
-    return {
-        "spec_fingerprint": spec.fingerprint(),
-        "spec": spec.model_dump(mode="json"),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": result.device,
-        "dtype": spec.dtype,
-        "seeds": spec.seeds,
-        "packages": package_versions(),
-        "prompts": {
-            "source": result.prompt_set.source,
-            "digest": result.prompt_set.digest,
-            "files": result.prompt_set.files,
-            "n_prompts": len(result.prompt_set.prompts),
-            # Per category, so that runs over different categories can still be checked for the same prompts.
-            "category_digests": {
-                category: prompt_set_digest(prompts)
-                for category, prompts in result.prompt_set.by_category().items()
-            },
-        },
-        "models": model_revisions(spec),
-        "priors": {
-            prior.display_name: {
-                "name": prior.name,
-                "params": prior.params,
-                "fingerprint": prior_fingerprint(spec, prior),
-            }
-            for prior in spec.priors
-        },
-        "decoder": {
-            "name": spec.decoder.name,
-            "params": spec.decoder.params,
-            "fingerprint": decoder_fingerprint(spec),
-        },
-        "metrics": {
-            metric.name: {
-                "version": METRICS.get(metric.name).version,
-                "higher_is_better": METRICS.get(metric.name).higher_is_better,
-                "params": metric.params,
-                "content": METRICS.get(metric.name).content_identity(metric.params),
-                "fingerprint": metric_fingerprint(spec, metric),
-            }
-            for metric in spec.metrics
-        },
-    }
 
 
 def write_results(result: RunResult) -> pd.DataFrame:
