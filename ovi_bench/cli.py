@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -18,7 +17,7 @@ from ovi_bench.errors import OviBenchError
 from ovi_bench.interrupts import Terminated, stop_signals_raise
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
-from ovi_bench.progress import make_console, silence_library_progress
+from ovi_bench.progress import make_console, silence_library_notices, silence_library_progress
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, did_you_mean, load_plugins
 from ovi_bench.text import short_repr
 
@@ -40,7 +39,7 @@ VERSIONED_LIBRARIES = ("torch", "diffusers", "transformers")
 def _print_version(value: bool) -> None:
     if not value:
         return
-    from ovi_bench import __version__
+    from ovi_bench.version import __version__
 
     # Plain print, "name version" per line: easy to paste into a bug report and to parse.
     print(f"ovi-bench {__version__}")
@@ -154,8 +153,9 @@ def run(
 
     --limit, --priors, --categories, --device, --dtype and --batch-size replace spec fields and enter the
     fingerprint exactly as those fields would."""
-    if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
+    if quiet:
         silence_library_progress()
+    silence_library_notices()
     from ovi_bench.results.leaderboard import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import SpecOverrides, load_spec
@@ -297,12 +297,11 @@ def _check_device_option(device: str) -> None:
 
 def _quiet_libraries() -> None:
     """ovi-bench draws its own progress bars; the libraries' per-load bars and notices would bury them."""
+    silence_library_notices()
     import diffusers
     import transformers
 
-    transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
 
 
@@ -448,7 +447,7 @@ def bank_build(
     """Encode images into an embedding bank; a killed build resumes when the same command runs again."""
     import warnings
 
-    if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
+    if quiet:
         silence_library_progress()
     from ovi_bench.bank import HFDatasetImages, ImageFiles, ImageSource, build_bank
 
@@ -752,9 +751,6 @@ def _interrupted() -> NoReturn:
 
 
 def main() -> None:
-    # Read by the libraries when they are first imported: their notices would bury ovi-bench's own messages.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
         # SIGTERM (Slurm preemption, Kubernetes, `timeout`) takes Ctrl-C's path: finished work is committed first.
         with stop_signals_raise():

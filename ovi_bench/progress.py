@@ -4,8 +4,6 @@ consoles that keep lines whole in logs, and the switch that silences the model l
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -58,14 +56,7 @@ def make_console(*, stderr: bool = False) -> Console:
 def silence_library_progress() -> None:
     """Turn off the model libraries' own progress bars (`--quiet`): transformers' "Loading weights" and "Loading
     checkpoint shards", diffusers' "Loading pipeline components", huggingface_hub's "Fetching N files" and
-    downloads (and those of the libraries that draw theirs through huggingface_hub), and any other tqdm bar.
-
-    The commands call it before the model libraries are imported: tqdm reads its defaults from the environment
-    (TQDM_DISABLE) only when first imported, so that switch is set only while it can still work (and never in a
-    process that has imported tqdm already, such as a test session, whose child processes would inherit it).
-    """
-    if "tqdm" not in sys.modules:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+    downloads (and those of the libraries that draw theirs through huggingface_hub)."""
     import diffusers
     import huggingface_hub.utils
     import transformers
@@ -73,6 +64,17 @@ def silence_library_progress() -> None:
     huggingface_hub.utils.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.disable_progress_bar()
+
+
+def silence_library_notices() -> None:
+    """Only errors from transformers' and diffusers' loggers: their per-load notices would bury ovi-bench's own
+    messages. Called by the commands that load models, when they start (importing the libraries takes seconds, which
+    `--help` and the table commands should not pay)."""
+    import diffusers
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.set_verbosity_error()
 
 
 @contextlib.contextmanager

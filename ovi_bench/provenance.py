@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ovi_bench import __version__
 from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.prompts import PromptSet
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
 from ovi_bench.spec import RunSpec
+from ovi_bench.version import __version__
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
 

@@ -169,7 +169,7 @@ def model_revision(ref: str) -> dict[str, str]:
     A hub id gives the commit its cached copy was taken from (the hub cache's `refs/main`), a local folder its
     absolute path, a tiny name the ovi-bench version whose code built it.
     """
-    from ovi_bench import __version__
+    from ovi_bench.version import __version__
 
     if is_tiny_name(ref):
         return {"kind": "tiny", "built_by": f"ovi-bench {__version__}"}
