@@ -1,4 +1,4 @@
-"""`ovi_bench.evaluate`: the README's example, overrides as in the CLI, Prior instances without registration."""
+"""`ovi_bench.evaluate`: the docs' example, overrides as in the CLI, Prior instances without registration."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.registry import PRIORS
 from ovi_bench.spec import parse_spec
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PYTHON_API_DOC = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"
 
 
 class ConstantPrior(Prior):
@@ -59,13 +59,13 @@ def _counts(run_dir: Path) -> dict[str, int]:
     return json.loads((run_dir / "results.json").read_text())["counts"]
 
 
-def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+def test_the_documented_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    section = PYTHON_API_DOC.read_text()
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert code is not None, "the Python API section of the README has no ```python example"
+    assert code is not None, "docs/python-api.md has no ```python example"
     monkeypatch.chdir(tmp_path)  # the example writes runs/notebook relative to the working directory
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(code.group(1), "<README.md: Python API example>", "exec"), namespace)
+    namespace: dict[str, Any] = {"__name__": "documented_example"}
+    exec(compile(code.group(1), "<docs/python-api.md: example>", "exec"), namespace)
     result = namespace["result"]
     assert isinstance(result, ovi_bench.Evaluation)
     assert (

@@ -10,8 +10,8 @@ goes up, `improved`; `test_a_single_flipped_image_is_not_a_regression`).
 
 Every other test that compares the smoke run with a baseline builds that baseline from the same run
 (`own_baseline`), so every unchanged image differs by exactly 0 and the test can demand an exact verdict per row
-on any machine. Refresh the committed baseline when outputs change on purpose, with the one command in the README
-("Regression checks in CI"):
+on any machine. Refresh the committed baseline when outputs change on purpose, with the one command in docs/ci.md
+("Refreshing the committed baseline"):
 
     OMP_NUM_THREADS=1 ovi-bench run configs/smoke.toml --out /tmp/smoke-base -q \
         && ovi-bench baseline /tmp/smoke-base --out tests/baselines/smoke.json
