@@ -107,7 +107,7 @@ def evaluate(
     Returns None only in the non-main processes of a multi-process launch (the main process writes the results).
     Mistakes raise OviBenchError subclasses (a SpecError naming the field for a bad value).
     """
-    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
 
     overrides = SpecOverrides(

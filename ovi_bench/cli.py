@@ -156,7 +156,7 @@ def run(
     fingerprint exactly as those fields would."""
     if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
         silence_library_progress()
-    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import SpecOverrides, load_spec
 
@@ -592,7 +592,7 @@ def baseline(
     ],
 ) -> None:
     """Store a run's protocol and every image's score as a baseline file for `ovi-bench check`."""
-    from ovi_bench.results.regression import load_baseline, write_baseline
+    from ovi_bench.results.baseline import load_baseline, write_baseline
 
     path = write_baseline(run_dir, out)
     stored = load_baseline(path)
