@@ -55,7 +55,8 @@ class Evaluation:
     """What `evaluate` returns: the tables of the run's result files, and where they are."""
 
     leaderboard: pd.DataFrame
-    """One row per prior × category × metric (`leaderboard.csv`): mean, 95% interval, std, counts, `official`."""
+    """One row per prior × category × metric (`leaderboard.csv`): mean, 95% interval, std, counts, `official`,
+    `higher_is_better`."""
     scores: pd.DataFrame
     """One row per image and metric (`scores.csv`): prior, category, prompt, seed, score, reason, image path."""
     output_dir: Path

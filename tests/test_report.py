@@ -436,7 +436,10 @@ def test_hostile_text_is_escaped_everywhere(hostile_run: Path, hostile_report: P
         {"type": "application/json", "id": "report-data"},
         {},
     ]
-    assert scripts[1].text.strip() == (REPOSITORY / "ovi_bench" / "report" / "report.js").read_text().strip()
+    assert (
+        scripts[1].text.strip()
+        == (REPOSITORY / "ovi_bench" / "results" / "report" / "report.js").read_text().strip()
+    )
     _assert_no_markup_from_data(page)
 
     text = page.all_text

@@ -119,8 +119,8 @@ def metric_directions(board: pd.DataFrame) -> dict[str, bool]:
         return {}
     if "higher_is_better" not in board.columns or board["higher_is_better"].isna().any():
         raise DataError(
-            "the leaderboard rows lack `higher_is_better` (whether a metric's higher values are better); read run "
-            "folders with `load_run`, whose leaderboard carries it."
+            "the leaderboard rows lack `higher_is_better` (whether their metric's higher values are better): give "
+            "every row its metric's direction (the leaderboard of a run folder read with `load_run` carries it)."
         )
     return {
         str(metric): bool(higher)

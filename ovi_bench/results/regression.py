@@ -313,8 +313,11 @@ def check_run(
     verdicts = verdict_table(
         reference.scores,
         record.scores,
-        higher_is_better=lambda metric: reference.higher_is_better.get(
-            metric, record.higher_is_better(metric)
+        # The baseline's record first: a metric the run lacks (every row `missing`) has no direction in the run.
+        higher_is_better=lambda metric: (
+            reference.higher_is_better[metric]
+            if metric in reference.higher_is_better
+            else record.higher_is_better(metric)
         ),
         tolerance_for=lambda metric: overrides.get(metric, tolerance),
         allow_missing=allow_missing,
