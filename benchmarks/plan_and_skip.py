@@ -36,7 +36,7 @@ import tomli_w
 import torch
 from instant_components import instant_spec, run_shape_arguments, write_prompt_file
 
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import load_spec
 

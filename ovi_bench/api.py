@@ -55,7 +55,8 @@ class Evaluation:
     """What `evaluate` returns: the tables of the run's result files, and where they are."""
 
     leaderboard: pd.DataFrame
-    """One row per prior × category × metric (`leaderboard.csv`): mean, 95% interval, std, counts, `official`."""
+    """One row per prior × category × metric (`leaderboard.csv`): mean, 95% interval, std, counts, `official`,
+    `higher_is_better`."""
     scores: pd.DataFrame
     """One row per image and metric (`scores.csv`): prior, category, prompt, seed, score, reason, image path."""
     output_dir: Path
@@ -107,7 +108,7 @@ def evaluate(
     Returns None only in the non-main processes of a multi-process launch (the main process writes the results).
     Mistakes raise OviBenchError subclasses (a SpecError naming the field for a bad value).
     """
-    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
 
     overrides = SpecOverrides(

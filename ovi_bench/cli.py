@@ -156,7 +156,7 @@ def run(
     if quiet:
         silence_library_progress()
     silence_library_notices()
-    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import SpecOverrides, load_spec
 
@@ -591,7 +591,7 @@ def baseline(
     ],
 ) -> None:
     """Store a run's protocol and every image's score as a baseline file for `ovi-bench check`."""
-    from ovi_bench.results.regression import load_baseline, write_baseline
+    from ovi_bench.results.baseline import load_baseline, write_baseline
 
     path = write_baseline(run_dir, out)
     stored = load_baseline(path)

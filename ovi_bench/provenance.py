@@ -1,24 +1,53 @@
-"""What a run produced and where it came from: counts, result rows, and the provenance stamped on every result file.
+"""What a run produced and where it came from: counts, result rows, the provenance stamped on every result file, and
+the writing of the run's result files.
 
 The runner fills a `RunResult`; `provenance` turns it into the record of fingerprints, package versions, model
-revisions and prompt digests that the result files carry.
+revisions and prompt digests that the result files carry, and `write_results` writes them into the run folder:
+
+    scores.csv          one row per image and metric, with its reason
+    embeddings.csv      one row per prior × prompt × seed: the prior's facts and the embedding diagnostics
+    leaderboard.csv     one row per prior × category × metric (mean, 95% interval, std, prompts, images, direction)
+    leaderboard.md      the official-metric table (priors × categories), then every row; headed by the fingerprint
+    leaderboard.tex     the official-metric table for a paper (booktabs)
+    leaderboard.json    every row plus the provenance
+    set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × category and per prior ("all")
+    audit.csv           the metric audits, when configured
+    results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest,
+                        and the set scores and audits: what every later command reads (ovi_bench.results.records)
+
+Everything after the run reads these files (`ovi_bench.results`), never a `RunResult`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
+from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.prompts import PromptSet
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import METRICS
+from ovi_bench.results.leaderboard import (
+    LeaderboardHeader,
+    leaderboard_frame,
+    set_score_frame,
+    with_audits,
+    with_diagnostics,
+    with_set_scores,
+    write_leaderboard,
+)
 from ovi_bench.spec import RunSpec
+from ovi_bench.text import markdown_text
 from ovi_bench.version import __version__
 
 PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "safetensors", "numpy", "pandas", "pillow")
@@ -128,3 +157,65 @@ def provenance(result: RunResult) -> dict[str, Any]:
             for metric in spec.metrics
         },
     }
+
+
+def leaderboard_directions(record: dict[str, Any], set_metrics: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """Leaderboard name -> whether higher is better, from the metric classes as `provenance` and the runner's set
+    metric record hold them: what every leaderboard row carries, so that nothing after the run looks it up."""
+    directions = {name: bool(entry["higher_is_better"]) for name, entry in record["metrics"].items()}
+    for entry in set_metrics.values():
+        directions[entry["leaderboard_name"]] = bool(entry["higher_is_better"])
+    return directions
+
+
+def write_results(result: RunResult) -> pd.DataFrame:
+    """Write the run's result files (module docstring) into the run folder; return the leaderboard."""
+    out = Path(result.output_dir)
+    scores = pd.DataFrame(result.score_rows)
+    if scores.empty:
+        scores = pd.DataFrame(columns=["prior", "category", "metric", "prompt_id", "prompt", "seed", "score"])
+    embeddings = pd.DataFrame(result.embedding_rows)
+    run_provenance = provenance(result)
+    directions = leaderboard_directions(run_provenance, result.set_metrics)
+    board = leaderboard_frame(scores, [prior.display_name for prior in result.spec.priors], directions)
+    board = with_diagnostics(board, embeddings, DIAGNOSTIC_COLUMNS)
+    set_scores = set_score_frame(result.set_rows)
+    board = with_set_scores(board, set_scores, directions)
+    audits = pd.DataFrame(result.audit_rows)
+    board = with_audits(board, audits)
+    fingerprint = result.spec.fingerprint()
+    if result.audit_rows:
+        write_csv(audits.assign(spec_fingerprint=fingerprint), out / "audit.csv")
+    write_csv(scores, out / "scores.csv")
+    if result.set_rows:
+        write_csv(set_scores.assign(spec_fingerprint=fingerprint), out / "set_scores.csv")
+    write_csv(embeddings.assign(spec_fingerprint=fingerprint), out / "embeddings.csv")
+    prompts = result.prompt_set
+    header = LeaderboardHeader(
+        title=result.spec.name,
+        lines=[
+            f"spec fingerprint `{fingerprint}` · prompts {markdown_text(prompts.source)} ({prompts.digest[:12]}) · "
+            f"{result.spec.images_per_prompt} image(s) per prompt · seeds {_seed_range(result.spec.seeds)}"
+        ],
+        caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
+        f"spec {fingerprint[:12]}",
+    )
+    write_leaderboard(out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance})
+    payload = {
+        **run_provenance,
+        "counts": vars(result.counts),
+        "leaderboard": json.loads(board.to_json(orient="records")),
+    }
+    if result.set_rows:
+        # Feature space, extractor, resize policy and reference set per set metric; sample counts per row.
+        payload["set_metrics"] = result.set_metrics
+        payload["set_scores"] = result.set_rows
+    if result.audit_rows:
+        payload["audits"] = result.audit_rows
+    # Last: a folder with results.json is a finished run (see ovi_bench.results.records.load_run).
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    return board
+
+
+def _seed_range(seeds: list[int]) -> str:
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])

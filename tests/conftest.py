@@ -40,7 +40,7 @@ def smoke_run(
 
     The report, compare, baseline and check tests all read this one run, as users do after `ovi-bench run`.
     """
-    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import load_spec
 

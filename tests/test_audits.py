@@ -13,7 +13,7 @@ from PIL import Image
 from ovi_bench.audits import canary_images, canary_rank, cyclic_derangement, shuffle_gap
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.clip import CLIPMetric
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
 

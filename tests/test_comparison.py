@@ -151,6 +151,28 @@ def test_lower_is_better_turns_the_verdict_and_the_wins_around() -> None:
     assert (higher_better["wins"], higher_better["losses"], higher_better["win_rate"]) == (0, 20, 0.0)
 
 
+def test_a_run_folders_own_rows_give_the_direction(tmp_path: Path) -> None:
+    # "distance" is in no registry and its provenance says nothing of its direction: the leaderboard rows do.
+    folder = tmp_path / "run"
+    folder.mkdir()
+    base = list(np.linspace(10.0, 20.0, 20))
+    scores_frame(base, [value - 1.0 for value in base], metric="distance").assign(prompt="p").to_csv(
+        folder / "scores.csv", index=False
+    )
+    rows = [
+        {"prior": prior, "category": "color", "metric": "distance", "higher_is_better": False}
+        for prior in "AB"
+    ]
+    results = {
+        "spec_fingerprint": "0" * 64,
+        "priors": {"A": {"fingerprint": "a"}, "B": {"fingerprint": "b"}},
+        "metrics": {"distance": {"version": "1"}},
+        "leaderboard": rows,
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+    assert only_row(compare_priors(load_run(folder), "A", "B"))["verdict"] == "B better"
+
+
 def test_one_prompt_gives_no_verdict() -> None:
     # One prompt: a zero-width interval, which must not count as evidence.
     row = only_row(compare_scores(scores_frame([0.1, 0.1], [0.9, 0.9]), "A", "B"))

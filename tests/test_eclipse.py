@@ -32,8 +32,8 @@ from ovi_bench.priors.eclipse import (
     refuse_eclipse_checkpoint,
     tiny_eclipse_prior_dir,
 )
+from ovi_bench.provenance import write_results
 from ovi_bench.registry import PRIORS
-from ovi_bench.results.leaderboard import write_results
 from ovi_bench.runner import Runner, seeded_generators
 from ovi_bench.spec import parse_spec
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from tiny_runs import run
 
-from ovi_bench.errors import OviBenchError
+from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.results.leaderboard import merge_runs
 from ovi_bench.results.records import ProtocolMismatchError, load_run, protocol
 from ovi_bench.results.summary import latex_escape, official_summary, summary_latex
@@ -120,7 +120,7 @@ def test_latex_escapes_user_text_and_marks_the_best_by_the_metrics_direction() -
     assert latex_escape(r"ovi_nn & 50% #1 {x} ~^ \ $") == (
         r"ovi\_nn \& 50\% \#1 \{x\} \textasciitilde{}\textasciicircum{} \textbackslash{} \$"
     )
-    # cmmd is lower-is-better: the smaller mean is the best of its column.
+    # cmmd is lower-is-better (as its rows say): the smaller mean is the best of its column.
     board = pd.DataFrame(
         {
             "prior": ["a_b", "c"],
@@ -130,12 +130,74 @@ def test_latex_escapes_user_text_and_marks_the_best_by_the_metrics_direction() -
             "mean": [0.2, 0.1],
             "ci_low": [0.1, 0.05],
             "ci_high": [0.3, 0.15],
+            "higher_is_better": [False, False],
         }
     )
     summary = official_summary(board)
     assert list(summary["color.best"]) == [False, True]
     tex = summary_latex(summary, "a 100% caption")
     assert "a\\_b & 0.2000" in tex and "c & \\textbf{0.1000}" in tex and "a 100\\% caption" in tex
+
+
+def test_the_direction_of_a_row_comes_from_its_own_column() -> None:
+    # "my-distance" is in no registry: only the rows say that lower is better, and the summary believes them.
+    board = pd.DataFrame(
+        {
+            "prior": ["near", "far"],
+            "category": ["color", "color"],
+            "metric": ["my-distance", "my-distance"],
+            "official": [True, True],
+            "mean": [0.1, 0.9],
+            "ci_low": [0.0, 0.8],
+            "ci_high": [0.2, 1.0],
+            "higher_is_better": [False, False],
+        }
+    )
+    assert list(official_summary(board)["color.best"]) == [True, False]
+    assert list(official_summary(board.assign(higher_is_better=True))["color.best"]) == [False, True]
+    # A table without the column is refused, never ranked by a guessed direction.
+    with pytest.raises(DataError, match="higher_is_better"):
+        official_summary(board.drop(columns="higher_is_better"))
+
+
+def test_the_smoke_runs_rows_carry_each_metrics_direction_and_feature_space(smoke_run: Path) -> None:
+    results = json.loads((smoke_run / "results.json").read_text())
+    board = pd.DataFrame(results["leaderboard"])
+    for name, entry in results["metrics"].items():
+        assert set(board.loc[board.metric == name, "higher_is_better"]) <= {entry["higher_is_better"]}
+    assert results["set_metrics"]  # fid, kid and cmmd: lower is better, each in its feature space
+    for entry in results["set_metrics"].values():
+        rows = board[board.metric == entry["leaderboard_name"]]
+        assert len(rows) and set(rows.higher_is_better) == {False}
+        assert set(rows.feature_space) == {entry["feature_space"]}
+    on_disk = pd.read_csv(smoke_run / "leaderboard.csv")
+    assert list(on_disk.higher_is_better) == list(board.higher_is_better)
+
+
+def _old_run_folder(folder: Path, metrics: dict, set_metrics: dict) -> Path:
+    """A results.json as runs wrote it before the leaderboard rows carried `higher_is_better`."""
+    folder.mkdir()
+    row = {"prior": "p", "category": "color", "official": False, "mean": 0.5}
+    results = {
+        "spec_fingerprint": "0" * 64,
+        "metrics": metrics,
+        "set_metrics": set_metrics,
+        "leaderboard": [row | {"metric": "clip"}, row | {"metric": "fid[dinov2]", "category": "all"}],
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_an_old_run_folder_takes_the_direction_from_its_provenance(tmp_path: Path) -> None:
+    clip = {"clip": {"version": "1", "higher_is_better": True}}
+    fid = {"fid": {"leaderboard_name": "fid[dinov2]", "feature_space": "dinov2", "higher_is_better": False}}
+    old = load_run(_old_run_folder(tmp_path / "old", clip, fid))
+    assert list(old.leaderboard.higher_is_better) == [True, False]
+    assert old.higher_is_better("clip") and not old.higher_is_better("fid[dinov2]")
+    # Neither the rows nor the provenance say it (a hand-made file): an error naming the metric and the fix.
+    unknown = load_run(_old_run_folder(tmp_path / "unknown", clip, {}))
+    with pytest.raises(DataError, match=r"fid\[dinov2\].*ovi-bench run"):
+        unknown.leaderboard  # noqa: B018 (the property reads and checks the rows)
 
 
 def test_missing_or_corrupt_run_folders_are_clear_errors(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 from ovi_bench.cli import app
 from ovi_bench.errors import DataError
+from ovi_bench.results.baseline import load_baseline, write_baseline
 from ovi_bench.results.records import ProtocolMismatchError, load_run
 from ovi_bench.results.regression import (
     IMPROVED,
@@ -42,10 +43,8 @@ from ovi_bench.results.regression import (
     OK,
     REGRESSED,
     check_run,
-    load_baseline,
     parse_tolerance_overrides,
     verdict_table,
-    write_baseline,
 )
 from ovi_bench.spec import load_spec
 

@@ -200,6 +200,7 @@ def test_interval_plot_of_a_flat_interval_still_has_an_axis() -> None:
 
 
 def _board(rows: list[tuple[str, str, str, bool, float]]) -> pd.DataFrame:
+    """Leaderboard rows; the metric named "lower" is the one whose rows say lower is better."""
     return pd.DataFrame(
         [
             {
@@ -210,6 +211,7 @@ def _board(rows: list[tuple[str, str, str, bool, float]]) -> pd.DataFrame:
                 "mean": mean,
                 "ci_low": mean - 0.1,
                 "ci_high": mean + 0.1,
+                "higher_is_better": metric != "lower",
             }
             for prior, category, metric, official, mean in rows
         ]
@@ -228,7 +230,7 @@ def test_summary_marks_the_best_official_mean_in_the_metric_direction() -> None:
             ("c", "custom", "lower", True, math.nan),  # no value: not a candidate
         ]
     )
-    table = summary_table(board, ["a", "b", "c"], ["color", "custom"], lambda metric: metric != "lower")
+    table = summary_table(board, ["a", "b", "c"], ["color", "custom"])
     assert [(column.category, column.metric, column.higher_is_better) for column in table.columns] == [
         ("color", "b-vqa", True),
         ("custom", "lower", False),
@@ -247,7 +249,7 @@ def test_summary_marks_the_best_official_mean_in_the_metric_direction() -> None:
 
 def test_summary_leaves_a_gap_where_a_prior_has_no_row() -> None:
     board = _board([("a", "color", "b-vqa", True, 0.4)])
-    table = summary_table(board, ["a", "b"], ["color", "shape"], lambda metric: True)
+    table = summary_table(board, ["a", "b"], ["color", "shape"])
     assert [column.category for column in table.columns] == ["color"]
     assert table.rows[1] == ("b", [None])
 
@@ -434,7 +436,10 @@ def test_hostile_text_is_escaped_everywhere(hostile_run: Path, hostile_report: P
         {"type": "application/json", "id": "report-data"},
         {},
     ]
-    assert scripts[1].text.strip() == (REPOSITORY / "ovi_bench" / "report" / "report.js").read_text().strip()
+    assert (
+        scripts[1].text.strip()
+        == (REPOSITORY / "ovi_bench" / "results" / "report" / "report.js").read_text().strip()
+    )
     _assert_no_markup_from_data(page)
 
     text = page.all_text

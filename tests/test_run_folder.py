@@ -18,7 +18,7 @@ from paced_components import paced_spec, temporaries
 
 from ovi_bench import cli, run_folder
 from ovi_bench.errors import OviBenchError
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import write_results
 from ovi_bench.run_folder import claim_run_folder, verify_run_folder
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec

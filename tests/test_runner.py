@@ -19,7 +19,7 @@ import tomli_w
 from PIL import Image
 from tiny_runs import run, tiny_spec
 
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import load_spec, parse_spec
 

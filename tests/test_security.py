@@ -480,7 +480,7 @@ def test_a_plugin_gets_remote_code_only_when_the_spec_says_so(
 def test_labels_full_of_path_syntax_write_nothing_outside_the_run_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ovi_bench.results.leaderboard import write_results
+    from ovi_bench.provenance import write_results
     from ovi_bench.results.report import write_report
     from ovi_bench.runner import Runner
 

@@ -18,8 +18,8 @@ from ovi_bench.metrics.functional.distances import (
     frechet_distance,
     kernel_inception_distance,
 )
+from ovi_bench.provenance import write_results
 from ovi_bench.registry import METRICS
-from ovi_bench.results.leaderboard import write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
 

@@ -18,7 +18,7 @@ import pytest
 import tomli_w
 from tiny_runs import tiny_spec
 
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import write_results
 from ovi_bench.results.regression import check_run
 from ovi_bench.runner import Runner
 from ovi_bench.sharding import Shard, shard_index

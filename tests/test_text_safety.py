@@ -17,9 +17,9 @@ from ovi_bench.cli import app
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import read_csv, write_csv
 from ovi_bench.prompts import load_prompts
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import write_results
+from ovi_bench.results.baseline import load_baseline
 from ovi_bench.results.records import load_run
-from ovi_bench.results.regression import load_baseline
 from ovi_bench.results.summary import markdown_table
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ovi_bench.provenance import RunResult
-from ovi_bench.results.leaderboard import write_results
+from ovi_bench.provenance import RunResult, write_results
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec
 

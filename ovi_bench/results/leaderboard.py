@@ -1,32 +1,22 @@
-"""Aggregate per-image scores into the leaderboard and write the run's result files.
+"""The leaderboard: per-image scores aggregated per prior × category × metric, set-level values, diagnostics and audit
+flags beside them, and the files it is written to (leaderboard.{csv,md,tex,json}).
 
-Files written into the run folder:
-    scores.csv          one row per image and metric, with its reason
-    embeddings.csv      one row per prior × prompt × seed: the prior's facts and the embedding diagnostics
-    leaderboard.csv     one row per prior × category × metric (mean, 95% interval, std, prompts, images)
-    leaderboard.md      the official-metric table (priors × categories), then every row; headed by the fingerprint
-    leaderboard.tex     the official-metric table for a paper (booktabs)
-    leaderboard.json    every row plus the provenance
-    set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × category and per prior ("all")
-    results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest,
-                        and the set scores and audits: what every later command reads (ovi_bench.results.records)
-
-`merge_runs` puts several finished runs into one leaderboard when their protocols agree.
+Pure tables in, tables and files out: `ovi_bench.provenance.write_results` builds a run's leaderboard with these at the
+end of a run, and `merge_runs` puts several finished runs into one leaderboard when their protocols agree.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, write_csv
-from ovi_bench.provenance import RunResult, provenance
 from ovi_bench.results.records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
@@ -38,19 +28,22 @@ from ovi_bench.results.records import (
 from ovi_bench.results.statistics import prompt_bootstrap_interval
 from ovi_bench.results.summary import (
     markdown_table,
-    markdown_text,
     official_summary,
     summary_latex,
     summary_markdown,
 )
 from ovi_bench.spec import OFFICIAL_METRICS
+from ovi_bench.text import markdown_text
 
 
-def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
+def leaderboard_frame(
+    scores: pd.DataFrame, prior_order: list[str], higher_is_better: Mapping[str, bool]
+) -> pd.DataFrame:
     """Mean, standard deviation and counts of per-image scores, per prior × category × metric.
 
     The category score is the mean over all images, as T2I-CompBench defines it. Rows follow the spec's prior
-    order and the benchmark's category order; there is deliberately no "overall" row.
+    order and the benchmark's category order; there is deliberately no "overall" row. `higher_is_better` maps each
+    metric of `scores` to its direction, which every row carries.
     """
     if scores.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
@@ -72,12 +65,16 @@ def leaderboard_frame(scores: pd.DataFrame, prior_order: list[str]) -> pd.DataFr
         OFFICIAL_METRICS.get(category) == metric
         for category, metric in zip(table.category, table.metric, strict=True)
     ]
+    table["higher_is_better"] = [higher_is_better[metric] for metric in table.metric]
     return in_board_order(table, prior_order)[LEADERBOARD_COLUMNS]
 
 
-def with_diagnostics(board: pd.DataFrame, embeddings: pd.DataFrame) -> pd.DataFrame:
-    """Add the mean of each embedding diagnostic per prior × category as extra leaderboard columns."""
-    columns = [column for column in DIAGNOSTIC_COLUMNS if column in embeddings.columns]
+def with_diagnostics(
+    board: pd.DataFrame, embeddings: pd.DataFrame, diagnostics: Sequence[str]
+) -> pd.DataFrame:
+    """Add the mean of each embedding diagnostic (the `diagnostics` columns of `embeddings`) per prior × category as
+    extra leaderboard columns."""
+    columns = [column for column in diagnostics if column in embeddings.columns]
     if board.empty or not columns:
         return board
     means = embeddings.groupby(["prior", "category"], sort=False)[columns].mean().reset_index()
@@ -106,8 +103,11 @@ def set_score_frame(set_rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table[SET_SCORE_COLUMNS]
 
 
-def with_set_scores(board: pd.DataFrame, set_scores: pd.DataFrame) -> pd.DataFrame:
-    """Append set-level values as leaderboard rows: `mean` is the value, `std` empty (one number per set)."""
+def with_set_scores(
+    board: pd.DataFrame, set_scores: pd.DataFrame, higher_is_better: Mapping[str, bool]
+) -> pd.DataFrame:
+    """Append set-level values as leaderboard rows: `mean` is the value, `std` empty (one number per set); each row
+    carries its direction (`higher_is_better`, by leaderboard name) and its `feature_space`."""
     if set_scores.empty:
         return board
     rows = pd.DataFrame(
@@ -120,6 +120,8 @@ def with_set_scores(board: pd.DataFrame, set_scores: pd.DataFrame) -> pd.DataFra
             "std": float("nan"),
             "n_prompts": set_scores["n_prompts"],
             "n": set_scores["n_generated"],
+            "higher_is_better": [higher_is_better[metric] for metric in set_scores["metric"]],
+            "feature_space": set_scores["feature_space"],
         }
     )
     if board.empty:
@@ -148,58 +150,6 @@ def with_audits(board: pd.DataFrame, audits: pd.DataFrame) -> pd.DataFrame:
         for metric, category in zip(board.metric, board.category, strict=True)
     ]
     return board
-
-
-def write_results(result: RunResult) -> pd.DataFrame:
-    """Write the run's result files (module docstring) into the run folder; return the leaderboard."""
-    out = Path(result.output_dir)
-    scores = pd.DataFrame(result.score_rows)
-    if scores.empty:
-        scores = pd.DataFrame(columns=["prior", "category", "metric", "prompt_id", "prompt", "seed", "score"])
-    embeddings = pd.DataFrame(result.embedding_rows)
-    board = leaderboard_frame(scores, [prior.display_name for prior in result.spec.priors])
-    board = with_diagnostics(board, embeddings)
-    set_scores = set_score_frame(result.set_rows)
-    board = with_set_scores(board, set_scores)
-    audits = pd.DataFrame(result.audit_rows)
-    board = with_audits(board, audits)
-    fingerprint = result.spec.fingerprint()
-    if result.audit_rows:
-        write_csv(audits.assign(spec_fingerprint=fingerprint), out / "audit.csv")
-    write_csv(scores, out / "scores.csv")
-    if result.set_rows:
-        write_csv(set_scores.assign(spec_fingerprint=fingerprint), out / "set_scores.csv")
-    write_csv(embeddings.assign(spec_fingerprint=fingerprint), out / "embeddings.csv")
-    run_provenance = provenance(result)
-    prompts = result.prompt_set
-    header = LeaderboardHeader(
-        title=result.spec.name,
-        lines=[
-            f"spec fingerprint `{fingerprint}` · prompts {markdown_text(prompts.source)} ({prompts.digest[:12]}) · "
-            f"{result.spec.images_per_prompt} image(s) per prompt · seeds {_seed_range(result.spec.seeds)}"
-        ],
-        caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
-        f"spec {fingerprint[:12]}",
-    )
-    write_leaderboard(out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance})
-    payload = {
-        **run_provenance,
-        "counts": vars(result.counts),
-        "leaderboard": json.loads(board.to_json(orient="records")),
-    }
-    if result.set_rows:
-        # Feature space, extractor, resize policy and reference set per set metric; sample counts per row.
-        payload["set_metrics"] = result.set_metrics
-        payload["set_scores"] = result.set_rows
-    if result.audit_rows:
-        payload["audits"] = result.audit_rows
-    # Last: a folder with results.json is a finished run (see ovi_bench.results.load_run).
-    atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    return board
-
-
-def _seed_range(seeds: list[int]) -> str:
-    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -34,8 +34,11 @@ LEADERBOARD_COLUMNS = [
     "std",
     "n_prompts",
     "n",
+    "higher_is_better",
 ]
-"""The leaderboard's own columns; diagnostics (text_cosine, ...) and `audit` may follow."""
+"""The leaderboard's own columns; diagnostics (text_cosine, ...), `feature_space` (set-level rows) and `audit` may
+follow. `higher_is_better` is the metric's direction, written at run time from the metric class: everything after
+the run (summary, comparison, regression, report) reads it here, never from a registry or a metric's name."""
 SCORES_FILE = "scores.csv"
 AUDIT_FILE = "audit.csv"
 
@@ -72,12 +75,20 @@ class RunRecord:
 
     @property
     def leaderboard(self) -> pd.DataFrame:
-        return pd.DataFrame(self.provenance.get("leaderboard", []))
+        """The leaderboard rows, each with its metric's `higher_is_better` (filled in from the provenance for runs
+        written before the rows carried it)."""
+        board = pd.DataFrame(self.provenance.get("leaderboard", []))
+        return with_directions(board, recorded_directions(self.provenance), self.path / RESULTS_FILE)
 
     def higher_is_better(self, metric: str) -> bool:
-        """From the run's own record of the metric (set metrics are named `fid[<feature space>]`)."""
-        entry = self.provenance.get("metrics", {}).get(metric.split("[", 1)[0], {})
-        return bool(entry.get("higher_is_better", True))
+        """The direction of `metric` (a leaderboard name: `clip`, `fid[dinov2]`) from the run's own rows."""
+        directions = {**recorded_directions(self.provenance), **metric_directions(self.leaderboard)}
+        if metric not in directions:
+            raise DataError(
+                f"{self.path / RESULTS_FILE} records no direction (higher or lower is better) for the metric "
+                f"{metric!r}; {_REWRITE}"
+            )
+        return directions[metric]
 
     @property
     def scores(self) -> pd.DataFrame:
@@ -97,6 +108,67 @@ class RunRecord:
             raise DataError(
                 f"{path} is not a readable CSV file ({error}); run `ovi-bench run` again."
             ) from error
+
+
+_REWRITE = "run `ovi-bench run` into the folder again to rewrite its result files (finished work is reused)."
+
+
+def metric_directions(board: pd.DataFrame) -> dict[str, bool]:
+    """Metric -> whether higher is better, from the rows' own `higher_is_better` column."""
+    if board.empty:
+        return {}
+    if "higher_is_better" not in board.columns or board["higher_is_better"].isna().any():
+        raise DataError(
+            "the leaderboard rows lack `higher_is_better` (whether their metric's higher values are better): give "
+            "every row its metric's direction (the leaderboard of a run folder read with `load_run` carries it)."
+        )
+    return {
+        str(metric): bool(higher)
+        for metric, higher in zip(board["metric"], board["higher_is_better"], strict=True)
+    }
+
+
+def recorded_directions(provenance: dict[str, Any]) -> dict[str, bool]:
+    """Metric -> whether higher is better, as results.json's provenance records it: each metric of the spec by its
+    name, each set metric by its leaderboard name (`fid[dinov2]`). What runs written before the leaderboard rows
+    carried the direction fall back on."""
+    directions = {
+        str(name): bool(entry["higher_is_better"])
+        for name, entry in (provenance.get("metrics") or {}).items()
+        if isinstance(entry, dict) and "higher_is_better" in entry
+    }
+    for entry in (provenance.get("set_metrics") or {}).values():
+        if isinstance(entry, dict) and "higher_is_better" in entry and "leaderboard_name" in entry:
+            directions[str(entry["leaderboard_name"])] = bool(entry["higher_is_better"])
+    return directions
+
+
+def with_directions(board: pd.DataFrame, directions: dict[str, bool], source: Path) -> pd.DataFrame:
+    """`board` with every row's `higher_is_better` set: kept where the row has it, else from `directions`.
+
+    A row whose metric is in neither is a DataError naming the metric: a silent default would rank a lower-is-better
+    metric's worst prior first.
+    """
+    if board.empty or "metric" not in board.columns:
+        return board
+    recorded = (
+        board["higher_is_better"]
+        if "higher_is_better" in board.columns
+        else pd.Series(None, index=board.index)
+    )
+    if recorded.notna().all():
+        return board
+    unknown = sorted({str(metric) for metric in board.loc[recorded.isna(), "metric"]} - set(directions))
+    if unknown:
+        raise DataError(
+            f"{source} records no direction (higher or lower is better) for the metric(s) {', '.join(unknown)}; "
+            + _REWRITE
+        )
+    filled = [
+        bool(higher) if pd.notna(higher) else directions[str(metric)]
+        for metric, higher in zip(board["metric"], recorded, strict=True)
+    ]
+    return board.assign(higher_is_better=filled)
 
 
 SCORE_COLUMNS = ("prior", "category", "metric", "prompt_id", "prompt", "seed", "score")

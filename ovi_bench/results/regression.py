@@ -1,6 +1,6 @@
-"""Regression checks: a baseline file of per-image scores, and `check`, which says whether a new run got worse.
+"""Regression checks: `check`, which says whether a new run got worse than a baseline file of per-image scores.
 
-`ovi-bench baseline RUN_DIR --out FILE` stores a finished run's protocol and every image's score (per prior, category
+`ovi-bench baseline RUN_DIR --out FILE` (`ovi_bench.results.baseline`) stores a finished run's protocol and every image's score (per prior, category
 and metric: `[prompt_id, seed, score]`). `ovi-bench check RUN_DIR --baseline FILE` re-reads a later run of the same
 protocol and gives each prior × category × metric a verdict: `ok`, `improved`, `regressed`, `incomplete` (the run
 lacks some of the baseline's images of the row: more than `allow_missing`, a fraction, default 0), `missing` (the run
@@ -40,7 +40,6 @@ in each metric's units: 0.01 suits T2I-CompBench's 0–1 scores, not a 1–10 ae
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ import pandas as pd
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.registry import did_you_mean
+from ovi_bench.results.baseline import SCORE_KEYS, Baseline, load_baseline
 from ovi_bench.results.records import (
     ProtocolMismatchError,
     RunRecord,
@@ -64,8 +64,6 @@ from ovi_bench.results.records import (
 from ovi_bench.results.statistics import paired_difference
 from ovi_bench.text import short_repr
 
-BASELINE_FORMAT = "ovi-bench-baseline"
-BASELINE_FORMAT_VERSION = 1
 DEFAULT_TOLERANCE = 0.01
 
 OK, IMPROVED, REGRESSED, INCOMPLETE, MISSING, NEW = (
@@ -100,189 +98,6 @@ VERDICT_COLUMNS = [
 lower-is-better metrics (positive = better); `baseline_mean`/`run_mean` are raw means over the pairs; `n_missing`
 counts baseline images the run has no score for (more than `allow_missing` of them make the row `incomplete`);
 `max_abs_difference` is the largest change of a single image."""
-
-SCORE_KEYS = ["prior", "category", "metric", "prompt_id", "seed"]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The baseline file.
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A baseline file, read back and checked."""
-
-    path: Path | None
-    protocol: dict[str, Any]
-    scores: pd.DataFrame
-    """One row per image: prior, category, metric, prompt_id, seed, score."""
-    higher_is_better: dict[str, bool]
-    prior_fingerprints: dict[str, str]
-    packages: dict[str, str]
-    run_name: str
-    spec_fingerprint: str
-    created: str
-
-
-def baseline_document(run: RunRecord) -> dict[str, Any]:
-    """What a baseline file holds, as a JSON-ready dict."""
-    scores = run.scores.dropna(subset=["score"])
-    nested: dict[str, dict[str, dict[str, list[list[Any]]]]] = {}
-    for (prior, category, metric), group in scores.groupby(["prior", "category", "metric"], sort=False):
-        images = group.sort_values(["prompt_id", "seed"])
-        nested.setdefault(prior, {}).setdefault(category, {})[metric] = [
-            [str(prompt_id), int(seed), float(score)]
-            for prompt_id, seed, score in zip(
-                images["prompt_id"], images["seed"], images["score"], strict=True
-            )
-        ]
-    metrics = dict.fromkeys(scores["metric"])
-    return {
-        "format": BASELINE_FORMAT,
-        "format_version": BASELINE_FORMAT_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "run": {
-            "name": run.name,
-            "spec_fingerprint": run.fingerprint,
-            "created": run.provenance.get("created"),
-        },
-        "protocol": scored_protocol(run.provenance, metrics),
-        "packages": run.provenance.get("packages", {}),
-        "priors": {
-            prior: entry.get("fingerprint") for prior, entry in run.provenance.get("priors", {}).items()
-        },
-        "higher_is_better": {metric: run.higher_is_better(metric) for metric in metrics},
-        "scores": nested,
-    }
-
-
-def scored_protocol(provenance: dict[str, Any], scored_metrics: Iterable[str]) -> dict[str, Any]:
-    """The run's protocol without the fields of metrics that have no per-image scores in it (fid, kid, cmmd).
-
-    A baseline holds per-image scores only, and set metrics' fields must not fail a check that never looks at them:
-    a folder reference set is identified by file names, sizes and mtimes, which differ on every machine.
-    """
-    keep = {f"metrics[{metric}]." for metric in scored_metrics}
-    return {
-        path: value
-        for path, value in protocol(provenance).items()
-        if not path.startswith("metrics[") or path.startswith(tuple(keep))
-    }
-
-
-def write_baseline(run: RunRecord | str | Path, path: str | Path) -> Path:
-    """Write the baseline of a finished run to `path` (JSON, written atomically); returns the path."""
-    record = run if isinstance(run, RunRecord) else load_run(run)
-    document = baseline_document(record)
-    if not document["scores"]:
-        raise DataError(f"{record.path} has no per-image scores: there is nothing to keep as a baseline.")
-    target = Path(path).expanduser()
-    atomic_write_text(target, _json_one_row_per_line(document) + "\n")
-    return target
-
-
-def _json_one_row_per_line(value: Any, indent: int = 0) -> str:
-    """Indented JSON in which every list of plain values stays on one line: one image per line, readable diffs."""
-    pad, inner = " " * indent, " " * (indent + 2)
-    if isinstance(value, dict) and value:
-        items = [
-            f"{inner}{json.dumps(key)}: {_json_one_row_per_line(item, indent + 2)}"
-            for key, item in value.items()
-        ]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
-        items = [f"{inner}{_json_one_row_per_line(item, indent + 2)}" for item in value]
-        return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    return json.dumps(value)
-
-
-def load_baseline(path: str | Path) -> Baseline:
-    """Read and check a baseline file; every problem is a DataError that says what is wrong and how to fix it."""
-    source = Path(path).expanduser()
-    fix = f"write a new one with `ovi-bench baseline RUN_DIR --out {source}`"
-    if not source.is_file():
-        raise DataError(f"baseline file {source} does not exist; {fix}.")
-    try:
-        document = json.loads(source.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"baseline file {source} is not valid JSON ({error}); {fix}.") from error
-    except OSError as error:
-        raise DataError(f"baseline file {source} cannot be read ({error.strerror}).") from error
-    if not isinstance(document, dict) or document.get("format") != BASELINE_FORMAT:
-        raise DataError(
-            f'{source} is not an ovi-bench baseline file (no "format": "{BASELINE_FORMAT}"); {fix}.'
-        )
-    version = document.get("format_version")
-    if version != BASELINE_FORMAT_VERSION:
-        raise DataError(
-            f"baseline file {source} has format version {version}; this ovi-bench reads version "
-            f"{BASELINE_FORMAT_VERSION}. {fix[0].upper()}{fix[1:]} (from a run made under the same protocol)."
-        )
-    try:
-        return _parse_baseline(document, source)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise DataError(f"baseline file {source} is malformed ({_describe(error)}); {fix}.") from error
-
-
-def _parse_baseline(document: dict[str, Any], source: Path | None) -> Baseline:
-    rows = []
-    for prior, categories in _mapping(document["scores"], "scores").items():
-        for category, metrics in _mapping(categories, f"scores.{prior}").items():
-            for metric, images in _mapping(metrics, f"scores.{prior}.{category}").items():
-                where = f"scores.{prior}.{category}.{metric}"
-                rows += [(prior, category, metric, *_image_row(image, where)) for image in images]
-    scores = pd.DataFrame(rows, columns=[*SCORE_KEYS, "score"])
-    if scores.empty:
-        # A check against no scores would call every row `new` and pass whatever the run did.
-        raise ValueError("it holds no image scores")
-    if scores.duplicated(SCORE_KEYS).any():
-        raise ValueError("an image is listed twice")
-    run = _mapping(document.get("run", {}), "run")
-    return Baseline(
-        path=source,
-        protocol=dict(_mapping(document["protocol"], "protocol")),
-        scores=scores,
-        higher_is_better={
-            str(k): bool(v) for k, v in _mapping(document["higher_is_better"], "higher_is_better").items()
-        },
-        prior_fingerprints={
-            str(k): str(v) for k, v in _mapping(document.get("priors", {}), "priors").items()
-        },
-        packages={str(k): str(v) for k, v in _mapping(document.get("packages", {}), "packages").items()},
-        run_name=str(run.get("name", "")),
-        spec_fingerprint=str(run.get("spec_fingerprint", "")),
-        created=str(document.get("created", "")),
-    )
-
-
-def _image_row(image: Any, where: str) -> tuple[str, int, float]:
-    if (
-        not isinstance(image, list)
-        or len(image) != 3
-        or not isinstance(image[0], str)
-        or not isinstance(image[1], int)
-        or not isinstance(image[2], (int, float))
-    ):
-        raise ValueError(f"{where} has {json.dumps(image)} where [prompt_id, seed, score] belongs")
-    if not np.isfinite(image[2]):
-        # A baseline is written from scored images only; a NaN would drop the image from the pairing unseen.
-        raise ValueError(
-            f"{where} has the score {image[2]} for {image[0]} seed {image[1]}: not a finite number"
-        )
-    return image[0], image[1], float(image[2])
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{where} should be an object, not {type(value).__name__}")
-    return value
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, KeyError):
-        return f"no {error.args[0]!r} field"
-    return str(error)
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The verdicts: pure computation on two score frames.
@@ -498,8 +313,11 @@ def check_run(
     verdicts = verdict_table(
         reference.scores,
         record.scores,
-        higher_is_better=lambda metric: reference.higher_is_better.get(
-            metric, record.higher_is_better(metric)
+        # The baseline's record first: a metric the run lacks (every row `missing`) has no direction in the run.
+        higher_is_better=lambda metric: (
+            reference.higher_is_better[metric]
+            if metric in reference.higher_is_better
+            else record.higher_is_better(metric)
         ),
         tolerance_for=lambda metric: overrides.get(metric, tolerance),
         allow_missing=allow_missing,

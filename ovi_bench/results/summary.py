@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from ovi_bench.errors import OviBenchError
 from ovi_bench.prompts.base import CATEGORIES
+from ovi_bench.results.records import metric_directions
 from ovi_bench.text import map_text_cells, markdown_text
 
 CATEGORY_TITLES = {
@@ -27,19 +27,17 @@ CATEGORY_TITLES = {
 }
 
 
-def official_summary(
-    board: pd.DataFrame, higher_is_better: Callable[[str], bool] | None = None
-) -> pd.DataFrame:
+def official_summary(board: pd.DataFrame) -> pd.DataFrame:
     """One row per prior, one column group per category: the official metric's mean and interval.
 
     Columns `<category>.mean`, `.ci_low`, `.ci_high`, `.metric`, `.best` (the best mean of its column: the highest,
-    or the lowest where `higher_is_better(metric)` is False; ties are all best); empty when the board has no official
-    rows. `higher_is_better` defaults to the registered metric's direction.
+    or the lowest where the rows' `higher_is_better` is false; ties are all best); empty when the board has no
+    official rows.
     """
-    direction = higher_is_better or _registered_direction
     official = board[board["official"].astype(bool)] if not board.empty else board
     if official.empty:
         return pd.DataFrame()
+    directions = metric_directions(official)
     priors = list(dict.fromkeys(official["prior"]))
     categories = [category for category in CATEGORIES if category in set(official["category"])]
     categories += sorted(set(official["category"]) - set(categories))
@@ -49,19 +47,9 @@ def official_summary(
         for column in ("mean", "ci_low", "ci_high", "metric"):
             summary[f"{category}.{column}"] = [rows[column].get(prior) for prior in priors]
         means = pd.to_numeric(summary[f"{category}.mean"], errors="coerce")
-        metric = rows["metric"].iloc[0]
-        best = means.max() if direction(metric) else means.min()
+        best = means.max() if directions[str(rows["metric"].iloc[0])] else means.min()
         summary[f"{category}.best"] = means == best
     return summary
-
-
-def _registered_direction(metric: str) -> bool:
-    from ovi_bench.registry import METRICS  # imports the metric modules (torch): only when asked
-
-    try:
-        return bool(METRICS.get(metric.split("[", 1)[0]).higher_is_better)
-    except OviBenchError:  # a plugin metric that is not installed here: the usual convention
-        return True
 
 
 def _summary_categories(summary: pd.DataFrame) -> list[str]:

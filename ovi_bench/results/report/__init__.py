@@ -30,7 +30,15 @@ from markupsafe import Markup
 
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text
-from ovi_bench.results.records import RESULTS_FILE, SCORE_COLUMNS, RunRecord, load_run
+from ovi_bench.results.records import (
+    RESULTS_FILE,
+    SCORE_COLUMNS,
+    RunRecord,
+    load_run,
+    metric_directions,
+    recorded_directions,
+    with_directions,
+)
 from ovi_bench.results.report.grids import sample_grids
 from ovi_bench.results.report.plots import IntervalRow, interval_plot
 from ovi_bench.results.report.tables import (
@@ -155,6 +163,7 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
     first = runs[0]["provenance"]
     priors: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    directions: dict[str, bool] = {}
     score_frames: list[pd.DataFrame] = []
     notes: list[str] = []
     for run in runs:
@@ -164,6 +173,7 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
         priors.update({shown: provenance.get("priors", {})[prior] for prior, shown in names.items()})
         for metric, entry in provenance.get("metrics", {}).items():
             metrics.setdefault(metric, entry)
+        directions.update(recorded_directions(provenance))
         scores, note = _source_run_scores(folder, run, name, names)
         if note:
             notes.append(note)
@@ -175,7 +185,8 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
         "spec_fingerprint": "",
         "priors": priors,
         "metrics": metrics,
-        "leaderboard": board,
+        # Older merged files lack the rows' direction: every run's provenance knows its own metrics' direction.
+        "leaderboard": with_directions(pd.DataFrame(board), directions, path).to_dict("records"),
         "merged_runs": [
             (
                 str(run.get("name", "?")),
@@ -286,10 +297,10 @@ def render_report(
         "priors": priors,
         "categories": categories,
         "metrics": metrics,
-        "summary": summary_table(board, priors, categories, record.higher_is_better),
+        "summary": summary_table(board, priors, categories),
         "columns": columns,
         "rows": leaderboard_rows(board, columns),
-        "plots": category_plots(board, priors, categories, metrics, record),
+        "plots": category_plots(board, priors, categories, metrics),
         "grids": grids,
         "audits": audit_table(record.audits),
         "options": {
@@ -448,16 +459,17 @@ class MetricPlot:
 
 
 def category_plots(
-    board: pd.DataFrame, priors: list[str], categories: list[str], metrics: list[str], record: RunRecord
+    board: pd.DataFrame, priors: list[str], categories: list[str], metrics: list[str]
 ) -> list[tuple[str, list[MetricPlot]]]:
     """Per category, one interval plot per metric with intervals (set-level rows have none and are skipped)."""
+    directions = metric_directions(board)
     plots = []
     for category in categories:
         in_category = board[board["category"] == category]
         figures = []
         for metric in metrics:
             rows = in_category[in_category["metric"] == metric]
-            figure = _metric_plot(rows, priors, metric, record.higher_is_better(metric))
+            figure = _metric_plot(rows, priors, metric, directions[metric])
             if figure is not None:
                 figures.append(figure)
         if figures:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from ovi_bench.results.records import LEADERBOARD_COLUMNS
+from ovi_bench.results.records import LEADERBOARD_COLUMNS, metric_directions
 from ovi_bench.results.report.plots import format_value
 from ovi_bench.results.summary import official_summary
 
@@ -76,18 +76,19 @@ def summary_table(
     board: pd.DataFrame,
     priors: Sequence[str],
     categories: Sequence[str],
-    higher_is_better: Callable[[str], bool],
 ) -> SummaryTable:
     """Each category's official metric per prior (`ovi_bench.results.summary.official_summary`, which marks the best of each
-    column), as cells for the template: a row for every prior, None where a prior has no official row."""
-    summary = official_summary(board, higher_is_better)
+    column by the rows' `higher_is_better`), as cells for the template: a row for every prior, None where a prior has
+    no official row."""
+    summary = official_summary(board)
     by_prior = {str(record["prior"]): record for record in summary.to_dict("records")}
-    columns = [
-        SummaryColumn(category, str(summary[f"{category}.metric"].dropna().iloc[0]), True)
+    directions = metric_directions(board[board["official"].astype(bool)]) if not summary.empty else {}
+    metrics = {
+        category: str(summary[f"{category}.metric"].dropna().iloc[0])
         for category in categories
         if f"{category}.mean" in summary
-    ]
-    columns = [replace(column, higher_is_better=higher_is_better(column.metric)) for column in columns]
+    }
+    columns = [SummaryColumn(category, metric, directions[metric]) for category, metric in metrics.items()]
     official = board[board["official"].astype(bool)] if "official" in board else board.iloc[0:0]
     present = set(zip(official["prior"].astype(str), official["category"], strict=True))
     rows = []
