@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from ovi_bench.models.kandinsky import TEXT_CACHE_SIZE, TextEncoding, TextSide, load_text_side
+from ovi_bench.models.clip import TEXT_CACHE_SIZE, TextEncoding, TextSide
+from ovi_bench.models.kandinsky import load_text_side
 from ovi_bench.priors.eclipse import EclipsePrior
 from ovi_bench.priors.ovi import OVIPrior
 from ovi_bench.priors.text_embedding import TextEmbeddingPrior
