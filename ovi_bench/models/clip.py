@@ -114,7 +114,7 @@ def encode_token_ids(
     """
     device = tower.device
     mask = tokens["attention_mask"].to(device) if use_attention_mask else None
-    text = tower.text_model(input_ids=tokens["input_ids"].to(device), attention_mask=mask)
+    text = tower.text_model(tokens["input_ids"].to(device), attention_mask=mask)
     return tower.text_projection(text.pooler_output), text.last_hidden_state
 
 

@@ -164,6 +164,17 @@ class _LoadedDetector:
         self.model = load_pretrained(model_class, source, dtype=dtype).to(device).eval()
         self.processor = load_pretrained(processor_class, source)
 
+    @staticmethod
+    def _asked(
+        images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
+    ) -> tuple[list[list[RawDetection]], list[int], list[Image.Image]]:
+        """Checked inputs: an empty detection list per image, and the indices and RGB images of those with queries
+        (an image without queries is never run through the model)."""
+        check_one_entry_per_image(images, queries, "queries")
+        _check_queries(queries)
+        asked = [index for index, image_queries in enumerate(queries) if image_queries]
+        return [[] for _ in images], asked, rgb_images([images[index] for index in asked])
+
 
 class Owlv2Detector(_LoadedDetector):
     """OWLv2, one query per noun. Detections with score > `threshold`, then class-wise NMS at `nms_iou`.
@@ -200,13 +211,9 @@ class Owlv2Detector(_LoadedDetector):
     def detect(
         self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
     ) -> list[list[RawDetection]]:
-        check_one_entry_per_image(images, queries, "queries")
-        _check_queries(queries)
-        detections: list[list[RawDetection]] = [[] for _ in images]
-        asked = [index for index, image_queries in enumerate(queries) if image_queries]
+        detections, asked, asked_images = self._asked(images, queries)
         if not asked:
             return detections
-        asked_images = rgb_images([images[index] for index in asked])
         asked_queries = [list(queries[index]) for index in asked]
         # Queries longer than the text model's window (16 tokens for the real model) are truncated, as OWL-ViT does.
         inputs = self.processor(text=asked_queries, images=asked_images, return_tensors="pt", truncation=True)
@@ -290,11 +297,7 @@ class GroundingDinoDetector(_LoadedDetector):
     def detect(
         self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
     ) -> list[list[RawDetection]]:
-        check_one_entry_per_image(images, queries, "queries")
-        _check_queries(queries)
-        detections: list[list[RawDetection]] = [[] for _ in images]
-        asked = [index for index, image_queries in enumerate(queries) if image_queries]
-        asked_images = rgb_images([images[index] for index in asked])
+        detections, asked, asked_images = self._asked(images, queries)
         for group in indices_by_size(asked_images):
             indices = [asked[position] for position in group]
             group_images = [asked_images[position] for position in group]
