@@ -70,6 +70,10 @@ class AestheticMetric(Metric):
         super().__init__(params, device=device, dtype=dtype)
         self.predictor = AestheticPredictor(params.clip_model, params.weights, device, dtype)
 
+    def normalised_embeds(self, images: Sequence) -> torch.Tensor:
+        """L2-normalised CLIP image_embeds in float32, [B, projection_dim], on the metric's device."""
+        return self.predictor.normalised_embeds(images)
+
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         if not batch:
             return []

@@ -13,7 +13,7 @@ from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
 from ovi_bench.metrics.functional.clip import clip_cosine
 from ovi_bench.metrics.text_analysis import make_analyzer, without_adjectives
-from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_model
+from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_encoders
 from ovi_bench.models.hub import resolve_model
 from ovi_bench.registry import METRICS
 
@@ -49,7 +49,7 @@ class CLIPMetric(Metric):
     def __init__(self, params: CLIPParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
         self.analyzer = make_analyzer(params.text_analyzer) if params.remove_adjectives_in else None
-        self.clip = load_clip_model(resolve_model(params.model, TINY_CLIP_BUILDERS), device, dtype)
+        self.clip = load_clip_encoders(resolve_model(params.model, TINY_CLIP_BUILDERS), device, dtype)
 
     def image_embeds(self, images: Sequence) -> torch.Tensor:
         return self.clip.image_encoder.image_embeds(images).cpu()

@@ -33,7 +33,7 @@ from ovi_bench.metrics.functional.distances import (
     frechet_distance,
     kernel_inception_distance,
 )
-from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_image_encoder
+from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_image_encoder
 from ovi_bench.models.dinov2 import DINOV2_BASE_ID, Dinov2Features
 from ovi_bench.models.hub import resolve_model
 from ovi_bench.models.inception import load_inception_features
@@ -61,7 +61,7 @@ def _clip_extractor(ref: str, device: torch.device, dtype: torch.dtype, normalis
     # The whole CLIPModel, as the `clip` metric loads it: CLIPVisionModelWithProjection alone would take the vision
     # config's projection width, which a checkpoint may leave at its default instead of the model's projection_dim.
     # Always transformers' PIL processor, bicubic: the resize policy is recorded and must not depend on torchvision.
-    encoder = load_image_encoder(
+    encoder = load_clip_image_encoder(
         resolve_model(ref, TINY_CLIP_BUILDERS),
         device,
         dtype,

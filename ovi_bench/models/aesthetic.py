@@ -21,7 +21,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
-from ovi_bench.models.clip import ClipImageEncoder, clip_image_processor, load_image_encoder
+from ovi_bench.models.clip import ClipImageEncoder, clip_image_processor, load_clip_image_encoder
 from ovi_bench.models.hub import resolve_model
 from ovi_bench.paths import cache_dir, expand_user
 
@@ -157,7 +157,7 @@ class AestheticPredictor:
 
     def __init__(self, clip_model: str, weights: str, device: torch.device, dtype: torch.dtype) -> None:
         # The checkpoint's own image processor class (transformers' default backend), as it has always been loaded.
-        self.clip: ClipImageEncoder = load_image_encoder(
+        self.clip: ClipImageEncoder = load_clip_image_encoder(
             resolve_model(clip_model, TINY_AESTHETIC_CLIP_BUILDERS),
             device,
             dtype,

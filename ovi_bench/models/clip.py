@@ -189,7 +189,7 @@ class ClipImageEncoder:
         return project_pixels(self.tower, pixel_values(self.processor, images)).float()
 
 
-def load_image_encoder(
+def load_clip_image_encoder(
     resolved: str,
     device: torch.device,
     dtype: torch.dtype,
@@ -210,7 +210,7 @@ def load_image_encoder(
 
 
 @dataclass(frozen=True)
-class ClipModel:
+class ClipEncoders:
     """A whole CLIP model (image and text towers) with its tokenizer and image processor, as the `clip` metric uses it:
     the official T2I-CompBench CLIP encoding (text padded to the longest prompt, attention mask used)."""
 
@@ -225,12 +225,12 @@ class ClipModel:
         return encode_token_ids(self.model, tokens, use_attention_mask=True)[0].float()
 
 
-def load_clip_model(resolved: str, device: torch.device, dtype: torch.dtype) -> ClipModel:
+def load_clip_encoders(resolved: str, device: torch.device, dtype: torch.dtype) -> ClipEncoders:
     """A whole CLIP checkpoint with the tokenizer and image processor saved beside it (transformers' Auto classes, as
     `CLIPProcessor` loads them)."""
-    processor = load_pretrained(CLIPProcessor, resolved)
     model = load_vision_tower(resolved, device, dtype, whole_model=True)
-    return ClipModel(
+    processor = load_pretrained(CLIPProcessor, resolved)
+    return ClipEncoders(
         model=model,
         tokenizer=processor.tokenizer,
         image_encoder=ClipImageEncoder(model, processor.image_processor),

@@ -371,6 +371,8 @@ def load_eclipse_text_side(
         )
     try:
         text_encoder = load_text_encoder(resolved, device, dtype, config=config)
+    except torch.OutOfMemoryError:
+        raise  # moving the weights to the device, not a misfit
     except RuntimeError as error:
         # transformers raises RuntimeError when a stored weight's shape differs from the config's (the projection).
         raise ModelLoadError(

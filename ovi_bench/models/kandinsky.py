@@ -40,7 +40,7 @@ from ovi_bench.models.clip import (
     ClipImageEncoder,
     TextSide,
     clip_image_processor,
-    load_image_processor,
+    load_clip_image_encoder,
     load_text_encoder,
     load_tokenizer,
     load_vision_tower,
@@ -270,10 +270,14 @@ def load_image_encoder(ref: str, device: torch.device, dtype: torch.dtype) -> CL
 def load_prior_image_encoder(ref: str, device: torch.device, dtype: torch.dtype) -> ClipImageEncoder:
     """The prior's image encoder with its saved image processor, always transformers' PIL implementation (so that
     embeddings do not depend on whether torchvision is installed): how the embedding bank encodes images."""
-    resolved = resolve_prior_model(ref)
-    return ClipImageEncoder(
-        tower=load_vision_tower(resolved, device, dtype, whole_model=False, subfolder="image_encoder"),
-        processor=load_image_processor(resolved, backend="pil", subfolder="image_processor"),
+    return load_clip_image_encoder(
+        resolve_prior_model(ref),
+        device,
+        dtype,
+        whole_model=False,
+        backend="pil",
+        model_subfolder="image_encoder",
+        processor_subfolder="image_processor",
     )
 
 
