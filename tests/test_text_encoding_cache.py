@@ -30,7 +30,9 @@ def encoded_rows(text_encoder: torch.nn.Module) -> Iterator[list[int]]:
     """The batch size of every call of the text encoder's transformer (`text_model`, which every encoding runs
     through: see `ovi_bench.models.clip.encode_token_ids`) inside the block."""
     calls: list[int] = []
-    handle = text_encoder.text_model.register_forward_pre_hook(lambda module, args: calls.append(int(args[0].shape[0])))
+    handle = text_encoder.text_model.register_forward_pre_hook(
+        lambda module, args: calls.append(int(args[0].shape[0]))
+    )
     try:
         yield calls
     finally:
