@@ -29,8 +29,7 @@ from ovi_bench.bank import (
     tiny_bank_dir,
 )
 from ovi_bench.errors import DataError, OviBenchError
-from ovi_bench.models.kandinsky import image_encoder_identity, load_image_encoder
-from ovi_bench.models.tiny import tiny_kandinsky_prior_dir
+from ovi_bench.models.kandinsky import image_encoder_identity, load_image_encoder, tiny_kandinsky_prior_dir
 
 CPU = torch.device("cpu")
 F64 = torch.float64

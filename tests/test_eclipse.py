@@ -21,17 +21,17 @@ from transformers import (
 )
 
 from ovi_bench.errors import ModelLoadError, OviBenchError
-from ovi_bench.models.kandinsky import load_text_side, zero_image_embeds
-from ovi_bench.models.tiny import tiny_kandinsky_prior_dir, tiny_tokenizer
-from ovi_bench.priors.base import Prior
-from ovi_bench.priors.eclipse import (
+from ovi_bench.models.clip import tiny_tokenizer
+from ovi_bench.models.eclipse import (
     ECLIPSE_KANDINSKY22_PRIOR_ID,
-    EclipsePrior,
     EclipsePriorTransformer,
     load_eclipse_prior_transformer,
     refuse_eclipse_checkpoint,
     tiny_eclipse_prior_dir,
 )
+from ovi_bench.models.kandinsky import load_text_side, tiny_kandinsky_prior_dir, zero_image_embeds
+from ovi_bench.priors.base import Prior
+from ovi_bench.priors.eclipse import EclipsePrior
 from ovi_bench.provenance import write_results
 from ovi_bench.registry import PRIORS
 from ovi_bench.runner import Runner, seeded_generators

@@ -20,6 +20,7 @@ from transformers import (
 from transformers.models.blip.configuration_blip import BlipTextConfig
 
 from ovi_bench.errors import ModelLoadError
+from ovi_bench.models.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.models.evaluators import (
     TINY_BLIP_BUILDERS,
     TINY_DEPTH_BUILDERS,
@@ -41,16 +42,10 @@ from ovi_bench.models.evaluators import (
     tiny_grounding_dino_dir,
     tiny_owlv2_dir,
 )
-from ovi_bench.models.evaluators.tiny import (
-    build_tiny_blip_vqa,
-    build_tiny_depth_anything,
-    build_tiny_dpt_hybrid,
-    build_tiny_grounding_dino,
-    build_tiny_owlv2,
-    tiny_bert_tokenizer,
-)
+from ovi_bench.models.evaluators.blip import build_tiny_blip_vqa, tiny_bert_tokenizer
+from ovi_bench.models.evaluators.depth import build_tiny_depth_anything, build_tiny_dpt_hybrid
+from ovi_bench.models.evaluators.detectors import build_tiny_grounding_dino, build_tiny_owlv2
 from ovi_bench.models.hub import resolve_model
-from ovi_bench.models.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.paths import cache_dir
 
 CPU = torch.device("cpu")

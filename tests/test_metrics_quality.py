@@ -28,12 +28,7 @@ from transformers import (
 )
 
 from ovi_bench.errors import ModelLoadError, OviBenchError
-from ovi_bench.metrics.aesthetic import (
-    TINY_MLP_FILENAME,
-    AestheticMetric,
-    AestheticParams,
-    tiny_aesthetic_dir,
-)
+from ovi_bench.metrics.aesthetic import AestheticMetric, AestheticParams
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.imported import ImportedScoresMetric, ImportedScoresParams
 from ovi_bench.metrics.vqascore import (
@@ -41,9 +36,10 @@ from ovi_bench.metrics.vqascore import (
     VQASCORE_LLAVA_ID,
     VQAScoreMetric,
     VQAScoreParams,
-    tiny_instructblip_dir,
-    tiny_llava_dir,
 )
+from ovi_bench.models.aesthetic import TINY_MLP_FILENAME, tiny_aesthetic_dir
+from ovi_bench.models.instructblip import tiny_instructblip_dir
+from ovi_bench.models.llava import tiny_llava_dir
 from ovi_bench.registry import METRICS
 from ovi_bench.store import RunStore
 

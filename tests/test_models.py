@@ -15,16 +15,14 @@ from safetensors.torch import save_file
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.models.hub import load_pretrained, resolve_model
 from ovi_bench.models.kandinsky import (
+    PRIOR_TINY_BUILDERS,
     clear_zero_image_embeds_memo,
     load_image_encoder,
     load_prior_pipeline,
     load_text_side,
-    zero_image_embeds,
-)
-from ovi_bench.models.tiny import (
-    PRIOR_TINY_BUILDERS,
     tiny_kandinsky_decoder_dir,
     tiny_kandinsky_prior_dir,
+    zero_image_embeds,
 )
 from ovi_bench.paths import cache_dir
 

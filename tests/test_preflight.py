@@ -18,11 +18,11 @@ import pytest
 from huggingface_hub import constants
 
 from ovi_bench.errors import PreflightError
-from ovi_bench.metrics.aesthetic import tiny_aesthetic_dir
 from ovi_bench.metrics.clip import OFFICIAL_CLIP_ID
-from ovi_bench.metrics.fid import tiny_dinov2_dir
-from ovi_bench.metrics.vqascore import tiny_instructblip_dir, tiny_llava_dir
+from ovi_bench.models.aesthetic import tiny_aesthetic_dir
 from ovi_bench.models.clip import tiny_clip_dir
+from ovi_bench.models.dinov2 import tiny_dinov2_dir
+from ovi_bench.models.eclipse import tiny_eclipse_prior_dir
 from ovi_bench.models.evaluators import (
     tiny_blip_vqa_dir,
     tiny_depth_anything_dir,
@@ -30,10 +30,15 @@ from ovi_bench.models.evaluators import (
     tiny_grounding_dino_dir,
     tiny_owlv2_dir,
 )
-from ovi_bench.models.kandinsky import KANDINSKY22_DECODER_ID, KANDINSKY22_PRIOR_ID
-from ovi_bench.models.tiny import tiny_kandinsky_decoder_dir, tiny_kandinsky_prior_dir
+from ovi_bench.models.instructblip import tiny_instructblip_dir
+from ovi_bench.models.kandinsky import (
+    KANDINSKY22_DECODER_ID,
+    KANDINSKY22_PRIOR_ID,
+    tiny_kandinsky_decoder_dir,
+    tiny_kandinsky_prior_dir,
+)
+from ovi_bench.models.llava import tiny_llava_dir
 from ovi_bench.preflight import ModelCheck, hub_reachability, preflight, probe, resolve_model
-from ovi_bench.priors.eclipse import tiny_eclipse_prior_dir
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.runner import Runner
 from ovi_bench.spec import parse_spec

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from ovi_bench.models.kandinsky import TEXT_CACHE_SIZE, TextEncoding, TextSide, load_text_side
+from ovi_bench.models.clip import TEXT_CACHE_SIZE, TextEncoding, TextSide
+from ovi_bench.models.kandinsky import load_text_side
 from ovi_bench.priors.eclipse import EclipsePrior
 from ovi_bench.priors.ovi import OVIPrior
 from ovi_bench.priors.text_embedding import TextEmbeddingPrior
@@ -26,9 +27,12 @@ UNIQUE = list(dict.fromkeys(TEXTS))
 
 @contextmanager
 def encoded_rows(text_encoder: torch.nn.Module) -> Iterator[list[int]]:
-    """The batch size of every call of the text encoder inside the block."""
+    """The batch size of every call of the text encoder's transformer (`text_model`, which every encoding runs
+    through: see `ovi_bench.models.clip.encode_token_ids`) inside the block."""
     calls: list[int] = []
-    handle = text_encoder.register_forward_pre_hook(lambda module, args: calls.append(int(args[0].shape[0])))
+    handle = text_encoder.text_model.register_forward_pre_hook(
+        lambda module, args: calls.append(int(args[0].shape[0]))
+    )
     try:
         yield calls
     finally:

@@ -7,15 +7,14 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from transformers import CLIPModel, CLIPProcessor
 
 from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
 from ovi_bench.metrics.functional.clip import clip_cosine
 from ovi_bench.metrics.text_analysis import make_analyzer, without_adjectives
-from ovi_bench.models.clip import TINY_CLIP_BUILDERS
-from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_encoders
+from ovi_bench.models.hub import resolve_model
 from ovi_bench.registry import METRICS
 
 OFFICIAL_CLIP_ID = "openai/clip-vit-base-patch32"
@@ -50,24 +49,13 @@ class CLIPMetric(Metric):
     def __init__(self, params: CLIPParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
         self.analyzer = make_analyzer(params.text_analyzer) if params.remove_adjectives_in else None
-        source = resolve_model(params.model, TINY_CLIP_BUILDERS)
-        self.model = load_pretrained(CLIPModel, source, dtype=dtype).to(device).eval()
-        self.processor = load_pretrained(CLIPProcessor, source)
+        self.clip = load_clip_encoders(resolve_model(params.model, TINY_CLIP_BUILDERS), device, dtype)
 
-    @torch.inference_mode()
     def image_embeds(self, images: Sequence) -> torch.Tensor:
-        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"]
-        vision = self.model.vision_model(pixel_values=pixels.to(self.device, self.dtype))
-        return self.model.visual_projection(vision.pooler_output).float().cpu()
+        return self.clip.image_encoder.image_embeds(images).cpu()
 
-    @torch.inference_mode()
     def text_embeds(self, texts: Sequence[str]) -> torch.Tensor:
-        tokens = self.processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
-        text = self.model.text_model(
-            input_ids=tokens["input_ids"].to(self.device),
-            attention_mask=tokens["attention_mask"].to(self.device),
-        )
-        return self.model.text_projection(text.pooler_output).float().cpu()
+        return self.clip.text_embeds(texts).cpu()
 
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:

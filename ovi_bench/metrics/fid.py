@@ -17,22 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from pydantic import Field
-from transformers import (
-    BitImageProcessorPil,
-    CLIPImageProcessorPil,
-    CLIPModel,
-    Dinov2Config,
-    Dinov2Model,
-)
 
 from ovi_bench.bank import IMAGE_SUFFIXES, EmbeddingBank, ImageFiles, draw_tiny_bank_images
 from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
-from ovi_bench.errors import DataError, OviBenchError
+from ovi_bench.errors import DataError
 from ovi_bench.io import canonical_json, publish_directory, sha256_text
 from ovi_bench.metrics.base import SetMetric, SetScore
 from ovi_bench.metrics.functional.distances import (
@@ -41,56 +33,22 @@ from ovi_bench.metrics.functional.distances import (
     frechet_distance,
     kernel_inception_distance,
 )
-from ovi_bench.models.clip import TINY_CLIP_BUILDERS
-from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_image_encoder
+from ovi_bench.models.dinov2 import DINOV2_BASE_ID, Dinov2Features
+from ovi_bench.models.hub import resolve_model
+from ovi_bench.models.inception import load_inception_features
 from ovi_bench.paths import cache_dir, expand_user
 from ovi_bench.registry import METRICS
 
 FEATURE_MODELS: dict[str, str] = {
     "clip-vit-l-14": "openai/clip-vit-large-patch14",
     "clip-vit-l-14-336": "openai/clip-vit-large-patch14-336",
-    "dinov2": "facebook/dinov2-base",
+    "dinov2": DINOV2_BASE_ID,
     "inception": "inception-v3-compat",
 }
 """Default extractor of each feature space: a Hugging Face id, or (inception) torch-fidelity's extractor name."""
 
 BICUBIC = Image.Resampling.BICUBIC
-INCEPTION_SIZE = 299
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Tiny DINOv2 (built in code, saved and loaded back through `from_pretrained` like the real one).
-
-TINY_DINOV2_IMAGE_SIZE = 32
-
-
-def build_tiny_dinov2(folder: Path) -> None:
-    """Save a random-weight Dinov2Model and its PIL image processor into `folder`, loadable like facebook/dinov2-base."""
-    config = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        mlp_ratio=2,
-        image_size=TINY_DINOV2_IMAGE_SIZE,
-        patch_size=8,
-    )
-    torch.manual_seed(0)
-    Dinov2Model(config).eval().save_pretrained(folder, safe_serialization=True)
-    BitImageProcessorPil(
-        size={"shortest_edge": TINY_DINOV2_IMAGE_SIZE},
-        crop_size={"height": TINY_DINOV2_IMAGE_SIZE, "width": TINY_DINOV2_IMAGE_SIZE},
-        do_center_crop=True,
-        resample=BICUBIC,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    ).save_pretrained(folder)
-
-
-def tiny_dinov2_dir() -> Path:
-    return publish_directory(build_tiny_dinov2, cache_dir() / "tiny" / "dinov2-v1")
-
-
-TINY_DINOV2_BUILDERS = {"tiny": tiny_dinov2_dir}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -100,71 +58,21 @@ Extractor = Callable[[Sequence[Image.Image]], torch.Tensor]
 
 
 def _clip_extractor(ref: str, device: torch.device, dtype: torch.dtype, normalise: bool) -> Extractor:
-    source = resolve_model(ref, TINY_CLIP_BUILDERS)
     # The whole CLIPModel, as the `clip` metric loads it: CLIPVisionModelWithProjection alone would take the vision
     # config's projection width, which a checkpoint may leave at its default instead of the model's projection_dim.
-    model = load_pretrained(CLIPModel, source, dtype=dtype).to(device).eval()
     # Always transformers' PIL processor, bicubic: the resize policy is recorded and must not depend on torchvision.
-    processor = load_pretrained(CLIPImageProcessorPil, source, resample=BICUBIC)
+    encoder = load_clip_image_encoder(
+        resolve_model(ref, TINY_CLIP_BUILDERS),
+        device,
+        dtype,
+        whole_model=True,
+        backend="pil",
+        resample=BICUBIC,
+    )
 
-    @torch.inference_mode()
     def extract(images: Sequence[Image.Image]) -> torch.Tensor:
-        pixels = processor(images=[image.convert("RGB") for image in images], return_tensors="pt")[
-            "pixel_values"
-        ]
-        vision = model.vision_model(pixel_values=pixels.to(device, dtype))
-        embeds = model.visual_projection(vision.pooler_output).float()
+        embeds = encoder.image_embeds(images)
         return (F.normalize(embeds, dim=-1) if normalise else embeds).cpu()
-
-    return extract
-
-
-def _dinov2_extractor(ref: str, device: torch.device, dtype: torch.dtype) -> Extractor:
-    source = resolve_model(ref, TINY_DINOV2_BUILDERS)
-    model = load_pretrained(Dinov2Model, source, dtype=dtype).to(device).eval()
-    processor = load_pretrained(BitImageProcessorPil, source, resample=BICUBIC)
-
-    @torch.inference_mode()
-    def extract(images: Sequence[Image.Image]) -> torch.Tensor:
-        pixels = processor(images=[image.convert("RGB") for image in images], return_tensors="pt")[
-            "pixel_values"
-        ]
-        # pooler_output is the layer-normed CLS token, the image descriptor of FD_DINOv2 (Stein et al. 2023).
-        return model(pixel_values=pixels.to(device, dtype)).pooler_output.float().cpu()
-
-    return extract
-
-
-def _inception_extractor(ref: str, device: torch.device) -> Extractor:
-    try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError as error:
-        raise OviBenchError(
-            'features = "inception" needs torch-fidelity\'s InceptionV3, an optional extra that is not installed: '
-            "`pip install torch-fidelity` together with the torchvision build that matches your torch. It is not a "
-            "core dependency because torchvision wheels are pinned to one torch version (and break beside others) and "
-            'its weights download from GitHub on first use. Or use features = "clip-vit-l-14" or "dinov2".'
-        ) from error
-    weights = expand_user(ref)
-    model = FeatureExtractorInceptionV3(
-        "inception-v3-compat",
-        ["2048"],
-        **({"feature_extractor_weights_path": str(weights)} if weights.is_file() else {}),
-    ).to(device)
-    model.eval()
-
-    @torch.inference_mode()
-    def extract(images: Sequence[Image.Image]) -> torch.Tensor:
-        # Resized here with PIL bicubic to 299×299 (our recorded policy), so the extractor's own resize is a no-op.
-        arrays = [
-            torch.from_numpy(
-                np.array(
-                    image.convert("RGB").resize((INCEPTION_SIZE, INCEPTION_SIZE), BICUBIC), dtype=np.uint8
-                )
-            ).permute(2, 0, 1)
-            for image in images
-        ]
-        return model(torch.stack(arrays).to(device))[0].float().cpu()
 
     return extract
 
@@ -353,9 +261,9 @@ class _FeatureSetMetric(SetMetric):
             if features.startswith("clip"):
                 self._extract = _clip_extractor(ref, self.device, self.dtype, self.normalise_features)
             elif features == "dinov2":
-                self._extract = _dinov2_extractor(ref, self.device, self.dtype)
+                self._extract = Dinov2Features(ref, self.device, self.dtype)
             else:
-                self._extract = _inception_extractor(ref, self.device)
+                self._extract = load_inception_features(ref, self.device)
         return self._extract
 
     def features(self, images: Sequence[Image.Image]) -> torch.Tensor:

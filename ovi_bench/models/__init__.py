@@ -1,0 +1,10 @@
+"""Model loading, one module per model family, each with the tiny random-weight builder that mirrors its real loader.
+
+* `hub`: references (hub id, local folder, tiny name) -> `from_pretrained`, loud errors, the remote-code policy.
+* `clip`: the CLIP image and text towers and their one preprocessing definition (every CLIP embedding goes through it).
+* `kandinsky`: the Kandinsky 2.2 prior and decoder, the zero-image embedding.
+* `eclipse`: ECLIPSE's prior checkpoint (model class, telling its checkpoints apart).
+* `dinov2`, `inception`: the other feature spaces of fid/kid/cmmd.
+* `aesthetic`: the LAION aesthetic predictor's MLP. `instructblip`, `llava`: the VQAScore models.
+* `evaluators/`: the T2I-CompBench++ evaluator wrappers (BLIP VQA, detectors, depth).
+"""

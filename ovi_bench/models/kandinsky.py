@@ -1,25 +1,53 @@
-"""Loading Kandinsky 2.2 components by hub id, local folder or "tiny", always through `from_pretrained`."""
+"""Kandinsky 2.2: loading its prior and decoder components by hub id, local folder or "tiny" (always through
+`from_pretrained`), the cached zero-image embedding, and the tiny random-weight folders built in code.
+
+The prior's text and image encoders are CLIP towers saved in sub-folders of the prior's repository: they load and
+encode through `ovi_bench.models.clip`, like every other CLIP embedding.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+from diffusers import (
+    DDPMScheduler,
+    KandinskyV22Pipeline,
+    KandinskyV22PriorPipeline,
+    PriorTransformer,
+    UnCLIPScheduler,
+    UNet2DConditionModel,
+    VQModel,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
-from transformers import CLIPTextModelWithProjection, CLIPTokenizer, CLIPVisionModelWithProjection
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 from ovi_bench.components import model_files
 from ovi_bench.errors import ModelLoadError
-from ovi_bench.io import atomic_write_bytes, canonical_json, sha256_text
-from ovi_bench.models.hub import explain_load_failure, load_pretrained, model_file, resolve_model
-from ovi_bench.models.tiny import DECODER_TINY_BUILDERS, PRIOR_TINY_BUILDERS
+from ovi_bench.io import atomic_write_bytes, canonical_json, publish_directory, sha256_text
+from ovi_bench.models.clip import (
+    TINY_EMBEDDING_DIM,
+    TINY_TEXT_MAX_LENGTH,
+    ClipImageEncoder,
+    TextSide,
+    clip_image_processor,
+    load_clip_image_encoder,
+    load_text_encoder,
+    load_tokenizer,
+    load_vision_tower,
+    tiny_tokenizer,
+)
+from ovi_bench.models.eclipse import refuse_eclipse_checkpoint
+from ovi_bench.models.hub import load_pretrained, model_file, resolve_model
 from ovi_bench.paths import cache_dir
 
 KANDINSKY22_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"
@@ -42,6 +70,172 @@ DECODER_PIPELINE_FILES = ("model_index.json", "scheduler/scheduler_config.json",
 """`load_decoder_pipeline`."""
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Tiny random-weight Kandinsky 2.2 folders, built in code and saved like the real ones.
+#
+# They let tests and dry runs go through the real `from_pretrained` loading code without any download (the same
+# approach as diffusers' own tests, whose configs these follow). Each folder is built once into
+# `cache_dir()/tiny/<name>-v1/`; bump the version in the name whenever a builder's output changes.
+
+
+def _tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModelWithProjection:
+    # diffusers' tests use bos 0 / eos 2 / pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids)
+    # (legacy). We name our tokenizer's real ids instead, so pooling takes the first EOS token explicitly.
+    config = CLIPTextConfig(
+        hidden_size=TINY_EMBEDDING_DIM,
+        projection_dim=TINY_EMBEDDING_DIM,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=5,
+        vocab_size=1000,
+        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return CLIPTextModelWithProjection(config).eval()
+
+
+def _tiny_image_encoder() -> CLIPVisionModelWithProjection:
+    # Wider, shallower and with larger initial weights than diffusers' test tower (width 32, 5 layers, factor 1):
+    # optimisation-based priors (OVI) must be able to steer its output to a text direction (cosine >= 0.95), which
+    # the test tower cannot. A 32 px image in 8 px patches (16 patches) keeps it cheap.
+    config = CLIPVisionConfig(
+        hidden_size=64,
+        projection_dim=TINY_EMBEDDING_DIM,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        image_size=32,
+        patch_size=8,
+        initializer_factor=4.0,
+    )
+    torch.manual_seed(0)
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def _tiny_prior() -> PriorTransformer:
+    torch.manual_seed(0)
+    prior = PriorTransformer(
+        num_attention_heads=2, attention_head_dim=12, embedding_dim=TINY_EMBEDDING_DIM, num_layers=1
+    )
+    # clip_mean/clip_std start at zero, which would make post_process_latents return zeros. A nonzero mean also
+    # makes post-processing visible in tests.
+    statistics = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        prior.clip_std.copy_(torch.ones_like(prior.clip_std))
+        prior.clip_mean.copy_(0.1 * torch.randn(prior.clip_mean.shape, generator=statistics))
+    return prior.eval()
+
+
+def build_tiny_kandinsky_prior(folder: Path) -> None:
+    """Save a tiny KandinskyV22PriorPipeline into `folder`."""
+    tokenizer = tiny_tokenizer()
+    image_encoder = _tiny_image_encoder()
+    pipeline = KandinskyV22PriorPipeline(
+        prior=_tiny_prior(),
+        image_encoder=image_encoder,
+        text_encoder=_tiny_text_encoder(tokenizer),
+        tokenizer=tokenizer,
+        # The real prior's scheduler (x0 prediction).
+        scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log",
+            prediction_type="sample",
+            num_train_timesteps=1000,
+            clip_sample=True,
+            clip_sample_range=10.0,
+        ),
+        # Only KandinskyV22PriorPipeline.interpolate uses it (ovi-bench loads the pipeline without it); saved so
+        # the folder has the real layout and loads with a plain from_pretrained too.
+        image_processor=clip_image_processor(image_encoder.config.image_size),
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+
+
+def _tiny_unet() -> UNet2DConditionModel:
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        in_channels=4,
+        out_channels=8,  # noise and learned variance, as in the real decoder
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        encoder_hid_dim=TINY_EMBEDDING_DIM,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+    )
+    return unet.eval()
+
+
+def _tiny_movq() -> VQModel:
+    torch.manual_seed(0)
+    movq = VQModel(
+        block_out_channels=[32, 64],
+        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        vq_embed_dim=4,
+    )
+    return movq.eval()
+
+
+def _decoder_scheduler() -> DDPMScheduler:
+    # The real decoder's scheduler_config.json (diffusers' tests use DDIM instead). from_config, not the
+    # constructor: it ignores keys DDPMScheduler does not take (set_alpha_to_one), as hub loading does.
+    return DDPMScheduler.from_config(
+        {
+            "beta_schedule": "linear",
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "clip_sample": False,
+            "num_train_timesteps": 1000,
+            "prediction_type": "epsilon",
+            "set_alpha_to_one": False,
+            "steps_offset": 1,
+        }
+    )
+
+
+def build_tiny_kandinsky_decoder(folder: Path) -> None:
+    """Save a tiny KandinskyV22Pipeline (UNet, movq, DDPM scheduler) into `folder`."""
+    pipeline = KandinskyV22Pipeline(unet=_tiny_unet(), scheduler=_decoder_scheduler(), movq=_tiny_movq())
+    pipeline.save_pretrained(folder, safe_serialization=True)
+
+
+def tiny_kandinsky_prior_dir() -> Path:
+    """The tiny prior folder (prior, image_encoder, text_encoder, tokenizer, scheduler, image_processor)."""
+    return publish_directory(build_tiny_kandinsky_prior, cache_dir() / "tiny" / "kandinsky-2.2-prior-v1")
+
+
+def tiny_kandinsky_decoder_dir() -> Path:
+    """The tiny decoder folder (unet, movq, scheduler)."""
+    return publish_directory(build_tiny_kandinsky_decoder, cache_dir() / "tiny" / "kandinsky-2.2-decoder-v1")
+
+
+PRIOR_TINY_BUILDERS = {"tiny": tiny_kandinsky_prior_dir}
+"""Tiny references accepted wherever a Kandinsky 2.2 prior folder is expected."""
+
+DECODER_TINY_BUILDERS = {"tiny": tiny_kandinsky_decoder_dir}
+"""Tiny references accepted wherever a Kandinsky 2.2 decoder folder is expected."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
 def resolve_prior_model(ref: str) -> str:
     """A prior reference (hub id, local folder or "tiny") as a hub id or an absolute folder path."""
     return resolve_model(ref, PRIOR_TINY_BUILDERS)
@@ -52,125 +246,43 @@ def resolve_decoder_model(ref: str) -> str:
     return resolve_model(ref, DECODER_TINY_BUILDERS)
 
 
-@dataclass(frozen=True)
-class TextEncoding:
-    """What the prior's text side gives for a batch of texts, on the text encoder's device and dtype."""
-
-    text_embeds: torch.Tensor
-    """[B, D] the projected pooled (EOS token) embedding, not L2-normalised."""
-    last_hidden_state: torch.Tensor
-    """[B, 77, W] the per-token states the diffusion prior attends to."""
-    attention_mask: torch.Tensor
-    """[B, 77] bool, True for real tokens (padding is False)."""
-
-
-TEXT_CACHE_SIZE = 64
-"""Texts whose encodings a TextSide keeps. A run plans each prompt's seeds next to each other, so a prompt's 10 seeds
-(the official protocol) meet its cached encoding even across batch boundaries; 64 rows of ViT-bigG's [77, 1280]
-states are 25 MB in float32."""
-
-
-@dataclass(frozen=True)
-class TextSide:
-    """The prior's tokenizer and CLIP text encoder, encoding exactly as KandinskyV22PriorPipeline does.
-
-    Each distinct text is encoded once: the last `TEXT_CACHE_SIZE` texts are kept, so a prompt with several seeds
-    is encoded once per run rather than once per seed. A text not in the cache is encoded on its own, never batched
-    with others, so that its encoding is the same bits whatever it was batched with and whatever was encoded before
-    (with batching, a cached row would carry the rounding of the batch that happened to encode it first). The text
-    encoder is a small part of every prior's cost (ViT-bigG's text tower: ~3% of the Kandinsky 2.2 prior's FLOPs at
-    25 steps), so the batch-of-one calls cost little.
-    """
-
-    tokenizer: CLIPTokenizer
-    text_encoder: CLIPTextModelWithProjection
-    _cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
-        default_factory=OrderedDict, compare=False, repr=False
-    )
-    """text -> (text_embeds [D], last_hidden_state [77, W], attention_mask [77]), least recently used first."""
-
-    @property
-    def device(self) -> torch.device:
-        return self.text_encoder.device
-
-    def encode(self, texts: Sequence[str]) -> TextEncoding:
-        texts = list(texts)
-        rows = {text: self._cache[text] for text in dict.fromkeys(texts) if text in self._cache}
-        for text in dict.fromkeys(texts):
-            if text not in rows:
-                encoding = self._encode([text])
-                rows[text] = (
-                    encoding.text_embeds[0],
-                    encoding.last_hidden_state[0],
-                    encoding.attention_mask[0],
-                )
-        for text in dict.fromkeys(texts):
-            self._cache[text] = rows[text]
-            self._cache.move_to_end(text)
-        while len(self._cache) > TEXT_CACHE_SIZE:
-            self._cache.popitem(last=False)
-        return TextEncoding(
-            text_embeds=torch.stack([rows[text][0] for text in texts]),
-            last_hidden_state=torch.stack([rows[text][1] for text in texts]),
-            attention_mask=torch.stack([rows[text][2] for text in texts]),
-        )
-
-    def _encode(self, texts: list[str]) -> TextEncoding:
-        # no_grad rather than inference_mode: optimisation-based priors use text_embeds as a target inside autograd,
-        # which inference tensors cannot join.
-        tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        with torch.no_grad():
-            # Like the pipeline: no attention mask for the encoder. CLIP's causal mask already keeps the padding
-            # after EOS out of every token up to and including the pooled EOS.
-            output = self.text_encoder(tokens.input_ids.to(self.device))
-        return TextEncoding(
-            text_embeds=output.text_embeds,
-            last_hidden_state=output.last_hidden_state,
-            attention_mask=tokens.attention_mask.bool().to(self.device),
-        )
-
-
 def load_text_side(ref: str, device: torch.device, dtype: torch.dtype) -> TextSide:
     """The tokenizer and text encoder of a Kandinsky 2.2 prior folder or hub id."""
     resolved = resolve_prior_model(ref)
-    tokenizer = load_pretrained(CLIPTokenizer, resolved, subfolder="tokenizer")
-    if len(tokenizer) <= len(tokenizer.all_special_tokens):
-        # transformers 5 silently builds an empty tokenizer (special tokens only) when the files are missing.
-        raise explain_load_failure(
-            resolved, "CLIPTokenizer (tokenizer)", FileNotFoundError("no vocabulary found")
-        )
-    text_encoder = load_pretrained(
-        CLIPTextModelWithProjection, resolved, subfolder="text_encoder", dtype=dtype
-    )
+    tokenizer = load_tokenizer(resolved, subfolder="tokenizer")
+    text_encoder = load_text_encoder(resolved, device, dtype, subfolder="text_encoder")
     max_positions = text_encoder.config.max_position_embeddings
     if tokenizer.model_max_length > max_positions:
         raise ModelLoadError(
             f"the tokenizer of '{ref}' pads to {tokenizer.model_max_length} tokens but its text encoder has only "
             f"{max_positions} positions: set model_max_length in tokenizer/tokenizer_config.json."
         )
-    return TextSide(tokenizer=tokenizer, text_encoder=text_encoder.to(device).eval())
+    return TextSide(tokenizer=tokenizer, text_encoder=text_encoder)
 
 
 def load_image_encoder(ref: str, device: torch.device, dtype: torch.dtype) -> CLIPVisionModelWithProjection:
     """The CLIP vision tower (with projection) of a Kandinsky 2.2 prior folder or hub id."""
-    resolved = resolve_prior_model(ref)
-    image_encoder = load_pretrained(
-        CLIPVisionModelWithProjection, resolved, subfolder="image_encoder", dtype=dtype
+    return load_vision_tower(
+        resolve_prior_model(ref), device, dtype, whole_model=False, subfolder="image_encoder"
     )
-    return image_encoder.to(device).eval()
+
+
+def load_prior_image_encoder(ref: str, device: torch.device, dtype: torch.dtype) -> ClipImageEncoder:
+    """The prior's image encoder with its saved image processor, always transformers' PIL implementation (so that
+    embeddings do not depend on whether torchvision is installed): how the embedding bank encodes images."""
+    return load_clip_image_encoder(
+        resolve_prior_model(ref),
+        device,
+        dtype,
+        whole_model=False,
+        backend="pil",
+        model_subfolder="image_encoder",
+        processor_subfolder="image_processor",
+    )
 
 
 def load_prior_pipeline(ref: str, device: torch.device, dtype: torch.dtype) -> KandinskyV22PriorPipeline:
     """The whole diffusion prior pipeline; diffusers' progress bars are off (ovi-bench shows its own)."""
-    # Imported here: the eclipse module builds on this one.
-    from ovi_bench.priors.eclipse import refuse_eclipse_checkpoint
-
     resolved = resolve_prior_model(ref)
     # The stock PriorTransformer would load an ECLIPSE checkpoint silently and fail only when run.
     refuse_eclipse_checkpoint(resolved, "prior")

@@ -30,16 +30,26 @@ length, without padding, which gives the official result whatever the batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import BlipForQuestionAnswering, BlipProcessor, PreTrainedTokenizerBase
+from transformers import (
+    BertTokenizer,
+    BlipConfig,
+    BlipForQuestionAnswering,
+    BlipImageProcessorPil,
+    BlipProcessor,
+    PreTrainedTokenizerBase,
+)
 from transformers.image_utils import PILImageResampling
 from transformers.models.blip.configuration_blip import BlipTextConfig
 
+from ovi_bench.io import publish_directory
+from ovi_bench.models.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.models.evaluators.common import check_one_entry_per_image, rgb_images
-from ovi_bench.models.evaluators.tiny import BLIP_DECODER_TOKEN, BLIP_ENCODER_TOKEN, TINY_BLIP_BUILDERS
 from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.paths import cache_dir
 
 BLIP_VQA_ID = "Salesforce/blip-vqa-capfilt-large"
 """The official B-VQA checkpoint (`model_base_vqa_capfilt_large.pth`, ViT-B despite "large") converted to transformers."""
@@ -217,3 +227,105 @@ class BlipVQA:
         yes = probabilities[:, self.yes_token_id]
         no = probabilities[:, self.no_token_id]
         return (yes / (yes + no)).cpu()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tiny random-weight BLIP VQA, built in code, saved with `save_pretrained` into `cache_dir()/tiny/<name>-v1/` and
+# loaded back through the same `from_pretrained` code as the real checkpoints. Every builder seeds torch with 0, so
+# the saved weights (and the tests' golden values) are the same on every machine; bump a folder's version whenever
+# its builder's output changes. The configs follow shared/reference/metrics-stack.md §4.
+
+
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+BLIP_DECODER_TOKEN, BLIP_ENCODER_TOKEN = "[DEC]", "[ENC]"
+
+# Lowercase words of T2I-CompBench-like prompts, so that questions and detector queries in tests tokenize into real
+# words rather than [UNK]. The exact list is part of the tiny tokenizers: changing it changes the golden values.
+_TINY_WORDS = """
+a an the one two three four five six seven eight of on in at to and with by near next side left right top bottom
+front behind hidden under over above below beside is are this that there it its what which how many
+red orange yellow green blue purple pink brown black white gray grey gold silver
+round square rectangular oval triangular circular cylindrical spherical cubic big small large tiny tall short long
+wooden metallic plastic glass leather fabric fluffy rubber stone paper ceramic velvet furry
+cat cats dog dogs bird birds horse cow sheep bear elephant giraffe zebra mouse rabbit fish duck chicken
+person people man men woman women boy girl child baby
+car cars bus truck bicycle motorcycle train boat airplane
+apple apples banana bananas orange carrot pizza cake bread sandwich donut cookie egg
+table desk chair sofa couch bed bench lamp clock vase book books bottle cup mug bowl plate fork knife spoon
+phone computer laptop television keyboard wallet bag backpack suitcase umbrella hat shoe shoes shirt
+tree trees flower flowers plant grass house door window wall fence road street sky cloud sun moon
+ball kite box candle key helmet painting picture mirror pillow blanket towel
+cube sphere cone cylinder pyramid ring heart star
+"""
+_TINY_PUNCTUATION = ["?", ".", ",", "!", "'", '"', "-", "(", ")"]
+
+TINY_BLIP_IMAGE_SIZE = 384
+"""Mirrors the real `Salesforce/blip-vqa-capfilt-large` config (384 px, 16 px patches): run at 480 px, the tiny model
+goes through the same position-embedding interpolation as the real one."""
+
+
+TINY_BLIP_INITIALIZER_RANGE = 0.2
+"""Ten times the default: with the default, every yes-probability of the tiny model is 0.393 ± 0.0002 whatever the
+image and question; at 0.2 they spread over 0.1–0.5, so tests can see that inputs (and [ENC]) matter."""
+
+
+def tiny_bert_tokenizer(*, with_blip_tokens: bool = True) -> BertTokenizer:
+    """A lowercase WordPiece tokenizer over a few hundred whole words (no sub-words), built in code.
+
+    With `with_blip_tokens`, [DEC] and [ENC] close the vocabulary, in that order, as BLIP's `init_tokenizer` appends
+    them to bert-base-uncased (there: [DEC] = 30522, [ENC] = 30523).
+    """
+    words = list(dict.fromkeys([*_TINY_WORDS.split(), "yes", "no"]))
+    tokens = BERT_SPECIAL_TOKENS + _TINY_PUNCTUATION + words
+    if with_blip_tokens:
+        tokens += [BLIP_DECODER_TOKEN, BLIP_ENCODER_TOKEN]
+    return BertTokenizer(vocab={token: index for index, token in enumerate(tokens)}, do_lower_case=True)
+
+
+def build_tiny_blip_vqa(folder: Path) -> None:
+    """Save a tiny BlipForQuestionAnswering and its BlipProcessor, laid out like `Salesforce/blip-vqa-capfilt-large`."""
+    tokenizer = tiny_bert_tokenizer()
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 32,  # the vision tower's width, as in the real model (768 and 768)
+            "pad_token_id": tokenizer.pad_token_id,
+            "sep_token_id": tokenizer.sep_token_id,
+            "bos_token_id": tokenizer.convert_tokens_to_ids(BLIP_DECODER_TOKEN),
+            "initializer_range": TINY_BLIP_INITIALIZER_RANGE,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": TINY_BLIP_IMAGE_SIZE,
+            "patch_size": 16,
+            "initializer_range": TINY_BLIP_INITIALIZER_RANGE,
+        },
+    )
+    torch.manual_seed(0)
+    model = BlipForQuestionAnswering(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    # The real processor's preprocessing: 384 px bicubic square resize, OpenAI CLIP mean/std (the wrapper overrides
+    # the size at call time).
+    image_processor = BlipImageProcessorPil(
+        size={"height": TINY_BLIP_IMAGE_SIZE, "width": TINY_BLIP_IMAGE_SIZE},
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
+        resample=3,
+    )
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def tiny_blip_vqa_dir() -> Path:
+    return publish_directory(build_tiny_blip_vqa, cache_dir() / "tiny" / "blip-vqa-v1")
+
+
+TINY_BLIP_BUILDERS = {"tiny": tiny_blip_vqa_dir}
+"""Tiny references accepted wherever a BLIP VQA checkpoint is expected."""

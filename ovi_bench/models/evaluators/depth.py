@@ -15,6 +15,7 @@ the same sign convention; it is not the official model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,15 +23,21 @@ from PIL import Image
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
+    DepthAnythingConfig,
     DepthAnythingForDepthEstimation,
+    Dinov2Config,
+    DPTConfig,
     DPTForDepthEstimation,
+    DPTImageProcessorPil,
 )
 from transformers.image_utils import PILImageResampling
 
 from ovi_bench.errors import ModelLoadError
+from ovi_bench.io import publish_directory
+from ovi_bench.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from ovi_bench.models.evaluators.common import indices_by_size, rgb_images
-from ovi_bench.models.evaluators.tiny import TINY_DEPTH_BUILDERS
 from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.paths import cache_dir
 
 DPT_HYBRID_MIDAS_ID = "Intel/dpt-hybrid-midas"
 """The official 3D-spatial depth model (MiDaS v3 DPT-hybrid) in transformers."""
@@ -148,3 +155,104 @@ class DepthEstimator:
         # Bilinear weights are convex, so only rounding could step outside [0, 1].
         depth_map = resized.clamp(0.0, 1.0).cpu().numpy().astype(np.float32)
         return quantise_like_png(depth_map) if self.quantise_8bit else depth_map
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tiny random-weight depth estimators (DPT hybrid, Depth Anything), built in code, saved with `save_pretrained` into `cache_dir()/tiny/<name>-v1/` and
+# loaded back through the same `from_pretrained` code as the real checkpoints. Every builder seeds torch with 0, so
+# the saved weights (and the tests' golden values) are the same on every machine; bump a folder's version whenever
+# its builder's output changes. The configs follow shared/reference/metrics-stack.md §4.
+
+
+TINY_DPT_IMAGE_SIZE = 384
+"""Mirrors `Intel/dpt-hybrid-midas` (384 px, 16 px patches), so running it at the official 480 px resizes its
+position table exactly as the real model's is resized."""
+
+
+def build_tiny_dpt_hybrid(folder: Path) -> None:
+    """Save a tiny hybrid (BiT + ViT) DPTForDepthEstimation, the MiDaS-hybrid architecture, and its processor."""
+    config = DPTConfig(
+        image_size=TINY_DPT_IMAGE_SIZE,
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        is_hybrid=True,
+        backbone_out_indices=[0, 1, 2, 3],
+        backbone_config={
+            "global_padding": "same",
+            "layer_type": "bottleneck",
+            "depths": [1, 1, 2],
+            "hidden_sizes": [4, 8, 16, 32],
+            "num_groups": 2,
+            "out_features": ["stage1", "stage2", "stage3"],
+        },
+        # This BiT's three stages give 8, 8 and 16 channels: the last feeds the ViT (featmap channels), the first
+        # two are the hybrid's residual features (the first two neck sizes).
+        backbone_featmap_shape=[1, 16, TINY_DPT_IMAGE_SIZE // 16, TINY_DPT_IMAGE_SIZE // 16],
+        neck_hidden_sizes=[8, 8, 32, 32],
+        fusion_hidden_size=16,
+        readout_type="project",
+    )
+    torch.manual_seed(0)
+    model = DPTForDepthEstimation(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    # The real processor's settings: 384 px square, bicubic, mean = std = 0.5.
+    DPTImageProcessorPil(
+        size={"height": TINY_DPT_IMAGE_SIZE, "width": TINY_DPT_IMAGE_SIZE},
+        keep_aspect_ratio=False,
+        ensure_multiple_of=1,
+        resample=3,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    ).save_pretrained(folder)
+
+
+def build_tiny_depth_anything(folder: Path) -> None:
+    """Save a tiny DepthAnythingForDepthEstimation (DINOv2 backbone, relative depth) and its processor."""
+    config = DepthAnythingConfig(
+        backbone_config=Dinov2Config(
+            image_size=32,
+            patch_size=16,
+            hidden_size=8,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=16,
+            out_indices=[1, 2],
+            reshape_hidden_states=False,
+        ),
+        patch_size=16,
+        reassemble_hidden_size=8,
+        reassemble_factors=[2, 1],
+        neck_hidden_sizes=[4, 8],
+        fusion_hidden_size=6,
+        head_hidden_size=4,
+        depth_estimation_type="relative",
+    )
+    torch.manual_seed(0)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    # The real processor's kind of resizing (keep the aspect ratio, sides multiples of the patch size, bicubic,
+    # ImageNet mean/std), at 64 px instead of 518.
+    DPTImageProcessorPil(
+        size={"height": 64, "width": 64},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=16,
+        resample=3,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    ).save_pretrained(folder)
+
+
+def tiny_dpt_hybrid_dir() -> Path:
+    return publish_directory(build_tiny_dpt_hybrid, cache_dir() / "tiny" / "dpt-hybrid-v1")
+
+
+def tiny_depth_anything_dir() -> Path:
+    return publish_directory(build_tiny_depth_anything, cache_dir() / "tiny" / "depth-anything-v1")
+
+
+TINY_DEPTH_BUILDERS = {"tiny": tiny_dpt_hybrid_dir, "tiny-depth-anything": tiny_depth_anything_dir}
+"""Tiny references accepted wherever a depth checkpoint is expected: "tiny" is DPT hybrid (the official model's
+architecture), "tiny-depth-anything" the Depth Anything alternative."""

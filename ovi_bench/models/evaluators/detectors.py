@@ -21,16 +21,26 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from PIL import Image
 from transformers import (
+    BertConfig,
+    GroundingDinoConfig,
     GroundingDinoForObjectDetection,
+    GroundingDinoImageProcessorPil,
     GroundingDinoProcessor,
+    Owlv2Config,
     Owlv2ForObjectDetection,
+    Owlv2ImageProcessorPil,
     Owlv2Processor,
+    SwinConfig,
 )
 
 from ovi_bench.errors import ModelLoadError
+from ovi_bench.io import publish_directory
+from ovi_bench.models.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, tiny_tokenizer
+from ovi_bench.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
+from ovi_bench.models.evaluators.blip import tiny_bert_tokenizer
 from ovi_bench.models.evaluators.common import check_one_entry_per_image, indices_by_size, rgb_images
-from ovi_bench.models.evaluators.tiny import tiny_grounding_dino_dir, tiny_owlv2_dir
 from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.paths import cache_dir
 
 OWLV2_ID = "google/owlv2-base-patch16-ensemble"
 GROUNDING_DINO_ID = "IDEA-Research/grounding-dino-tiny"
@@ -154,6 +164,17 @@ class _LoadedDetector:
         self.model = load_pretrained(model_class, source, dtype=dtype).to(device).eval()
         self.processor = load_pretrained(processor_class, source)
 
+    @staticmethod
+    def _asked(
+        images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
+    ) -> tuple[list[list[RawDetection]], list[int], list[Image.Image]]:
+        """Checked inputs: an empty detection list per image, and the indices and RGB images of those with queries
+        (an image without queries is never run through the model)."""
+        check_one_entry_per_image(images, queries, "queries")
+        _check_queries(queries)
+        asked = [index for index, image_queries in enumerate(queries) if image_queries]
+        return [[] for _ in images], asked, rgb_images([images[index] for index in asked])
+
 
 class Owlv2Detector(_LoadedDetector):
     """OWLv2, one query per noun. Detections with score > `threshold`, then class-wise NMS at `nms_iou`.
@@ -190,13 +211,9 @@ class Owlv2Detector(_LoadedDetector):
     def detect(
         self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
     ) -> list[list[RawDetection]]:
-        check_one_entry_per_image(images, queries, "queries")
-        _check_queries(queries)
-        detections: list[list[RawDetection]] = [[] for _ in images]
-        asked = [index for index, image_queries in enumerate(queries) if image_queries]
+        detections, asked, asked_images = self._asked(images, queries)
         if not asked:
             return detections
-        asked_images = rgb_images([images[index] for index in asked])
         asked_queries = [list(queries[index]) for index in asked]
         # Queries longer than the text model's window (16 tokens for the real model) are truncated, as OWL-ViT does.
         inputs = self.processor(text=asked_queries, images=asked_images, return_tensors="pt", truncation=True)
@@ -280,11 +297,7 @@ class GroundingDinoDetector(_LoadedDetector):
     def detect(
         self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]
     ) -> list[list[RawDetection]]:
-        check_one_entry_per_image(images, queries, "queries")
-        _check_queries(queries)
-        detections: list[list[RawDetection]] = [[] for _ in images]
-        asked = [index for index, image_queries in enumerate(queries) if image_queries]
-        asked_images = rgb_images([images[index] for index in asked])
+        detections, asked, asked_images = self._asked(images, queries)
         for group in indices_by_size(asked_images):
             indices = [asked[position] for position in group]
             group_images = [asked_images[position] for position in group]
@@ -394,3 +407,119 @@ def make_detector(
     return GroundingDinoDetector(
         model or GROUNDING_DINO_ID, device=device, dtype=dtype, threshold=threshold, nms_iou=nms_iou
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tiny random-weight detectors (OWLv2, Grounding DINO), built in code, saved with `save_pretrained` into `cache_dir()/tiny/<name>-v1/` and
+# loaded back through the same `from_pretrained` code as the real checkpoints. Every builder seeds torch with 0, so
+# the saved weights (and the tests' golden values) are the same on every machine; bump a folder's version whenever
+# its builder's output changes. The configs follow shared/reference/metrics-stack.md §4.
+
+
+TINY_OWLV2_IMAGE_SIZE = 64
+TINY_OWLV2_TEXT_LENGTH = 32
+
+
+def build_tiny_owlv2(folder: Path) -> None:
+    """Save a tiny Owlv2ForObjectDetection (64 px, 8 px patches: 64 boxes) and its Owlv2Processor."""
+    tokenizer = tiny_tokenizer()
+    # The real OWLv2 pads every query to 16 tokens; the tiny tokenizer spends one token per character, so it gets 32.
+    tokenizer.model_max_length = TINY_OWLV2_TEXT_LENGTH
+    config = Owlv2Config(
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "vocab_size": 1000,
+            "max_position_embeddings": TINY_OWLV2_TEXT_LENGTH,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": TINY_OWLV2_IMAGE_SIZE,
+            "patch_size": 8,
+        },
+        projection_dim=32,  # must equal the vision width, else the class head fails with an einsum shape error
+        # OWLv2 initialises its class and box heads with std = initializer_factor (1.0): the tiny model's scores
+        # then saturate at 1 and its boxes collapse. At 0.1 scores spread over 0.26-0.96 and boxes are patch-sized.
+        initializer_factor=0.1,
+    )
+    torch.manual_seed(0)
+    model = Owlv2ForObjectDetection(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    image_processor = Owlv2ImageProcessorPil(
+        size={"height": TINY_OWLV2_IMAGE_SIZE, "width": TINY_OWLV2_IMAGE_SIZE},
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
+    )
+    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+TINY_GROUNDING_DINO_TEXT_LENGTH = 32
+
+
+def build_tiny_grounding_dino(folder: Path) -> None:
+    """Save a tiny GroundingDinoForObjectDetection (Swin backbone, no timm) and its GroundingDinoProcessor."""
+    tokenizer = tiny_bert_tokenizer(with_blip_tokens=False)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            embed_dim=8,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=7,
+            image_size=98,
+            out_indices=[2, 3, 4],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            max_position_embeddings=64,
+        ),
+        use_timm_backbone=False,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,  # one would break the tying of the per-layer box heads (bbox_embed.0 to bbox_embed.N)
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=20,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=TINY_GROUNDING_DINO_TEXT_LENGTH,
+    )
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(config).eval()
+    # Class logits are plain dot products of layer-normed 32-d vectors (std about 5.7), so the tiny model's scores
+    # saturate at 1. Shrinking the decoder's output LayerNorm by 5 brings them to 0.4-0.98.
+    with torch.no_grad():
+        model.model.decoder.layer_norm.weight.mul_(0.2)
+    model.save_pretrained(folder, safe_serialization=True)
+    # The real processor resizes the short side to 800 (long side at most 1333). 128/192 keeps the tiny model cheap
+    # while its coarsest (extra, stride-64) feature level keeps more than one pixel, which its GroupNorm needs.
+    image_processor = GroundingDinoImageProcessorPil(
+        size={"shortest_edge": 128, "longest_edge": 192}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
+    )
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+def tiny_owlv2_dir() -> Path:
+    return publish_directory(build_tiny_owlv2, cache_dir() / "tiny" / "owlv2-v1")
+
+
+def tiny_grounding_dino_dir() -> Path:
+    return publish_directory(build_tiny_grounding_dino, cache_dir() / "tiny" / "grounding-dino-v1")
+
+
+TINY_DETECTOR_BUILDERS = {"tiny-owlv2": tiny_owlv2_dir, "tiny-grounding-dino": tiny_grounding_dino_dir}
+"""Tiny detector references; each detector also accepts plain "tiny" for its own family."""
