@@ -450,7 +450,8 @@ def bank_build(
 
     if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
         silence_library_progress()
-    from ovi_bench.bank import HFDatasetImages, ImageFiles, ImageSource, build_bank
+    from ovi_bench.bank.build import build_bank
+    from ovi_bench.bank.sources import HFDatasetImages, ImageFiles, ImageSource
 
     if (images is None) == (hf_dataset is None):
         raise OviBenchError("give either an IMAGES folder or --hf-dataset NAME_OR_FOLDER (exactly one).")
@@ -493,7 +494,7 @@ def bank_info(
     folder: Annotated[Path, typer.Argument(help="Bank folder made by `ovi-bench bank build`.")],
 ) -> None:
     """Print what a bank holds: count, width, encoder, digest, sources, and the cached statistics' shrinkage."""
-    from ovi_bench.bank import EmbeddingBank
+    from ovi_bench.bank.folder import EmbeddingBank
 
     bank = EmbeddingBank.load(folder)
     info = bank.info

@@ -42,7 +42,6 @@ from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.models.hub import load_pretrained, resolve_model
 from ovi_bench.models.tiny import clip_image_processor
 from ovi_bench.paths import cache_dir, expand_user
-from ovi_bench.registry import METRICS
 
 AESTHETIC_CLIP_ID = "openai/clip-vit-large-patch14"
 AESTHETIC_WEIGHTS_URL = "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth"
@@ -180,7 +179,6 @@ class AestheticParams(Params):
     "tiny". The released MLP was trained on openai/clip-vit-large-patch14 (projection width 768)."""
 
 
-@METRICS.register("aesthetic")
 class AestheticMetric(Metric):
     """LAION improved aesthetic predictor v2: an MLP rating (roughly 1–10) of the normalised CLIP ViT-L/14 embedding."""
 

@@ -63,7 +63,6 @@ from ovi_bench.models.evaluators.tiny import tiny_bert_tokenizer
 from ovi_bench.models.hub import load_pretrained, resolve_model
 from ovi_bench.models.tiny import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_image_processor
 from ovi_bench.paths import cache_dir
-from ovi_bench.registry import METRICS
 from ovi_bench.text import short_repr
 
 VQASCORE_INSTRUCTBLIP_ID = "Salesforce/instructblip-flan-t5-xl"
@@ -300,7 +299,6 @@ def first_token_yes_probability(first_step_logits: torch.Tensor, yes_token_id: i
     return first_step_logits.to(torch.float32).softmax(dim=-1)[:, yes_token_id]
 
 
-@METRICS.register("vqascore")
 class VQAScoreMetric(Metric):
     """VQAScore: P("Yes") of a VLM asked whether the image shows the prompt (t2v-metrics' template)."""
 

@@ -52,7 +52,6 @@ from ovi_bench.models.kandinsky import (
 from ovi_bench.models.tiny import EMBEDDING_DIM, TEXT_MAX_LENGTH
 from ovi_bench.paths import cache_dir
 from ovi_bench.priors.base import Prior, PriorOutput
-from ovi_bench.registry import PRIORS
 
 ECLIPSE_KANDINSKY22_PRIOR_ID = "ECLIPSE-Community/ECLIPSE_KandinskyV22_Prior"
 
@@ -392,7 +391,6 @@ def _load_clip_text_side(
     return TextSide(tokenizer=tokenizer, text_encoder=text_encoder.to(device).eval())
 
 
-@PRIORS.register("eclipse")
 class EclipsePrior(Prior):
     """ECLIPSE's trained non-diffusion prior: one forward pass from Gaussian noise; negative = the zero-image embedding."""
 
