@@ -34,29 +34,37 @@ def test_every_builtin_reference_resolves_to_a_subclass_of_the_base(registry: Re
         assert issubclass(component, base) and component is not base
 
 
-def _ovi_bench_modules(stderr: str) -> set[str]:
-    """The module names printed by `_PRINT_MODULES` (its last line of stderr)."""
-    return set(stderr.strip().splitlines()[-1].split())
+_PRINT_MODULES = (
+    "print('MODULES', *[name for name in sys.modules if name.startswith('ovi_bench')], file=sys.stderr)"
+)
+"""A line of Python that prints the ovi_bench modules imported so far, as one line of stderr."""
 
 
-_PRINT_MODULES = "print(' '.join(name for name in sys.modules if name.startswith('ovi_bench')), file=sys.stderr)"
-
-
-def test_names_and_one_lookup_import_only_what_they_need() -> None:
-    script = (
-        "import sys\nfrom ovi_bench.registry import REGISTRIES, METRICS\n"
-        "for registry in REGISTRIES:\n    registry.names()\n"
-        f"{_PRINT_MODULES}\nMETRICS.get('3-in-1')\n{_PRINT_MODULES}"
-    )
+def _run_python(script: str, *import_paths: Path) -> tuple[str, list[set[str]]]:
+    """Run `script` in a fresh interpreter that finds ovi_bench (and `import_paths`): its stdout, and the module sets
+    its `_PRINT_MODULES` lines printed, in order."""
     result = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        env={
+            "PYTHONPATH": ":".join(str(path) for path in (*import_paths, ROOT)),
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(import_paths[0] if import_paths else ROOT),
+            "OMP_NUM_THREADS": "1",
+        },
         check=True,
     )
-    after_names = _ovi_bench_modules(result.stderr.strip().splitlines()[-2])
-    after_lookup = _ovi_bench_modules(result.stderr)
+    snapshots = [set(line.split()[1:]) for line in result.stderr.splitlines() if line.startswith("MODULES")]
+    return result.stdout, snapshots
+
+
+def test_names_and_one_lookup_import_only_what_they_need() -> None:
+    _, (after_names, after_lookup) = _run_python(
+        "import sys\nfrom ovi_bench.registry import REGISTRIES, METRICS\n"
+        "for registry in REGISTRIES:\n    registry.names()\n"
+        f"{_PRINT_MODULES}\nMETRICS.get('3-in-1')\n{_PRINT_MODULES}"
+    )
     assert not [name for name in after_names if name.startswith(("ovi_bench.metrics", "ovi_bench.priors"))]
     assert "ovi_bench.metrics.three_in_one" in after_lookup
     other_components = {
@@ -150,24 +158,16 @@ def test_entry_point_plugin_is_found_and_loaded(tmp_path: Path, monkeypatch: pyt
 
 def test_cli_lists_plugin_priors(tmp_path: Path) -> None:
     _install_plugin_distribution(tmp_path)
-    root = Path(__file__).resolve().parents[1]
     # `python -m ovi_bench priors`, then the modules it imported: the listing shows each prior's docstring, so it
     # imports the prior modules, but no metric or decoder.
-    script = (
+    stdout, (modules,) = _run_python(
         "import runpy, sys\nsys.argv = ['ovi-bench', 'priors']\n"
-        f"try:\n    runpy.run_module('ovi_bench', run_name='__main__')\nfinally:\n    {_PRINT_MODULES}"
+        f"try:\n    runpy.run_module('ovi_bench', run_name='__main__')\nfinally:\n    {_PRINT_MODULES}",
+        tmp_path,
     )
-    listing = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        check=True,
-    )
-    first_column = [line.split("\t")[0] for line in listing.stdout.splitlines()]
+    first_column = [line.split("\t")[0] for line in stdout.splitlines()]
     assert "acme" in first_column
     assert {"text-embedding", "kandinsky-2.2"} <= set(first_column)
-    modules = _ovi_bench_modules(listing.stderr)
     assert "ovi_bench.priors.eclipse" in modules
     assert not [name for name in modules if name.startswith(("ovi_bench.metrics", "ovi_bench.decoders"))]
 
