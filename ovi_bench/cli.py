@@ -307,6 +307,8 @@ def _quiet_libraries() -> None:
 
 
 def _list(registry: Registry) -> None:
+    """One line per registered name: the name and the first line of its class docstring. The docstring is the one
+    fact that needs the class, so this imports every entry of `registry` (and nothing of the other registries)."""
     for name in registry.names():
         doc = (registry.get(name).__doc__ or "").strip().splitlines()
         # Plain print: a tab-separated first column stays machine-readable (rich would expand the tab).
