@@ -82,8 +82,7 @@ class Registry(Generic[T]):
         def decorate(obj: T) -> T:
             existing = self._entries.get(name)
             builtin = self._builtins.get(name)
-            # A built-in already registered is the same class when its reference names it (a module imported twice
-            # under one name cannot happen; a plugin reusing a built-in name can).
+            # A built-in name is taken, except by the very class its "module:Class" reference names.
             same_builtin = builtin is not None and builtin == _reference_of(obj)
             if (existing is not None and existing is not obj) or (builtin is not None and not same_builtin):
                 raise OviBenchError(
