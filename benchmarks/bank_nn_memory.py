@@ -1,4 +1,4 @@
-"""Memory beyond the bank, and time, of the exact nearest-neighbour search (`ovi_bench.bank.nearest_neighbours`).
+"""Memory beyond the bank, and time, of the exact nearest-neighbour search (`ovi_bench.bank.neighbours.nearest_neighbours`).
 
     python benchmarks/bank_nn_memory.py                 # a random 1,000,000 × 1280 float32 bank (5.1 GB of RAM)
     python benchmarks/bank_nn_memory.py --rows 100000   # smaller
@@ -28,7 +28,7 @@ import time
 import psutil
 import torch
 
-from ovi_bench.bank import bank_inverse_norms, nearest_neighbours
+from ovi_bench.bank.neighbours import bank_inverse_norms, nearest_neighbours
 
 MIB = 1 << 20
 

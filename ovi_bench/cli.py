@@ -306,6 +306,8 @@ def _quiet_libraries() -> None:
 
 
 def _list(registry: Registry) -> None:
+    """One line per registered name: the name and the first line of its class docstring. The docstring is the one
+    fact that needs the class, so this imports every entry of `registry` (and nothing of the other registries)."""
     for name in registry.names():
         doc = (registry.get(name).__doc__ or "").strip().splitlines()
         # Plain print: a tab-separated first column stays machine-readable (rich would expand the tab).
@@ -449,7 +451,8 @@ def bank_build(
 
     if quiet:
         silence_library_progress()
-    from ovi_bench.bank import HFDatasetImages, ImageFiles, ImageSource, build_bank
+    from ovi_bench.bank.build import build_bank
+    from ovi_bench.bank.sources import HFDatasetImages, ImageFiles, ImageSource
 
     if (images is None) == (hf_dataset is None):
         raise OviBenchError("give either an IMAGES folder or --hf-dataset NAME_OR_FOLDER (exactly one).")
@@ -492,7 +495,7 @@ def bank_info(
     folder: Annotated[Path, typer.Argument(help="Bank folder made by `ovi-bench bank build`.")],
 ) -> None:
     """Print what a bank holds: count, width, encoder, digest, sources, and the cached statistics' shrinkage."""
-    from ovi_bench.bank import EmbeddingBank
+    from ovi_bench.bank.folder import EmbeddingBank
 
     bank = EmbeddingBank.load(folder)
     info = bank.info

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ovi_bench.bank import EmbeddingBank, resolve_bank
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.tiny import resolve_bank
 from ovi_bench.errors import OviBenchError
 
 DIAGNOSTIC_COLUMNS = ("text_cosine", "norm", "mahalanobis", "nn_cosine")

@@ -35,7 +35,8 @@ import pandas as pd
 from huggingface_hub import constants
 from rich.markup import escape
 
-from ovi_bench.bank import EmbeddingBank, bank_needs, resolve_bank
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.tiny import bank_needs, resolve_bank
 from ovi_bench.components import FileNeed, ModelNeed
 from ovi_bench.errors import OviBenchError, PreflightError
 from ovi_bench.metrics.base import DerivedMetric, SetMetric

@@ -23,7 +23,8 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from ovi_bench.audits import run_audits
-from ovi_bench.bank import EmbeddingBank, resolve_bank
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.tiny import resolve_bank
 from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics

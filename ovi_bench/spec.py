@@ -172,7 +172,7 @@ CategoryName = Annotated[str, AfterValidator(_check_category_name)]
 class PromptSpec(_Frozen):
     source: str = "t2i-compbench"
     """"t2i-compbench" (official files, downloaded pinned or read from `data_dir`), "builtin" (a few offline
-    prompts per category), or a path to a .txt/.csv prompt file."""
+    prompts per category), another registered prompt source (a plugin's), or a path to a .txt/.csv prompt file."""
     categories: list[CategoryName] | None = None
     """Categories to run; all eight T2I-CompBench++ categories when omitted."""
     split: Literal["val", "train"] = "val"

@@ -15,19 +15,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-import ovi_bench.bank as bank_module
-from ovi_bench.bank import (
-    EmbeddingBank,
-    HFDatasetImages,
-    bank_inverse_norms,
-    bank_statistics,
-    build_bank,
-    draw_tiny_bank_images,
-    ledoit_wolf,
-    nearest_neighbours,
-    resolve_bank,
-    tiny_bank_dir,
-)
+import ovi_bench.bank.build as build_module
+from ovi_bench.bank.build import build_bank
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.neighbours import bank_inverse_norms, nearest_neighbours
+from ovi_bench.bank.sources import HFDatasetImages
+from ovi_bench.bank.statistics import bank_statistics, ledoit_wolf
+from ovi_bench.bank.tiny import draw_tiny_bank_images, resolve_bank, tiny_bank_dir
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.models.kandinsky import image_encoder_identity, load_image_encoder, tiny_kandinsky_prior_dir
 
@@ -230,7 +224,7 @@ def test_build_resumes_after_an_interruption(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _build(images, tmp_path / "in-one-go")
-    encode = bank_module._encode_images
+    encode = build_module._encode_images
     calls: list[int] = []
 
     def interrupted_encode(encoder, processor, batch):  # type: ignore[no-untyped-def]
@@ -239,7 +233,7 @@ def test_build_resumes_after_an_interruption(
             raise KeyboardInterrupt
         return encode(encoder, processor, batch)
 
-    monkeypatch.setattr(bank_module, "_encode_images", interrupted_encode)
+    monkeypatch.setattr(build_module, "_encode_images", interrupted_encode)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         _build(images, out)
@@ -250,7 +244,7 @@ def test_build_resumes_after_an_interruption(
     first_shard_mtime = (out / "shards" / "00000.safetensors").stat().st_mtime_ns
 
     calls.clear()
-    monkeypatch.setattr(bank_module, "_encode_images", lambda *args: (calls.append(0), encode(*args))[1])
+    monkeypatch.setattr(build_module, "_encode_images", lambda *args: (calls.append(0), encode(*args))[1])
     resumed = _build(images, out)
     assert len(calls) == 3  # shard 1 (2 batches) and shard 2 (1 batch) only
     assert resumed.build_report is not None

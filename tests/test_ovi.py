@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ovi_bench.bank import EmbeddingBank, nearest_neighbours, tiny_bank_dir
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.neighbours import nearest_neighbours
+from ovi_bench.bank.tiny import tiny_bank_dir
 from ovi_bench.errors import OviBenchError
 from ovi_bench.models.kandinsky import load_image_encoder, load_text_side
 from ovi_bench.priors.ovi import (

@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import shutil
+import sys
+import textwrap
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ovi_bench.errors import DataError, SpecError
+from ovi_bench.errors import DataError, OviBenchError, SpecError
+from ovi_bench.plan import load_run_prompts
 from ovi_bench.prompts import (
     BUILTIN_PROMPTS,
     CATEGORIES,
@@ -22,6 +25,7 @@ from ovi_bench.prompts import (
     COMPLEX_SUBSETS,
     FILE_SHA256,
     PromptSet,
+    PromptSource,
     compbench_file,
     complex_subsets,
     load_prompt_file,
@@ -29,6 +33,9 @@ from ovi_bench.prompts import (
     normalise_complex_prompt,
     read_prompt_lines,
 )
+from ovi_bench.prompts.base import select_prompts
+from ovi_bench.registry import PROMPTS
+from ovi_bench.spec import parse_spec
 
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
 
@@ -500,3 +507,80 @@ def test_complex_prompts_carry_their_official_3_in_1_routing() -> None:
         "action",
         "spatialaction",
     }
+
+
+# --- prompt sources as plugins ------------------------------------------------------------------------------
+
+ACME_PROMPTS = """
+from ovi_bench.prompts.base import PromptSource, make_prompt_set, number_prompts, select_prompts
+
+
+class FoxPrompts(PromptSource):
+    \"\"\"Three prompts about foxes, in one category of their own.\"\"\"
+
+    def load(self, categories, split, limit, data_dir):
+        texts = ["a red fox", "two foxes and a hen", "a fox on the left of a tree"]
+        prompts = number_prompts(texts, category="foxes", split=split, id_tag="acme", limit=limit)
+        return select_prompts(make_prompt_set("acme-foxes", prompts, files={}), categories, None)
+"""
+
+
+@pytest.fixture
+def installed_prompt_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `pip install` of a package declaring `[project.entry-points."ovi_bench.prompts"] acme-foxes = ...` leaves
+    in site-packages; the registry forgets it (and its entries) afterwards."""
+    site = tmp_path / "site"
+    dist_info = site / "acme_prompts-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (site / "acme_prompts.py").write_text(textwrap.dedent(ACME_PROMPTS))
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-prompts\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[ovi_bench.prompts]\nacme-foxes = acme_prompts:FoxPrompts\n")
+    (dist_info / "RECORD").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(PROMPTS, "_entry_points", None)
+    monkeypatch.setattr(PROMPTS, "_entries", dict(PROMPTS._entries))
+    monkeypatch.delitem(sys.modules, "acme_prompts", raising=False)
+
+
+@pytest.mark.usefixtures("installed_prompt_plugin")
+def test_an_installed_prompt_source_loads_through_load_prompts_and_the_spec() -> None:
+    assert "acme-foxes" in PROMPTS.names()
+    prompt_set = load_prompts("acme-foxes", limit=2)
+    assert prompt_set.source == "acme-foxes"
+    assert [prompt.id for prompt in prompt_set.prompts] == ["foxes-acme-0000", "foxes-acme-0001"]
+    spec = parse_spec(
+        {
+            "priors": [{"name": "text-embedding", "params": {"model": "tiny"}}],
+            "prompts": {"source": "acme-foxes", "categories": ["foxes"], "limit": 2},
+        }
+    )
+    assert load_run_prompts(spec).digest == prompt_set.digest
+    with pytest.raises(SpecError, match=r"Did you mean 'acme-foxes'\?.*a plugin's \(acme-foxes\)"):
+        load_prompts("acme-foxe")
+
+
+def test_a_prompt_source_registered_with_the_decorator_is_loadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PROMPTS, "_entries", dict(PROMPTS._entries))
+
+    @PROMPTS.register("owls")
+    class OwlPrompts(PromptSource):
+        """Owls, from a file in the folder given as data_dir."""
+
+        def load(self, categories, split, limit, data_dir):  # type: ignore[no-untyped-def]
+            return select_prompts(load_prompt_file(Path(data_dir) / "owls.txt", "owls"), categories, limit)
+
+    (tmp_path / "owls.txt").write_text("a barn owl\na snowy owl\n")
+    assert [prompt.text for prompt in load_prompts("owls", limit=1, data_dir=tmp_path).prompts] == [
+        "a barn owl"
+    ]
+    with pytest.raises(
+        OviBenchError, match=r"ovi_bench.prompts.base.PromptSet cannot .* ovi_bench.prompts.base.PromptSource"
+    ):
+        PROMPTS.register("not-a-source")(PromptSet)
+
+
+def test_the_builtin_sources_are_registered_prompt_sources() -> None:
+    assert {"t2i-compbench", "builtin"} <= set(PROMPTS.names())
+    assert all(issubclass(PROMPTS.get(name), PromptSource) for name in ("t2i-compbench", "builtin"))

@@ -17,10 +17,8 @@ from ovi_bench.models.kandinsky import (
     KANDINSKY22_DECODER_ID,
     load_decoder_pipeline,
 )
-from ovi_bench.registry import DECODERS
 
 
-@DECODERS.register("kandinsky-2.2-decoder")
 class KandinskyDecoder(Decoder):
     """Images from (image, negative image) embedding pairs; the pipeline's DDPM scheduler and CFG."""
 

@@ -32,7 +32,6 @@ import torch
 from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.models.aesthetic import AESTHETIC_CLIP_ID, AestheticPredictor
-from ovi_bench.registry import METRICS
 
 
 class AestheticParams(Params):
@@ -45,7 +44,6 @@ class AestheticParams(Params):
     "tiny". The released MLP was trained on openai/clip-vit-large-patch14 (projection width 768)."""
 
 
-@METRICS.register("aesthetic")
 class AestheticMetric(Metric):
     """LAION improved aesthetic predictor v2: an MLP rating (roughly 1–10) of the normalised CLIP ViT-L/14 embedding."""
 

@@ -12,7 +12,6 @@ from ovi_bench.metrics.base import ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, TextAnalyzingMetric
 from ovi_bench.metrics.functional.bvqa import bvqa_questions, bvqa_score
 from ovi_bench.models.evaluators import BLIP_VQA_ID, OFFICIAL_BLIP_IMAGE_SIZE, BlipVQA
-from ovi_bench.registry import METRICS
 
 
 class BVQAParams(AnalyzerParams):
@@ -25,7 +24,6 @@ class BVQAParams(AnalyzerParams):
     """Round each question's probability and the product to 4 decimals in float32, as the official script does."""
 
 
-@METRICS.register("b-vqa")
 class BVQAMetric(TextAnalyzingMetric):
     """Product over the prompt's noun chunks of BLIP-VQA's P(yes)/(P(yes)+P(no)) for "<chunk>?"."""
 

@@ -15,7 +15,6 @@ from ovi_bench.metrics.functional.clip import clip_cosine
 from ovi_bench.metrics.text_analysis import make_analyzer, without_adjectives
 from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_encoders
 from ovi_bench.models.hub import resolve_model
-from ovi_bench.registry import METRICS
 
 OFFICIAL_CLIP_ID = "openai/clip-vit-base-patch32"
 
@@ -29,7 +28,6 @@ class CLIPParams(AnalyzerParams):
     3-in-1. Empty: always the full prompt."""
 
 
-@METRICS.register("clip")
 class CLIPMetric(Metric):
     """Raw cosine between the L2-normalised CLIP image embedding and the embedding of the full prompt.
 

@@ -22,7 +22,9 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import Field
 
-from ovi_bench.bank import IMAGE_SUFFIXES, EmbeddingBank, ImageFiles, draw_tiny_bank_images
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.sources import IMAGE_SUFFIXES, ImageFiles
+from ovi_bench.bank.tiny import draw_tiny_bank_images
 from ovi_bench.components import FileNeed, ModelNeed, Params, model_files
 from ovi_bench.errors import DataError
 from ovi_bench.io import canonical_json, publish_directory, sha256_text
@@ -38,7 +40,6 @@ from ovi_bench.models.dinov2 import DINOV2_BASE_ID, Dinov2Features
 from ovi_bench.models.hub import resolve_model
 from ovi_bench.models.inception import load_inception_features
 from ovi_bench.paths import cache_dir, expand_user
-from ovi_bench.registry import METRICS
 
 FEATURE_MODELS: dict[str, str] = {
     "clip-vit-l-14": "openai/clip-vit-large-patch14",
@@ -293,7 +294,6 @@ def feature_space(features: str, feature_model: str | None) -> str:
     return f"{features}@{label}"
 
 
-@METRICS.register("fid")
 class FIDMetric(_FeatureSetMetric):
     """Fréchet distance between Gaussian fits of generated and reference features (set level; lower is better)."""
 
@@ -306,7 +306,6 @@ class FIDMetric(_FeatureSetMetric):
         return SetScore(frechet_distance(mu1, sigma1, mu2, sigma2), {})
 
 
-@METRICS.register("kid")
 class KIDMetric(_FeatureSetMetric):
     """Kernel distance: unbiased MMD² with the cubic polynomial kernel, mean over random subsets (lower is better)."""
 
@@ -325,7 +324,6 @@ class KIDMetric(_FeatureSetMetric):
         return SetScore(mean, {"kid_std": std, "subsets": self.params.subsets, "subset_size": size})
 
 
-@METRICS.register("cmmd")
 class CMMDMetric(_FeatureSetMetric):
     """CMMD: MMD² with a Gaussian kernel (σ = 10) on L2-normalised CLIP embeddings, × 1000 (lower is better)."""
 

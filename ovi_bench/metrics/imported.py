@@ -63,7 +63,6 @@ from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import sha256_file
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.paths import expand_user
-from ovi_bench.registry import METRICS
 from ovi_bench.store import RunStore
 from ovi_bench.text import short_repr, spreadsheet_original
 
@@ -182,7 +181,6 @@ def add_unique(scores: dict[str, float], key: str, value: float, path: Path, wha
     scores[key] = value
 
 
-@METRICS.register("imported-scores")
 class ImportedScoresMetric(Metric):
     """Per-image scores computed elsewhere (e.g. t2v-metrics' VQAScore), imported from a CSV or JSON file."""
 

@@ -22,7 +22,6 @@ from ovi_bench.metrics.functional.detections import in_detector_frame
 from ovi_bench.metrics.functional.numeracy import load_lexicon, numeracy_score, parse_counts, parse_lexicon
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.compbench import compbench_file
-from ovi_bench.registry import METRICS
 from ovi_bench.text import short_repr
 
 # ovi-bench's own small singular/plural list, for prompt sets without the official lexicon (the offline smoke run).
@@ -88,7 +87,6 @@ def _lexicon(source: str) -> dict[str, str]:
     return load_lexicon(path)
 
 
-@METRICS.register("numeracy")
 class NumeracyMetric(TextAnalyzingMetric):
     """Per requested object type: 0.5/K when detected, another 0.5/K when the count is exactly right."""
 

@@ -37,7 +37,6 @@ from ovi_bench.metrics.functional.spatial import (
     spatial_3d_score,
 )
 from ovi_bench.models.evaluators import DPT_HYBRID_MIDAS_ID, DepthEstimator
-from ovi_bench.registry import METRICS
 
 
 class Spatial2DParams(DetectorParams):
@@ -46,7 +45,6 @@ class Spatial2DParams(DetectorParams):
     scores it as "on the top of"."""
 
 
-@METRICS.register("spatial-2d")
 class Spatial2DMetric(TextAnalyzingMetric):
     """Detector boxes of the two nouns, the official left/right/top/bottom/near rule, weights and 0.5 gate."""
 
@@ -106,7 +104,6 @@ class Spatial3DParams(DetectorParams):
     """Official: depth maps pass through an 8-bit PNG (min–max normalised, 256 levels)."""
 
 
-@METRICS.register("spatial-3d")
 class Spatial3DMetric(TextAnalyzingMetric):
     """Detector boxes plus relative depth: the official front/behind/hidden rule with overlap, no gate."""
 

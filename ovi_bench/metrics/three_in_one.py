@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from ovi_bench.metrics.base import DerivedMetric, ScoreRow
 from ovi_bench.metrics.functional.three_in_one import three_in_one_score
-from ovi_bench.registry import METRICS
 
 
-@METRICS.register("3-in-1")
 class ThreeInOneMetric(DerivedMetric):
     """Routed by the prompt's official sub-list: spatial → mean(2D, B-VQA); action → mean(CLIP, B-VQA); else all three.
 

@@ -40,7 +40,6 @@ from ovi_bench.errors import ModelLoadError
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.models.instructblip import load_instructblip
 from ovi_bench.models.llava import load_llava
-from ovi_bench.registry import METRICS
 from ovi_bench.text import short_repr
 
 VQASCORE_INSTRUCTBLIP_ID = "Salesforce/instructblip-flan-t5-xl"
@@ -93,7 +92,6 @@ def first_token_yes_probability(first_step_logits: torch.Tensor, yes_token_id: i
     return first_step_logits.to(torch.float32).softmax(dim=-1)[:, yes_token_id]
 
 
-@METRICS.register("vqascore")
 class VQAScoreMetric(Metric):
     """VQAScore: P("Yes") of a VLM asked whether the image shows the prompt (t2v-metrics' template)."""
 

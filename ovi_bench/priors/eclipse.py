@@ -28,10 +28,8 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
-from ovi_bench.registry import PRIORS
 
 
-@PRIORS.register("eclipse")
 class EclipsePrior(Prior):
     """ECLIPSE's trained non-diffusion prior: one forward pass from Gaussian noise; negative = the zero-image embedding."""
 

@@ -17,10 +17,8 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
-from ovi_bench.registry import PRIORS
 
 
-@PRIORS.register("kandinsky-2.2")
 class KandinskyPrior(Prior):
     """The diffusion prior with classifier-free guidance against the empty prompt; negative = the zero-image embedding."""
 

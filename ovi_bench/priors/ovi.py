@@ -29,7 +29,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from transformers import CLIPVisionModelWithProjection
 
-from ovi_bench.bank import BankStatistics, EmbeddingBank, bank_needs, nearest_neighbours, resolve_bank
+from ovi_bench.bank.folder import EmbeddingBank
+from ovi_bench.bank.neighbours import nearest_neighbours
+from ovi_bench.bank.statistics import BankStatistics
+from ovi_bench.bank.tiny import bank_needs, resolve_bank
 from ovi_bench.components import FileNeed, ModelNeed, Params
 from ovi_bench.errors import OviBenchError
 from ovi_bench.models.kandinsky import (
@@ -41,7 +44,6 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
-from ovi_bench.registry import PRIORS
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The forward pass: pseudo-tokens through the vision tower, with the patch convolution bypassed.
@@ -297,7 +299,6 @@ class NearestNeighbourParams(BankParams):
     """Steps between neighbour searches (1 = every step)."""
 
 
-@PRIORS.register("ovi")
 class OVIPrior(Prior):
     """Training-free: pseudo-tokens through the frozen CLIP vision tower, optimised toward the text embedding."""
 
@@ -369,7 +370,6 @@ class _BankConstrainedPrior(OVIPrior):
         self.bank.check_encoder(params.model)
 
 
-@PRIORS.register("ovi-mahalanobis")
 class OVIMahalanobisPrior(_BankConstrainedPrior):
     """OVI plus a Mahalanobis pull toward the statistics of a bank of real-image embeddings."""
 
@@ -382,7 +382,6 @@ class OVIMahalanobisPrior(_BankConstrainedPrior):
         return [MahalanobisConstraint(statistics, self.params.mahalanobis_weight)]
 
 
-@PRIORS.register("ovi-nn")
 class OVINearestNeighbourPrior(_BankConstrainedPrior):
     """OVI plus a pull toward the k nearest real-image embeddings of a bank."""
 

@@ -19,10 +19,8 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
-from ovi_bench.registry import PRIORS
 
 
-@PRIORS.register("text-embedding")
 class TextEmbeddingPrior(Prior):
     """image_embeds = the prior's text encoder `text_embeds`; negative = the zero-image embedding. Deterministic."""
 

@@ -1,4 +1,9 @@
-"""Prompt sets: the official T2I-CompBench++ files, a small built-in list, or a user's .txt/.csv file."""
+"""Prompt sets: registered prompt sources (the official T2I-CompBench++ files, a small built-in list, a plugin's) or
+a user's .txt/.csv file.
+
+Modules, in import order (each imports only those before it): `base` (records, `PromptSource`, helpers), `builtin`,
+`compbench` and `files` (the sources), `loading` (`load_prompts`). This package's namespace is their public surface.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from ovi_bench.prompts.base import (
     SPLITS,
     Prompt,
     PromptSet,
-    load_prompts,
+    PromptSource,
 )
 from ovi_bench.prompts.builtin import BUILTIN_PROMPTS, load_builtin
 from ovi_bench.prompts.compbench import (
@@ -25,6 +30,7 @@ from ovi_bench.prompts.compbench import (
     read_prompt_lines,
 )
 from ovi_bench.prompts.files import load_prompt_file
+from ovi_bench.prompts.loading import load_prompts
 
 __all__ = [
     "BUILTIN_PROMPTS",
@@ -39,6 +45,7 @@ __all__ = [
     "SPLITS",
     "Prompt",
     "PromptSet",
+    "PromptSource",
     "compbench_file",
     "complex_subsets",
     "load_builtin",

@@ -1,4 +1,4 @@
-"""Prompt records, prompt sets and the one entry point, `load_prompts`, that every run uses to get its prompts.
+"""Prompt records, prompt sets, the base class of a registered prompt source and the helpers sources build on.
 
 A prompt's id is built from its category, split and position, never from its text, so that images, embeddings and
 scores stay attached to the right prompt even when two prompts share a text (the official files have duplicates).
@@ -6,15 +6,14 @@ scores stay attached to the right prompt even when two prompts share a text (the
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ovi_bench.errors import SpecError
 from ovi_bench.io import canonical_json, sha256_text
-from ovi_bench.paths import expand_user
 from ovi_bench.registry import did_you_mean
-from ovi_bench.text import short_repr
 
 CATEGORIES: tuple[str, ...] = (
     "color",
@@ -159,34 +158,23 @@ def select_prompts(prompt_set: PromptSet, categories: Sequence[str] | None, limi
     return make_prompt_set(prompt_set.source, prompts, prompt_set.files)
 
 
-def load_prompts(
-    source: str,
-    categories: Sequence[str] | None = None,
-    split: str = "val",
-    limit: int | None = None,
-    data_dir: str | Path | None = None,
-) -> PromptSet:
-    """Load the prompts of a run.
+class PromptSource(abc.ABC):
+    """A named set of prompts, chosen in a run spec with `prompts.source = "<name>"`.
 
-    `source` is "t2i-compbench" (the official files; `data_dir` optionally points at a local copy), "builtin"
-    (a small list shipped with ovi-bench, for smoke tests) or the path of a .txt/.csv prompt file.
-    `limit` keeps the first N prompts of each category, in file order.
+    Built-in sources are listed in `ovi_bench.registry.PROMPTS`; a third-party package adds one under the entry point
+    group `ovi_bench.prompts` (name = source name, value = `module:Class`), or a `--plugins` module with
+    `@PROMPTS.register("name")` above the class. The first line of the class docstring describes the source.
     """
-    # Imported here because the loaders build on the records defined above.
-    from ovi_bench.prompts.builtin import load_builtin
-    from ovi_bench.prompts.compbench import load_compbench
-    from ovi_bench.prompts.files import is_prompt_file_path, load_prompt_file_source
 
-    validate_limit(limit)
-    if source == COMPBENCH_SOURCE:
-        return load_compbench(categories, split, limit, data_dir)
-    if source == BUILTIN_SOURCE:
-        require_val_split(split, "the built-in prompt list")
-        return load_builtin(categories, limit)
-    if is_prompt_file_path(source):
-        return load_prompt_file_source(expand_user(source), categories, split, limit)
-    raise SpecError(
-        f"unknown prompt source {short_repr(source)}.{did_you_mean(str(source), (COMPBENCH_SOURCE, BUILTIN_SOURCE))} "
-        f'Use "{COMPBENCH_SOURCE}" (official prompts), "{BUILTIN_SOURCE}" (small built-in list) '
-        "or the path to a .txt or .csv prompt file."
-    )
+    @abc.abstractmethod
+    def load(
+        self,
+        categories: Sequence[str] | None,
+        split: str,
+        limit: int | None,
+        data_dir: str | Path | None,
+    ) -> PromptSet:
+        """The prompts of `categories` (None: every category of the source; an unknown one is a SpecError) of
+        `split`, keeping the first `limit` of each category (None: all; already validated), grouped by category in
+        the requested order. `data_dir` is a folder holding a local copy of the source's files, when the run names one
+        (`prompts.data_dir`). Build the result with `make_prompt_set`, so that its digest matches its prompts."""

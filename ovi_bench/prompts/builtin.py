@@ -8,12 +8,15 @@ tokenisation and JSON paths downstream. No prompt contains '_' or '/', which the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ovi_bench.prompts.base import (
     BUILTIN_SOURCE,
     PromptSet,
+    PromptSource,
     make_prompt_set,
     number_prompts,
+    require_val_split,
     resolve_categories,
 )
 
@@ -88,3 +91,13 @@ def load_builtin(categories: Sequence[str] | None, limit: int | None) -> PromptS
         )
     ]
     return make_prompt_set(BUILTIN_SOURCE, prompts, files={})
+
+
+class BuiltinPrompts(PromptSource):
+    """A few prompts per T2I-CompBench++ category, shipped with ovi-bench: smoke tests and demos, offline."""
+
+    def load(
+        self, categories: Sequence[str] | None, split: str, limit: int | None, data_dir: str | Path | None
+    ) -> PromptSet:
+        require_val_split(split, "the built-in prompt list")
+        return load_builtin(categories, limit)

@@ -19,6 +19,7 @@ from ovi_bench.prompts.base import (
     COMPBENCH_SOURCE,
     Prompt,
     PromptSet,
+    PromptSource,
     make_prompt_set,
     number_prompts,
     resolve_categories,
@@ -194,6 +195,15 @@ def load_compbench(
         )
         files[name] = FILE_SHA256[name]
     return make_prompt_set(COMPBENCH_SOURCE, prompts, files)
+
+
+class CompBenchPrompts(PromptSource):
+    """The official T2I-CompBench++ prompts (8 categories), pinned and sha256-checked; downloaded or from data_dir."""
+
+    def load(
+        self, categories: Sequence[str] | None, split: str, limit: int | None, data_dir: str | Path | None
+    ) -> PromptSet:
+        return load_compbench(categories, split, limit, data_dir)
 
 
 def normalise_complex_prompt(text: str) -> str:

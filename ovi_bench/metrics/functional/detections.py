@@ -36,12 +36,6 @@ class Detection:
         object.__setattr__(self, "score", float(self.score))
 
 
-def box_area(box: Box) -> float:
-    """Continuous area; a degenerate box (x2 <= x1 or y2 <= y1) has area 0."""
-    x1, y1, x2, y2 = box
-    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
-
-
 def box_center(box: Box) -> tuple[float, float]:
     x1, y1, x2, y2 = box
     return (x1 + x2) / 2, (y1 + y2) / 2
