@@ -224,7 +224,7 @@ def test_build_resumes_after_an_interruption(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _build(images, tmp_path / "in-one-go")
-    encode = build_module._encode_images
+    encode = build_module.encode_images
     calls: list[int] = []
 
     def interrupted_encode(encoder, processor, batch):  # type: ignore[no-untyped-def]
@@ -233,7 +233,7 @@ def test_build_resumes_after_an_interruption(
             raise KeyboardInterrupt
         return encode(encoder, processor, batch)
 
-    monkeypatch.setattr(build_module, "_encode_images", interrupted_encode)
+    monkeypatch.setattr(build_module, "encode_images", interrupted_encode)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         _build(images, out)
@@ -244,7 +244,7 @@ def test_build_resumes_after_an_interruption(
     first_shard_mtime = (out / "shards" / "00000.safetensors").stat().st_mtime_ns
 
     calls.clear()
-    monkeypatch.setattr(build_module, "_encode_images", lambda *args: (calls.append(0), encode(*args))[1])
+    monkeypatch.setattr(build_module, "encode_images", lambda *args: (calls.append(0), encode(*args))[1])
     resumed = _build(images, out)
     assert len(calls) == 3  # shard 1 (2 batches) and shard 2 (1 batch) only
     assert resumed.build_report is not None
