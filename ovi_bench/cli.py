@@ -156,9 +156,10 @@ def run(
     fingerprint exactly as those fields would."""
     if quiet:  # before the model libraries are imported: some read their progress-bar setting only then
         silence_library_progress()
+    from ovi_bench.overrides import SpecOverrides
     from ovi_bench.results.leaderboard import write_results
     from ovi_bench.runner import Runner
-    from ovi_bench.spec import SpecOverrides, load_spec
+    from ovi_bench.spec import load_spec
 
     load_plugins(plugins or [])  # before the spec: its component names must resolve
     spec = load_spec(config)
