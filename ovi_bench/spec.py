@@ -3,6 +3,7 @@
 Every field has a docstring; `ovi-bench run` refuses a spec with a message that names the field and the fix.
 Component parameters (`[[priors]] params`, `[decoder]`, `[[metrics]] params`) are validated by the component's
 own `Params` model, and stored with their defaults filled in, so that a changed default changes the fingerprint.
+Values that replace spec fields for one run (`--limit`, `evaluate(limit=...)`) are applied by `ovi_bench.overrides`.
 """
 
 from __future__ import annotations
