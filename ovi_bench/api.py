@@ -26,18 +26,11 @@ import torch
 from ovi_bench.components import DTYPES, Params
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import canonical_json, sha256_text
+from ovi_bench.overrides import SpecOverrides, select_priors, with_field_values
 from ovi_bench.progress import library_progress_bars_off
 from ovi_bench.registry import PRIORS
-from ovi_bench.spec import (
-    PriorSpec,
-    RunSpec,
-    SpecOverrides,
-    load_spec,
-    parse_spec,
-    select_priors,
-    short_repr,
-    with_field_values,
-)
+from ovi_bench.spec import PriorSpec, RunSpec, load_spec, parse_spec
+from ovi_bench.text import short_repr
 
 if TYPE_CHECKING:
     import pandas as pd

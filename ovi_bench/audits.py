@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from ovi_bench.caches import RowCache
 from ovi_bench.io import sha256_bytes
 from ovi_bench.metrics.base import DerivedMetric, ScoreInput, SetMetric, check_metric_output
 from ovi_bench.registry import METRICS
 from ovi_bench.results.statistics import prompt_bootstrap_interval
-from ovi_bench.store import RowCache
 
 if TYPE_CHECKING:
     from ovi_bench.plan import WorkItem

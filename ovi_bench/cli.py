@@ -156,9 +156,10 @@ def run(
     if quiet:
         silence_library_progress()
     silence_library_notices()
+    from ovi_bench.overrides import SpecOverrides
     from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
-    from ovi_bench.spec import SpecOverrides, load_spec
+    from ovi_bench.spec import load_spec
 
     load_plugins(plugins or [])  # before the spec: its component names must resolve
     spec = load_spec(config)

@@ -37,6 +37,7 @@ from rich.markup import escape
 
 from ovi_bench.bank.folder import EmbeddingBank
 from ovi_bench.bank.tiny import bank_needs, resolve_bank
+from ovi_bench.caches import FeatureCache, RowCache
 from ovi_bench.components import FileNeed, ModelNeed
 from ovi_bench.errors import OviBenchError, PreflightError
 from ovi_bench.metrics.base import DerivedMetric, SetMetric
@@ -49,7 +50,7 @@ from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, resolve_cat
 from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, OFFLINE_ENVS, compbench_cache_dir, compbench_url
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.spec import MetricSpec, RunSpec
-from ovi_bench.store import FeatureCache, RowCache, item_key
+from ovi_bench.store import item_key
 
 if TYPE_CHECKING:
     from ovi_bench.runner import Runner

@@ -7,7 +7,7 @@
   (pid, host, start time). A second `ovi-bench run` into the folder is refused, naming the holder. A single process
   also needs every shard's lock free: it is then alone in the folder.
 * Temporary files that a killed process left are removed on start: all of them by a process alone in the folder,
-  only its own (tagged with its writer, see `ovi_bench.store.temporary_tag`) by a shard of a launch, whose siblings
+  only its own (tagged with its writer, see `ovi_bench.durable.temporary_tag`) by a shard of a launch, whose siblings
   write theirs at the same time.
 """
 
@@ -24,9 +24,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from ovi_bench.durable import TEMPORARY_SUFFIX, temporary_tag
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, explain_os_errors
-from ovi_bench.store import TEMPORARY_SUFFIX, RunStore, VerifyReport, temporary_tag
+from ovi_bench.store import RunStore, VerifyReport
 
 LOCK_PREFIX = ".ovi-bench"
 """`.ovi-bench.lock` (main or only process), `.ovi-bench.rank3.lock` (shard 3)."""

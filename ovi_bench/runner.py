@@ -25,6 +25,7 @@ from rich.progress import Progress
 from ovi_bench.audits import run_audits
 from ovi_bench.bank.folder import EmbeddingBank
 from ovi_bench.bank.tiny import resolve_bank
+from ovi_bench.caches import FeatureCache, RowCache
 from ovi_bench.components import DTYPES, resolve_device
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.diagnostics import EmbeddingDiagnostics
@@ -48,7 +49,7 @@ from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.run_folder import claim_run_folder, prepare_output_folder, remove_if_untouched
 from ovi_bench.sharding import Shard
 from ovi_bench.spec import MetricSpec, RunSpec
-from ovi_bench.store import FeatureCache, RowCache, RunStore, item_key
+from ovi_bench.store import RunStore, item_key
 
 T = TypeVar("T")
 

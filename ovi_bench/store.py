@@ -1,4 +1,4 @@
-"""The artifact store of a run folder: embeddings, images, the manifest and cached scores.
+"""The artifact store of a run folder: embeddings, images and the manifest, and the layout of the whole folder.
 
 Layout (all keys are sha256 hex digests, so no file name ever comes from prompt text):
 
@@ -22,39 +22,36 @@ stage. A background timer commits a group that is due when no further write come
 so nothing finished waits longer than that. SIGKILL loses at most that much finished work, which the next run makes
 again; SIGINT and SIGTERM (`stop_signals_raise`) commit every finished write first. Temporary files that a SIGKILL
 left behind are removed when the next run starts (`remove_temporaries`).
+
+The file primitives (appends, temporaries, grouped syncs, the commit timer) are in `ovi_bench.durable`; the score,
+diagnostics and feature caches in `ovi_bench.caches`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import struct
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.numpy import save as save_arrays
-from safetensors.torch import load, load_file, save
+from safetensors.torch import load
 
-from ovi_bench.errors import OviBenchError
-from ovi_bench.interrupts import stop_signals_deferred
-from ovi_bench.io import (
-    atomic_write_bytes,
-    canonical_json,
-    explain_os_errors,
-    sha256_bytes,
-    sha256_file,
-    sha256_text,
+from ovi_bench.durable import (
+    GroupedCommits,
+    append_jsonl,
+    read_all_jsonl,
+    sync_data,
+    write_temporary,
+    writer_file,
 )
+from ovi_bench.interrupts import stop_signals_deferred
+from ovi_bench.io import canonical_json, explain_os_errors, sha256_bytes, sha256_file, sha256_text
 
 COMMIT_SECONDS = 0.5
 """Longest time finished writes wait for their commit: bounds the work a kill can lose."""
@@ -62,10 +59,6 @@ COMMIT_COST_RATIO = 20
 """A group is committed once its oldest write has waited this many times the last commit's duration."""
 COMMIT_ITEMS = 256
 """Most writes (embeddings or images) waiting for their commit, so that fast components lose little to a kill."""
-
-
-TEMPORARY_SUFFIX = ".tmp"
-"""Every file ovi-bench writes is first a hidden `.<name>.<...>.tmp` beside its real name (see `_write_temporary`)."""
 
 
 def item_key(*parts: Any) -> str:
@@ -88,129 +81,6 @@ class ImageRecord:
     category: str
     prompt: str
     seed: int
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the JSON objects of a JSON-lines file, skipping a line that a crash left half-written."""
-    if not path.is_file():
-        return
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                yield value
-
-
-def writer_file(path: Path, writer: str) -> Path:
-    """The file one process appends to: `x.jsonl` for the main or only process, `x.rank3.jsonl` for shard 3.
-
-    Processes of one launch never append to the same file, so no locking is needed (appends from several processes
-    to one file can interleave, on network file systems in particular)."""
-    return path if not writer else path.with_name(f"{path.stem}.{writer}{path.suffix}")
-
-
-def _all_writer_files(path: Path) -> list[Path]:
-    """`x.jsonl` and every `x.rank<N>.jsonl` beside it: what all processes of all launches appended."""
-    return [path, *sorted(path.parent.glob(f"{path.stem}.rank*{path.suffix}"))]
-
-
-def _read_all_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    for file in _all_writer_files(path):
-        yield from _read_jsonl(file)
-
-
-def _append_jsonl(path: Path, rows: Iterable[dict[str, Any]], *, sync: bool = True) -> None:
-    """Append rows as JSON lines. Without `sync` the lines survive a killed process (they are in the kernel once
-    `write` returns) but not a power cut; `_fsync_path` later makes them durable."""
-    text = "".join(canonical_json(row) + "\n" for row in rows)
-    if not text:
-        return
-    with explain_os_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
-            # A previous crash may have left a line without its newline; start on a fresh line so both stay parseable.
-            if handle.tell() > 0:
-                with open(path, "rb") as reader:
-                    reader.seek(-1, os.SEEK_END)
-                    if reader.read(1) != b"\n":
-                        handle.write("\n")
-            handle.write(text)
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
-
-
-def _fsync_path(path: Path) -> None:
-    if path.is_file():
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def temporary_tag(writer: str) -> str:
-    """The part of a store temporary's name that says which process wrote it: "main" or "rank3"."""
-    return writer or "main"
-
-
-def _write_temporary(path: Path, data: bytes, writer: str = "") -> Path:
-    """Write `data` to a new hidden file beside `path` (`.name.<writer tag>.XXXX.tmp`, never read as an artifact),
-    unsynced. The tag lets each process of a sharded launch remove its own orphans (`remove_temporaries`)."""
-    prefix = f".{path.name}.{temporary_tag(writer)}."
-    with explain_os_errors(path):
-        try:
-            descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=path.parent)
-        except FileNotFoundError:  # the folder's first file: make the folder only then, not before every file
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-    return Path(temporary)
-
-
-def _load_syncfs() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNCFS = _load_syncfs()
-
-
-def _sync_data(paths: list[Path]) -> None:
-    """Make the data of `paths` durable: on Linux one syncfs per file system they are on (one flush for the whole
-    group), elsewhere (or if syncfs fails) an fsync per file."""
-    if _SYNCFS is not None:
-        done: set[int] = set()
-        failed = False
-        for path in paths:
-            device = path.stat().st_dev
-            if device in done:
-                continue
-            descriptor = os.open(path, os.O_RDONLY)
-            try:
-                failed = _SYNCFS(descriptor) != 0
-            finally:
-                os.close(descriptor)
-            if failed:
-                break
-            done.add(device)
-        if not failed:
-            return
-    for path in paths:
-        _fsync_path(path)
 
 
 @dataclass(frozen=True)
@@ -287,77 +157,7 @@ class VerifyReport:
         return lines
 
 
-class _GroupedCommits:
-    """`grouped_commits()`: inside the block, writes wait for `commit` in groups rather than being committed one call
-    at a time (module docstring); at its end, also when it raises, the rest are committed, so finished work is kept.
-
-    While a block is open, a timer thread commits a group as soon as it is due (`_due_at`), so that a group never
-    waits for the next write: a batch that takes minutes would otherwise keep the previous batch uncommitted that
-    long. One lock orders the writer's calls and the timer's commits: a call's writes are never split by a commit."""
-
-    def _init_grouping(self) -> None:
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        self._grouping = 0
-        """How many `grouped_commits` blocks are open."""
-        self._timer: threading.Thread | None = None
-        self._timer_error: BaseException | None = None
-
-    def commit(self) -> None:
-        raise NotImplementedError
-
-    def _due_at(self) -> float | None:
-        """The `time.monotonic()` at which the waiting writes must be committed; None when nothing waits."""
-        raise NotImplementedError
-
-    def _commit_on_time(self) -> None:
-        """The timer thread: commit each group when it is due, until the last block closes."""
-        with self._lock:
-            while self._grouping:
-                due = self._due_at()
-                now = time.monotonic()
-                if due is not None and now >= due:
-                    try:
-                        self.commit()
-                    except BaseException as error:  # a full disk: the writer raises it at its next call
-                        self._timer_error = error
-                        return
-                    continue
-                # At most a minute at a time: `wait` refuses an infinite timeout (tests set the bounds to infinity).
-                self._wake.wait(None if due is None else min(due - now, 60.0))
-
-    def _raise_timer_error(self) -> None:
-        error, self._timer_error = self._timer_error, None
-        if error is not None:
-            raise error
-
-    @contextlib.contextmanager
-    def grouped_commits(self) -> Iterator[None]:
-        with self._lock:
-            self._grouping += 1
-            if self._timer is None:
-                self._timer = threading.Thread(
-                    target=self._commit_on_time, name="ovi-bench-commit-timer", daemon=True
-                )
-                self._timer.start()
-        try:
-            yield
-        finally:
-            # A stop signal now would cut the final commit short: it is raised once the commit is done.
-            with stop_signals_deferred():
-                with self._lock:
-                    self._grouping -= 1
-                    timer = self._timer if not self._grouping else None
-                    if timer is not None:
-                        self._timer = None
-                        self._wake.notify_all()
-                if timer is not None:
-                    timer.join()
-                self.commit()
-                self._raise_timer_error()
-
-
-class RunStore(_GroupedCommits):
+class RunStore(GroupedCommits):
     def __init__(self, root: str | Path, writer: str = "") -> None:
         """`writer`: this process's file suffix in a sharded launch (see `writer_file`); "" for a single process."""
         self.root = Path(root)
@@ -390,7 +190,7 @@ class RunStore(_GroupedCommits):
         placed = 0
         started = time.monotonic()
         try:
-            _sync_data([write.temporary for write in pending])
+            sync_data([write.temporary for write in pending])
             for write in pending:
                 with explain_os_errors(write.path):
                     os.replace(write.temporary, write.path)
@@ -408,14 +208,14 @@ class RunStore(_GroupedCommits):
             ]
             if records:
                 # vars(): the fields are flat values, so this is asdict() without its deep copy.
-                _append_jsonl(self.manifest_path, (vars(record) for record in records))
+                append_jsonl(self.manifest_path, (vars(record) for record in records))
                 for record in records:
                     self.manifest[record.image_key] = record
             self._commit_seconds = time.monotonic() - started
 
     def _write(self, path: Path, data: bytes, metadata: dict[str, Any] | None = None) -> None:
         """Write `data` for `path` under a temporary name; with `metadata`, it is an image and gets a manifest line."""
-        temporary = _write_temporary(path, data, self.writer)
+        temporary = write_temporary(path, data, self.writer)
         record = None
         if metadata is not None:
             record = ImageRecord(
@@ -515,7 +315,7 @@ class RunStore(_GroupedCommits):
         """Every process's manifest lines; for an image written more than once, the latest write wins."""
         if self._manifest is None:
             self._manifest = {}
-            for row in _read_all_jsonl(self.root / "manifest.jsonl"):
+            for row in read_all_jsonl(self.root / "manifest.jsonl"):
                 try:
                     record = ImageRecord(**row)
                 except TypeError:
@@ -609,80 +409,3 @@ class RunStore(_GroupedCommits):
         record = self.manifest.pop(key, None)
         if record is not None:
             (self.root / record.path).unlink(missing_ok=True)
-
-
-class RowCache(_GroupedCommits):
-    """JSON rows keyed by their "key" field, append-only on disk: the scores of one metric fingerprint (keyed by
-    image content, prompt and category), or the diagnostics of one diagnostics setting (keyed by embedding)."""
-
-    def __init__(self, path: str | Path, writer: str = "") -> None:
-        """Reads what every process wrote for `path`; appends to this process's own file (see `writer_file`)."""
-        self.path = writer_file(Path(path), writer)
-        self.rows: dict[str, dict[str, Any]] = {
-            row["key"]: row for row in _read_all_jsonl(Path(path)) if "key" in row
-        }
-        self._unsynced_since: float | None = None
-        self._init_grouping()
-
-    @staticmethod
-    def score_key(image_sha256: str, prompt: str, category: str) -> str:
-        return item_key(image_sha256, prompt, category)
-
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._raise_timer_error()
-            _append_jsonl(self.path, rows, sync=False)
-            for row in rows:
-                self.rows[row["key"]] = row
-            if self._unsynced_since is None:
-                self._unsynced_since = time.monotonic()
-                self._wake.notify()
-            if not self._grouping or time.monotonic() - self._unsynced_since >= COMMIT_SECONDS:
-                self.commit()
-
-    def _due_at(self) -> float | None:
-        return None if self._unsynced_since is None else self._unsynced_since + COMMIT_SECONDS
-
-    def commit(self) -> None:
-        """Sync the rows added so far against a power cut."""
-        with self._lock:
-            if self._unsynced_since is not None:
-                _fsync_path(self.path)
-                self._unsynced_since = None
-
-
-class FeatureCache:
-    """Per-image features of one extractor, keyed by image sha256: append-only safetensors files, one per batch.
-
-    features/<extractor fingerprint>/<batch key>.safetensors holds "features" [B, F] and, in its metadata, the image
-    hashes of its rows. Each file is written atomically, so a killed run keeps every finished batch; an unreadable
-    file is ignored (its images are featurised again).
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-        self.features: dict[str, torch.Tensor] = {}
-        for path in sorted(self.folder.glob("*.safetensors")) if self.folder.is_dir() else []:
-            try:
-                tensors = load_file(str(path))
-                with safe_open(str(path), framework="pt") as handle:
-                    keys = json.loads((handle.metadata() or {})["keys"])
-                rows = tensors["features"]
-            except (SafetensorError, KeyError, OSError, ValueError):
-                continue
-            if rows.ndim == 2 and rows.shape[0] == len(keys) and bool(rows.isfinite().all()):
-                self.features.update(zip(keys, rows, strict=True))
-
-    def add(self, keys: list[str], features: torch.Tensor) -> None:
-        features = features.detach().to("cpu", torch.float32).contiguous()
-        if features.ndim != 2 or features.shape[0] != len(keys) or not bool(features.isfinite().all()):
-            raise OviBenchError(
-                f"a feature extractor returned {tuple(features.shape)} (or non-finite values) for {len(keys)} "
-                "images; it must return one finite row per image. Its model may be corrupt or overflowing."
-            )
-        batch_key = item_key("features", keys)
-        atomic_write_bytes(
-            self.folder / f"{batch_key}.safetensors",
-            save({"features": features}, metadata={"keys": json.dumps(keys)}),
-        )
-        self.features.update(zip(keys, features, strict=True))

@@ -47,7 +47,7 @@ def read_events(path: Path, offset: int = 0) -> list[Event]:
 
 
 def _install(log_path: str) -> None:
-    from ovi_bench import store
+    from ovi_bench import caches, store
     from ovi_bench.results import leaderboard
 
     descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -81,7 +81,7 @@ def _install(log_path: str) -> None:
 
     store.RunStore.put_embedding = before(store.RunStore.put_embedding, note_embedding)
     store.RunStore.put_images = before(store.RunStore.put_images, note_images)
-    store.RowCache.add = before(store.RowCache.add, note_scores)
+    caches.RowCache.add = before(caches.RowCache.add, note_scores)
     leaderboard.atomic_write_text = before(leaderboard.atomic_write_text, note_result)
 
 

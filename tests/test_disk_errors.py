@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-import ovi_bench.store as store_module
+import ovi_bench.durable as durable_module
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_bytes, publish_directory, unwritable_error
 from ovi_bench.runner import Runner
@@ -234,7 +234,7 @@ class _FillsUp:
 
 @contextlib.contextmanager
 def appends_fill_the_disk(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Iterator[None]:
-    """store.py's appends (manifest, score and diagnostics lines) under `folder` hit a full disk."""
+    """Appends (`durable.append_jsonl`: manifest, score and diagnostics lines) under `folder` hit a full disk."""
     real_open = builtins.open
 
     def fake_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
@@ -242,7 +242,7 @@ def appends_fill_the_disk(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Iter
         return _FillsUp(handle) if "a" in mode and is_under(file, folder) else handle
 
     with monkeypatch.context() as patch:
-        patch.setattr(store_module, "open", fake_open, raising=False)
+        patch.setattr(durable_module, "open", fake_open, raising=False)
         yield
 
 
@@ -387,7 +387,7 @@ def test_a_read_only_run_folder_is_refused_untouched(
     capsys.readouterr()  # the first run's library notices
     with monkeypatch.context() as patch:
         patch.setattr(tempfile, "mkstemp", mkstemp)
-        patch.setattr(store_module, "open", store_open, raising=False)
+        patch.setattr(durable_module, "open", store_open, raising=False)
         patch.setattr(sys, "argv", ["ovi-bench", "run", str(spec_file), "--out", str(out), "-q"])
         with pytest.raises(SystemExit) as exited:
             main()

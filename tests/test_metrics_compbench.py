@@ -15,7 +15,7 @@ from ovi_bench.metrics.functional.bvqa import bvqa_questions, bvqa_score
 from ovi_bench.metrics.functional.three_in_one import three_in_one_score
 from ovi_bench.metrics.numeracy import NumeracyMetric
 from ovi_bench.metrics.spatial import Spatial2DMetric, Spatial3DMetric
-from ovi_bench.metrics.text_analysis import BuiltinAnalyzer
+from ovi_bench.metrics.text_analysis.builtin import BuiltinAnalyzer
 from ovi_bench.metrics.three_in_one import ThreeInOneMetric
 from ovi_bench.models.evaluators import BlipVQA, RawDetection
 from ovi_bench.registry import METRICS

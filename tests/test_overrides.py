@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from ovi_bench.cli import app
 from ovi_bench.errors import SpecError
-from ovi_bench.spec import SpecOverrides, apply_overrides, parse_spec
+from ovi_bench.overrides import SpecOverrides, apply_overrides
+from ovi_bench.spec import parse_spec
 
 
 def _spec_with(**fields: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ovi_bench.metrics.functional.bvqa import (
     bvqa_score,
     clean_question,
 )
-from ovi_bench.metrics.text_analysis import BuiltinAnalyzer
+from ovi_bench.metrics.text_analysis.builtin import BuiltinAnalyzer
 
 
 def test_questions_drop_exactly_the_official_chunks():

@@ -16,7 +16,8 @@ from ovi_bench.metrics.functional.numeracy import (
     numeracy_score,
     parse_counts,
 )
-from ovi_bench.metrics.text_analysis import BuiltinAnalyzer, Token
+from ovi_bench.metrics.text_analysis.builtin import BuiltinAnalyzer
+from ovi_bench.metrics.text_analysis.tokens import Token
 
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
 EXACT = 1e-12

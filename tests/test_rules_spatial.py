@@ -32,7 +32,7 @@ from ovi_bench.metrics.functional.spatial import (
     spatial_3d_score,
 )
 from ovi_bench.metrics.functional.three_in_one import three_in_one_score
-from ovi_bench.metrics.text_analysis import Token
+from ovi_bench.metrics.text_analysis.tokens import Token
 
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
 EXACT = 1e-12

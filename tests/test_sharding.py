@@ -18,12 +18,13 @@ import pytest
 import tomli_w
 from tiny_runs import tiny_spec
 
+from ovi_bench.caches import RowCache
 from ovi_bench.provenance import write_results
 from ovi_bench.results.regression import check_run
 from ovi_bench.runner import Runner
 from ovi_bench.sharding import Shard, shard_index
 from ovi_bench.spec import load_spec
-from ovi_bench.store import RowCache, RunStore
+from ovi_bench.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = shutil.which("torchrun")

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import ovi_bench.store as store_module
-from ovi_bench.store import RowCache, RunStore, item_key
+from ovi_bench.caches import RowCache
+from ovi_bench.store import RunStore, item_key
 
 
 def _metadata(seed: int = 0) -> dict:
@@ -203,7 +204,7 @@ def test_a_commit_error_in_the_timer_reaches_the_writer(
 
     with pytest.raises(OSError, match="No space"), store.grouped_commits():
         store.put_images([("k1", b"first", _metadata(1))])
-        monkeypatch.setattr(store_module, "_sync_data", full_disk)
+        monkeypatch.setattr(store_module, "sync_data", full_disk)
         time.sleep(0.5)
         store.put_images([("k2", b"second", _metadata(2))])
     assert _temporaries(tmp_path) == []

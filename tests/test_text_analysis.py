@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 
 from ovi_bench.errors import ModelLoadError, OviBenchError
-from ovi_bench.metrics import text_analysis as text_module
 from ovi_bench.metrics.functional.spatial import objects_2d, relation_2d, relation_3d
-from ovi_bench.metrics.text_analysis import (
-    BuiltinAnalyzer,
-    SpacyAnalyzer,
-    TextAnalyzer,
-    Token,
-    default_analyzer,
-    span_text,
-)
+from ovi_bench.metrics.text_analysis import spacy_analyzer as spacy_module
+from ovi_bench.metrics.text_analysis.builtin import BuiltinAnalyzer
+from ovi_bench.metrics.text_analysis.choice import default_analyzer
+from ovi_bench.metrics.text_analysis.spacy_analyzer import SpacyAnalyzer
+from ovi_bench.metrics.text_analysis.tokens import TextAnalyzer, Token, span_text
 
 OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "t2i-compbench"
 CATEGORIES = ("color", "shape", "texture", "spatial", "3d_spatial", "numeracy", "non_spatial", "complex")
@@ -163,9 +159,9 @@ def test_analyzers_satisfy_the_protocol():
 
 def test_missing_spacy_is_reported_with_the_fix(monkeypatch: pytest.MonkeyPatch):
     def missing(model: str):
-        raise ModelLoadError(text_module._missing_spacy_message(model))
+        raise ModelLoadError(spacy_module._missing_spacy_message(model))
 
-    monkeypatch.setattr(text_module, "_load_spacy", missing)
+    monkeypatch.setattr(spacy_module, "_load_spacy", missing)
     with pytest.raises(OviBenchError, match="pip install spacy") as error:
         SpacyAnalyzer()
     assert "python -m spacy download en_core_web_sm" in str(error.value)

@@ -12,7 +12,8 @@ from ovi_bench.components import ModelNeed, model_files
 from ovi_bench.metrics.base import Metric, ScoreInput, ScoreRow
 from ovi_bench.metrics.common import AnalyzerParams, analyzer_identity
 from ovi_bench.metrics.functional.clip import clip_cosine
-from ovi_bench.metrics.text_analysis import make_analyzer, without_adjectives
+from ovi_bench.metrics.text_analysis.choice import make_analyzer
+from ovi_bench.metrics.text_analysis.tokens import without_adjectives
 from ovi_bench.models.clip import TINY_CLIP_BUILDERS, load_clip_encoders
 from ovi_bench.models.hub import resolve_model
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from ovi_bench.components import ModelNeed, Params, model_files
 from ovi_bench.metrics.base import Metric
 from ovi_bench.metrics.functional.detections import Detection
-from ovi_bench.metrics.text_analysis import AnalyzerChoice, make_analyzer
+from ovi_bench.metrics.text_analysis.choice import AnalyzerChoice, make_analyzer
 from ovi_bench.models.evaluators import GROUNDING_DINO_ID, OWLV2_ID, RawDetection, make_detector
 
 

@@ -18,7 +18,7 @@ from ovi_bench.metrics.functional.detections import (
     inside_fraction_plus_one,
     iou_plus_one,
 )
-from ovi_bench.metrics.text_analysis import TextAnalyzer, Token
+from ovi_bench.metrics.text_analysis.tokens import TextAnalyzer, Token
 from ovi_bench.text import short_repr
 
 NUMBER_WORDS: dict[str, int] = {
@@ -116,7 +116,7 @@ def parse_counts(
     """
     if isinstance(tokens_or_text, str):
         if analyzer is None:
-            from ovi_bench.metrics.text_analysis import default_analyzer
+            from ovi_bench.metrics.text_analysis.choice import default_analyzer
 
             analyzer = default_analyzer()
         texts = [token.text for token in analyzer.tokens(tokens_or_text)]

@@ -37,7 +37,7 @@ from ovi_bench.metrics.functional.detections import (
     in_detector_order,
     iou,
 )
-from ovi_bench.metrics.text_analysis import Token, span_text
+from ovi_bench.metrics.text_analysis.tokens import Token, span_text
 
 LabelMatch = Literal["exact", "substring"]
 DetectionChoice = Literal["official", "first"]
