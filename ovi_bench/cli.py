@@ -18,8 +18,8 @@ from ovi_bench.interrupts import Terminated, stop_signals_raise
 from ovi_bench.io import unwritable_error
 from ovi_bench.paths import expand_user
 from ovi_bench.progress import make_console, silence_library_notices, silence_library_progress
-from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, did_you_mean, load_plugins
-from ovi_bench.text import short_repr
+from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, load_plugins
+from ovi_bench.text import did_you_mean, short_repr
 
 app = typer.Typer(
     name="ovi-bench",

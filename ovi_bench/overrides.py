@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ovi_bench.errors import SpecError
-from ovi_bench.registry import did_you_mean
 from ovi_bench.spec import PriorSpec, RunSpec, parse_spec
-from ovi_bench.text import short_repr
+from ovi_bench.text import did_you_mean, short_repr
 
 
 def select_priors(spec: RunSpec, wanted: Sequence[str]) -> list[PriorSpec]:

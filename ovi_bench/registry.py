@@ -19,7 +19,6 @@ Third-party code runs only from those installed entry points or from the modules
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import re
 import sys
@@ -28,15 +27,9 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
 from ovi_bench.errors import OviBenchError, UnknownNameError
-from ovi_bench.text import short_repr
+from ovi_bench.text import did_you_mean, short_repr
 
 T = TypeVar("T")
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """' Did you mean 'x'?' for the nearest known name, or '' when nothing is close."""
-    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f" Did you mean '{matches[0]}'?" if matches else ""
 
 
 def _import_object(reference: str) -> Any:

@@ -27,8 +27,8 @@ from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.io import canonical_json, sha256_text
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.files import CATEGORY_NAME_PATTERN, CATEGORY_NAME_RULE
-from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry, did_you_mean
-from ovi_bench.text import display_text_problem, short_repr
+from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry
+from ovi_bench.text import did_you_mean, display_text_problem, short_repr
 from ovi_bench.text import string_problem as _string_problem
 
 if sys.version_info >= (3, 11):

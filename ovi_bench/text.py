@@ -6,10 +6,11 @@ Light to import (standard library only): the spec, the prompt loaders and every 
 
 from __future__ import annotations
 
+import difflib
 import re
 import reprlib
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -118,3 +119,9 @@ def map_text_cells(frame: pd.DataFrame, function: Callable[[str], str]) -> pd.Da
                 position, column.map(lambda value: function(value) if isinstance(value, str) else value)
             )
     return mapped
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the nearest known name, or '' when nothing is close."""
+    matches = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f" Did you mean '{matches[0]}'?" if matches else ""

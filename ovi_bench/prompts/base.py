@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ovi_bench.errors import SpecError
 from ovi_bench.io import canonical_json, sha256_text
-from ovi_bench.registry import did_you_mean
+from ovi_bench.text import did_you_mean
 
 CATEGORIES: tuple[str, ...] = (
     "color",

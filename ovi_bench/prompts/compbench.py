@@ -25,7 +25,7 @@ from ovi_bench.prompts.base import (
     resolve_categories,
     validate_split,
 )
-from ovi_bench.registry import did_you_mean
+from ovi_bench.text import did_you_mean
 
 COMPBENCH_REPO = "Karine-Huang/T2I-CompBench"
 COMPBENCH_COMMIT = "1b7094991a57f3c22abdd4f6e8ba6c1a15517073"

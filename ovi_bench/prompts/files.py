@@ -25,8 +25,7 @@ from ovi_bench.prompts.base import (
     require_val_split,
     select_prompts,
 )
-from ovi_bench.registry import did_you_mean
-from ovi_bench.text import display_text_problem, short_repr
+from ovi_bench.text import did_you_mean, display_text_problem, short_repr
 
 CUSTOM_CATEGORY = "custom"
 PROMPT_FILE_SUFFIXES: tuple[str, ...] = (".txt", ".csv")

@@ -13,8 +13,8 @@ from ovi_bench.errors import SpecError
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, PromptSet, validate_limit
 from ovi_bench.prompts.files import is_prompt_file_path, load_prompt_file_source
-from ovi_bench.registry import PROMPTS, did_you_mean
-from ovi_bench.text import short_repr
+from ovi_bench.registry import PROMPTS
+from ovi_bench.text import did_you_mean, short_repr
 
 
 def load_prompts(

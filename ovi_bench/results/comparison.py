@@ -22,12 +22,11 @@ import pandas as pd
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.prompts import CATEGORIES
-from ovi_bench.registry import did_you_mean
 from ovi_bench.results.records import RunRecord, check_same_protocol, contributed_priors
 from ovi_bench.results.statistics import PairedDifference, paired_difference
 from ovi_bench.results.summary import markdown_table
 from ovi_bench.spec import OFFICIAL_METRICS
-from ovi_bench.text import short_repr
+from ovi_bench.text import did_you_mean, short_repr
 
 PAIR_KEYS = ["category", "metric", "prompt_id", "seed"]
 COMPARISON_COLUMNS = [

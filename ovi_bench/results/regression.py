@@ -51,7 +51,6 @@ import pandas as pd
 
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text, write_csv
-from ovi_bench.registry import did_you_mean
 from ovi_bench.results.baseline import SCORE_KEYS, Baseline, load_baseline
 from ovi_bench.results.records import (
     ProtocolMismatchError,
@@ -62,7 +61,7 @@ from ovi_bench.results.records import (
     protocol_differences,
 )
 from ovi_bench.results.statistics import paired_difference
-from ovi_bench.text import short_repr
+from ovi_bench.text import did_you_mean, short_repr
 
 DEFAULT_TOLERANCE = 0.01
 
