@@ -51,7 +51,7 @@ def assert_clean_error(code: int, output: str, *expected: str, max_lines: int = 
 def keep_library_bars(monkeypatch: pytest.MonkeyPatch) -> None:
     """`-q` in this process would switch the libraries' bars off for the rest of the session: count it instead
     (the switch itself is tested on its own, below)."""
-    monkeypatch.setattr(cli, "silence_library_progress", lambda: None)
+    monkeypatch.setattr(cli.run_commands, "silence_library_progress", lambda: None)
 
 
 # -- usage errors, through the real command ---------------------------------------------------------------------
@@ -133,7 +133,7 @@ def test_ctrl_c_says_what_is_kept(
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_list", interrupted)
+    monkeypatch.setattr(cli.application, "list_registry", interrupted)
     code, _, err = run_main(monkeypatch, capsys, "priors")
     assert code == 130 and err.startswith("interrupted:") and "Traceback" not in err
 
@@ -320,7 +320,7 @@ def test_quiet_commands_silence_the_libraries_before_they_load(
     # Called first thing, so that it precedes the libraries' imports; the inputs here are missing, so the
     # command stops with an error right after.
     calls: list[str] = []
-    monkeypatch.setattr(cli, "silence_library_progress", lambda: calls.append("silenced"))
+    monkeypatch.setattr(cli.run_commands, "silence_library_progress", lambda: calls.append("silenced"))
     args = [*command.split(), str(tmp_path / "missing")]
     if command == "bank build":
         args += ["--encoder", "tiny", "--out", str(tmp_path / "bank")]

@@ -283,7 +283,7 @@ def test_the_command_line_explains_an_unexplained_full_disk(
     def full(*args: Any, **kwargs: Any) -> None:
         raise disk_error(errno.ENOSPC)
 
-    monkeypatch.setattr(cli, "_list", full)
+    monkeypatch.setattr(cli.application, "list_registry", full)
     monkeypatch.setattr(sys, "argv", ["ovi-bench", "priors"])
     with pytest.raises(SystemExit) as exited:
         cli.main()
