@@ -8,7 +8,7 @@ own environment. After a run, in that environment:
     import csv
     import t2v_metrics
 
-    def text(cell):  # ovi-bench writes a text cell that starts with = + - @ tab or CR with a leading ' (see README)
+    def text(cell):  # ovi-bench writes a text cell that starts with = + - @ tab or CR with a leading ' (see the security page of the docs)
         return cell[1:] if cell[:1] == "'" and cell.lstrip("'")[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
     run = "runs/my-run"
