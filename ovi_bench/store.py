@@ -214,7 +214,14 @@ class RunStore(GroupedCommits):
             self._commit_seconds = time.monotonic() - started
 
     def _write(self, path: Path, data: bytes, metadata: dict[str, Any] | None = None) -> None:
-        """Write `data` for `path` under a temporary name; with `metadata`, it is an image and gets a manifest line."""
+        """Write `data` for `path` under a temporary name; with `metadata`, it is an image and gets a manifest line.
+
+        A stop signal waits until the temporary file is registered as pending: raised in between, it would leave a
+        file that no clean-up path knows of."""
+        with stop_signals_deferred():
+            self._write_pending(path, data, metadata)
+
+    def _write_pending(self, path: Path, data: bytes, metadata: dict[str, Any] | None) -> None:
         temporary = write_temporary(path, data, self.writer)
         record = None
         if metadata is not None:
