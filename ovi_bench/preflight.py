@@ -29,29 +29,44 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import pandas as pd
+import torch
 from huggingface_hub import constants
+from rich.console import Console
 from rich.markup import escape
 
-from ovi_bench.bank import EmbeddingBank, bank_needs, resolve_bank
-from ovi_bench.components import FileNeed, ModelNeed
+from ovi_bench.bank import bank_needs
+from ovi_bench.components import FileNeed, ModelNeed, build_component
+from ovi_bench.diagnostics import diagnostics_cache_path
 from ovi_bench.errors import OviBenchError, PreflightError
-from ovi_bench.metrics.base import DerivedMetric, SetMetric
-from ovi_bench.models.hub import hub_offline, is_tiny_name, looks_like_path
+from ovi_bench.metrics.base import MetricKind
+from ovi_bench.models.hub import hub_offline, is_tiny_name, looks_like_path, offline_switch
 from ovi_bench.models.kandinsky import PRIOR_TEXT_SIDE_FILES
 from ovi_bench.paths import expand_user
-from ovi_bench.plan import WorkItem, load_run_prompts, metric_fingerprint, plan
+from ovi_bench.plan import WorkItem, load_run_prompts, metric_applies, plan, run_data
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet, compbench_file
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, resolve_categories
 from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, OFFLINE_ENVS, compbench_cache_dir, compbench_url
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
-from ovi_bench.spec import MetricSpec, RunSpec
-from ovi_bench.store import FeatureCache, RowCache, item_key
+from ovi_bench.scoring import metric_kind, score_cache_path
+from ovi_bench.spec import RunSpec
+from ovi_bench.store import FeatureCache, RowCache, RunStore
 
-if TYPE_CHECKING:
-    from ovi_bench.runner import Runner
+
+class Runner(Protocol):
+    """What the preflight reads of the run it checks (an `ovi_bench.runner.Runner`)."""
+
+    spec: RunSpec
+    output_dir: Path
+    data_dir: str | Path | None
+    store: RunStore
+    device: torch.device
+    dtype: torch.dtype
+    show_progress: bool
+    console: Console
+
 
 REACHABILITY_TIMEOUT_S = 3.0
 """The longest the hub (or GitHub, for the prompt files) may take to answer one HEAD request before it counts as
@@ -120,20 +135,16 @@ def hub_reachability(timeout: float = REACHABILITY_TIMEOUT_S) -> Reachability:
 
 @contextlib.contextmanager
 def hub_offline_mode() -> Iterator[None]:
-    """HF_HUB_OFFLINE=1 within the block, for ovi-bench (which reads the variable when it loads) and for
-    huggingface_hub and transformers (which read it once, at import, into `constants.HF_HUB_OFFLINE`)."""
-    saved_environment = os.environ.get("HF_HUB_OFFLINE")
+    """Offline within the block: for ovi-bench's model loading (its own switch, `models.hub.hub_offline`), and for
+    huggingface_hub and transformers (which read HF_HUB_OFFLINE once, at import, into `constants.HF_HUB_OFFLINE`).
+    The environment is left alone: it belongs to the user, and to the processes this one starts."""
     saved_constant = constants.HF_HUB_OFFLINE
-    os.environ["HF_HUB_OFFLINE"] = "1"
     constants.HF_HUB_OFFLINE = True
     try:
-        yield
+        with offline_switch(True):
+            yield
     finally:
         constants.HF_HUB_OFFLINE = saved_constant
-        if saved_environment is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = saved_environment
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -390,14 +401,6 @@ def prompt_file_needs(spec: RunSpec) -> list[FileNeed]:
 # What is already done
 
 
-def metric_applies(metric_spec: MetricSpec, category: str) -> bool:
-    """The metric's own categories, narrowed by the spec's `categories` (as the runner applies it)."""
-    categories = METRICS.get(metric_spec.name).categories
-    return (categories is None or category in categories) and (
-        metric_spec.categories is None or category in metric_spec.categories
-    )
-
-
 @dataclass
 class MetricPlan:
     name: str
@@ -406,7 +409,7 @@ class MetricPlan:
     images: int
     cached: int | None
     """Images whose score (or features, for a set metric) the store already holds; None when unknown."""
-    kind: Literal["image", "set", "derived"]
+    kind: MetricKind
     """Scored per image, over sets of images (FID), or combined from other metrics' scores (3-in-1)."""
 
 
@@ -554,7 +557,7 @@ def _category_problems(spec: RunSpec, categories: Sequence[str]) -> list[str]:
                 "prompts.categories"
             )
             continue
-        if issubclass(metric, DerivedMetric):
+        if metric.kind == "derived":
             for name in metric.inputs:
                 lacking = [
                     category
@@ -583,24 +586,19 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
             for item in missing
         )
     records = store.manifest
+    data = run_data(spec, runner.data_dir)
     run_categories = dict.fromkeys(item.prompt.category for item in items)
     for metric_spec in spec.metrics:
         metric = METRICS.get(metric_spec.name)
         categories = [category for category in run_categories if metric_applies(metric_spec, category)]
         applicable = [item for item in items if item.prompt.category in categories]
-        kind: Literal["image", "set", "derived"] = "image"
-        if issubclass(metric, DerivedMetric):
-            kind = "derived"
-        elif issubclass(metric, SetMetric):
-            kind = "set"
+        kind = metric_kind(metric_spec)
         cached: int | None = None
         reference_cached = True
         with contextlib.suppress(OviBenchError):  # a missing lexicon or reference: reported as a missing file
             done = [item for item in applicable if item.image_key in report.stored]
             if kind == "image":
-                scores = RowCache(
-                    runner.output_dir / "scores" / f"{metric_fingerprint(spec, metric_spec)}.jsonl"
-                ).rows
+                scores = RowCache(score_cache_path(runner.output_dir, spec, metric_spec, data)).rows
                 cached = sum(
                     RowCache.score_key(records[item.image_key].sha256, item.prompt.text, item.prompt.category)
                     in scores
@@ -608,8 +606,8 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
                 )
             elif kind == "set":
                 # Built-in set metrics load their extractor on first use only, as the runner relies on too.
-                instance = metric(
-                    metric.Params.model_validate(metric_spec.params), device=runner.device, dtype=runner.dtype
+                instance = build_component(
+                    metric, metric_spec.params, device=runner.device, dtype=runner.dtype, run_data=data
                 )
                 features = FeatureCache(
                     runner.output_dir / "features" / instance.extractor_fingerprint()
@@ -625,10 +623,7 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
     if spec.diagnostics is not None:
         pending = True
         with contextlib.suppress(OviBenchError):
-            bank = spec.diagnostics.bank
-            digest = EmbeddingBank.load(resolve_bank(bank)).info.digest if bank else None
-            key = item_key("diagnostics", spec.diagnostics.model, digest, spec.dtype)
-            rows = RowCache(runner.output_dir / "diagnostics" / f"{key}.jsonl").rows
+            rows = RowCache(diagnostics_cache_path(runner.output_dir, spec)).rows
             pending = any(item.embedding_key not in rows for item in items)
         users_pending["diagnostics"] = pending
 

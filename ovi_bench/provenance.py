@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ovi_bench import __version__
+from ovi_bench.components import RunData, run_keywords
 from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.prompts import PromptSet
@@ -57,6 +58,8 @@ class RunResult:
     """Provenance of each set metric: feature space, extractor fingerprint, resize policy, reference set and size."""
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
     """Metric audits (prompt-shuffle gap, canaries): one row per metric × category × audit, when configured."""
+    run_data: RunData = field(default_factory=RunData)
+    """What the run handed its components (the official files' folder), for their content identities."""
 
 
 def package_versions() -> dict[str, str]:
@@ -122,8 +125,10 @@ def provenance(result: RunResult) -> dict[str, Any]:
                 "version": METRICS.get(metric.name).version,
                 "higher_is_better": METRICS.get(metric.name).higher_is_better,
                 "params": metric.params,
-                "content": METRICS.get(metric.name).content_identity(metric.params),
-                "fingerprint": metric_fingerprint(spec, metric),
+                "content": METRICS.get(metric.name).content_identity(
+                    metric.params, **run_keywords(METRICS.get(metric.name), result.run_data)
+                ),
+                "fingerprint": metric_fingerprint(spec, metric, result.run_data),
             }
             for metric in spec.metrics
         },

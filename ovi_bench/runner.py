@@ -159,6 +159,7 @@ class Runner:
             set_rows,
             set_metrics,
             audit_rows,
+            self.scorer.run_data,
         )
 
     def run_share(self, items: Sequence[WorkItem]) -> None:

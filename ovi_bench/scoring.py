@@ -23,7 +23,14 @@ from rich.markup import escape
 from ovi_bench.components import RunData, build_component, free_memory
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import sha256_bytes
-from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, SetMetric, check_metric_output
+from ovi_bench.metrics.base import (
+    DerivedMetric,
+    Metric,
+    MetricKind,
+    ScoreInput,
+    SetMetric,
+    check_metric_output,
+)
 from ovi_bench.plan import WorkItem, metric_applies, metric_fingerprint
 from ovi_bench.progress import Reporter
 from ovi_bench.registry import METRICS
@@ -38,7 +45,7 @@ def batched(values: Sequence[T], size: int) -> Iterator[list[T]]:
         yield list(values[start : start + size])
 
 
-def metric_kind(metric_spec: MetricSpec) -> str:
+def metric_kind(metric_spec: MetricSpec) -> MetricKind:
     """ "image", "derived" or "set": how the metric runs (`Metric.kind`)."""
     return METRICS.get(metric_spec.name).kind
 
