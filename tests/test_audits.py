@@ -134,7 +134,8 @@ def test_audits_through_a_run(tmp_path: Path) -> None:
     # Every audit pair went through its metric's score cache: the real images' scores, one shuffled pair per image,
     # and the seven canaries against every prompt of the category.
     caches = {
-        metric_spec.name: score_cache_path(tmp_path, spec, metric_spec, RunData()) for metric_spec in spec.metrics
+        metric_spec.name: score_cache_path(tmp_path, spec, metric_spec, RunData())
+        for metric_spec in spec.metrics
     }
     cached_rows = {name: len(path.read_text().splitlines()) for name, path in caches.items()}
     for name, count in cached_rows.items():
