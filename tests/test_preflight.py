@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from huggingface_hub import constants
 
+from ovi_bench.availability import ModelCheck, hub_reachability, probe, resolve_model
 from ovi_bench.errors import PreflightError
 from ovi_bench.metrics.aesthetic import tiny_aesthetic_dir
 from ovi_bench.metrics.clip import OFFICIAL_CLIP_ID
@@ -33,7 +34,7 @@ from ovi_bench.models.evaluators import (
 from ovi_bench.models.hub import hub_offline
 from ovi_bench.models.kandinsky import KANDINSKY22_DECODER_ID, KANDINSKY22_PRIOR_ID
 from ovi_bench.models.tiny import tiny_kandinsky_decoder_dir, tiny_kandinsky_prior_dir
-from ovi_bench.preflight import ModelCheck, hub_reachability, preflight, probe, resolve_model
+from ovi_bench.preflight import preflight
 from ovi_bench.priors.eclipse import tiny_eclipse_prior_dir
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.runner import Runner
