@@ -60,7 +60,7 @@ from ovi_bench.spec import RunSpec
 from ovi_bench.store import FeatureCache, RowCache, RunStore
 
 
-class Runner(Protocol):
+class CheckedRun(Protocol):
     """What the preflight reads of the run it checks (an `ovi_bench.runner.Runner`)."""
 
     spec: RunSpec
@@ -248,7 +248,7 @@ def _category_problems(spec: RunSpec, categories: Sequence[str]) -> list[str]:
     return problems
 
 
-def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[str, bool]) -> None:
+def _mark_pending(runner: CheckedRun, report: PreflightReport, users_pending: dict[str, bool]) -> None:
     """Which components still have work, from what the run folder's store holds; fills `report.metrics`."""
     spec, store, items = runner.spec, runner.store, report.items
     if items is None:  # no plan: every component counts as needed
@@ -309,7 +309,7 @@ def _holds_work(output_dir: Path) -> bool:
     return output_dir.is_dir() and any(output_dir.iterdir())
 
 
-def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
+def preflight(runner: CheckedRun, *, with_plan: bool = False) -> PreflightReport:
     """Check everything `runner.run()` will need; never loads a model, never generates, never writes.
 
     When something is missing and the run folder already holds work, or `with_plan` asks for it, the run is planned
@@ -381,7 +381,7 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
 
 
 @contextlib.contextmanager
-def checked_run(runner: Runner) -> Iterator[PreflightReport]:
+def checked_run(runner: CheckedRun) -> Iterator[PreflightReport]:
     """The preflight, then the block: PreflightError before any work if something is missing; offline (the hub
     unreachable, every model the run needs on this machine) the block runs with HF_HUB_OFFLINE=1, so that no model
     load waits on the network."""
