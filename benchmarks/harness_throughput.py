@@ -32,12 +32,13 @@ TARGET_ITEMS_PER_SECOND = 2000
 
 
 class StageTimer:
-    """Wall time of each runner stage, by wrapping the Runner's methods on one instance."""
+    """Wall time of each runner stage, by wrapping the methods of one Runner (and of its Scorer) on the instance."""
 
-    def __init__(self, runner: Runner, stages: list[str]) -> None:
+    def __init__(self, stages: dict[str, tuple[object, str]]) -> None:
+        """`stages`: label -> (instance, name of the method to time)."""
         self.seconds: dict[str, float] = dict.fromkeys(stages, 0.0)
-        for stage in stages:
-            method = getattr(runner, stage)
+        for stage, (owner, name) in stages.items():
+            method = getattr(owner, name)
 
             def timed(*args, _method=method, _stage=stage, **kwargs):
                 start = time.perf_counter()
@@ -46,13 +47,20 @@ class StageTimer:
                 finally:
                     self.seconds[_stage] += time.perf_counter() - start
 
-            setattr(runner, stage, timed)
+            setattr(owner, name, timed)
 
 
 def fresh_run(spec: RunSpec, out: Path, profiler: cProfile.Profile | None) -> dict[str, float]:
     """One fresh run into `out`: seconds of the whole (Runner.run + write_results), of each stage and of the results."""
     runner = Runner(spec, out, show_progress=False)
-    stages = StageTimer(runner, ["embed", "decode", "score", "describe_embeddings"])
+    stages = StageTimer(
+        {
+            "embed": (runner, "embed"),
+            "decode": (runner, "decode"),
+            "score": (runner.scorer, "score_per_image"),
+            "describe_embeddings": (runner, "describe_embeddings"),
+        }
+    )
     start = time.perf_counter()
     if profiler:
         profiler.enable()

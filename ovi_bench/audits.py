@@ -7,8 +7,8 @@
 * Canaries: blank, noise and single-colour images scored against every prompt of the category. A metric that scores
   them above a quarter of the run's real generations is flagged.
 
-Audit scores go through the metric's own score cache (keyed by image content, prompt and category), so they are
-computed once.
+Audit scores go through the metric's own score cache (keyed by image content, prompt and category) and the one
+scoring path of every caller (`ovi_bench.scoring`), so they are computed once.
 """
 
 from __future__ import annotations
@@ -16,22 +16,19 @@ from __future__ import annotations
 import io
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ovi_bench.caches import RowCache
 from ovi_bench.io import sha256_bytes
-from ovi_bench.metrics.base import DerivedMetric, ScoreInput, SetMetric, check_metric_output
+from ovi_bench.plan import WorkItem
 from ovi_bench.registry import METRICS
 from ovi_bench.results.statistics import prompt_bootstrap_interval
-
-if TYPE_CHECKING:
-    from ovi_bench.plan import WorkItem
-    from ovi_bench.runner import Runner
+from ovi_bench.scoring import Scorer, ScoreRequest, metric_kind
 
 CANARY_FLAG_RANK = 0.25
 """A metric is flagged when the canaries' mean score beats this fraction of the run's real images."""
@@ -116,15 +113,6 @@ def canary_images(width: int, height: int, seed: int = 0) -> dict[str, Image.Ima
 # Running them.
 
 
-@dataclass(frozen=True)
-class _Pair:
-    cache_key: str
-    image: Callable[[], Image.Image | None]
-    prompt: str
-    category: str
-    subset: str | None
-
-
 def _png_sha(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -132,26 +120,23 @@ def _png_sha(image: Image.Image) -> str:
 
 
 def run_audits(
-    runner: Runner, items: Sequence[WorkItem], rows: Sequence[dict[str, Any]]
+    scorer: Scorer, items: Sequence[WorkItem], rows: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Audit every per-image metric of the run; one row per metric × category and audit kind."""
-    settings = runner.spec.audits
+    spec = scorer.spec
+    settings = spec.audits
     if settings is None:
         return []
-    from ovi_bench.plan import metric_fingerprint
-
     matched = {(row["image"], row["metric"]): row["score"] for row in rows}
-    records = runner.store.manifest
-    canaries = canary_images(runner.spec.decoder.width, runner.spec.decoder.height, settings.seed)
+    records = scorer.store.manifest
+    canaries = canary_images(spec.decoder.width, spec.decoder.height, settings.seed)
     canary_keys = {name: _png_sha(image) for name, image in canaries.items()}
     audit_rows: list[dict[str, Any]] = []
-    for metric_spec in runner.spec.metrics:
-        metric_class = METRICS.get(metric_spec.name)
-        if issubclass(metric_class, DerivedMetric | SetMetric):
+    for metric_spec in spec.metrics:
+        if metric_kind(metric_spec) != "image":
             continue
-        cache = RowCache(
-            runner.output_dir / "scores" / f"{metric_fingerprint(runner.spec, metric_spec)}.jsonl"
-        )
+        higher_is_better = METRICS.get(metric_spec.name).higher_is_better
+        cache = scorer.score_cache(metric_spec)
         scored = [
             item
             for item in items
@@ -160,11 +145,11 @@ def run_audits(
         by_category: dict[str, list[WorkItem]] = defaultdict(list)
         for item in scored:
             by_category[item.prompt.category].append(item)
-        pairs: list[_Pair] = []
-        plans: list[tuple[str, str, list[tuple[WorkItem, _Pair]], list[_Pair]]] = []
+        requests: list[ScoreRequest] = []
+        plans: list[tuple[str, str, list[tuple[WorkItem, ScoreRequest]], list[ScoreRequest]]] = []
         for category, category_items in by_category.items():
             prompts = {item.prompt.id: item.prompt for item in category_items}
-            shuffled_pairs: list[tuple[WorkItem, _Pair]] = []
+            shuffled_pairs: list[tuple[WorkItem, ScoreRequest]] = []
             if settings.shuffle:
                 other = cyclic_derangement(list(prompts), settings.seed)
                 for item in category_items:
@@ -172,20 +157,20 @@ def run_audits(
                         continue
                     prompt = prompts[other[item.prompt.id]]
                     record = records[item.image_key]
-                    pair = _Pair(
+                    request = ScoreRequest(
                         RowCache.score_key(record.sha256, prompt.text, category),
-                        lambda item=item: runner.load_image(item),
+                        lambda item=item: scorer.load_image(item),
                         prompt.text,
                         category,
                         prompt.subset,
                     )
-                    shuffled_pairs.append((item, pair))
-            canary_pairs: list[_Pair] = []
+                    shuffled_pairs.append((item, request))
+            canary_requests: list[ScoreRequest] = []
             if settings.canaries:
                 for name, image in canaries.items():
                     for prompt in prompts.values():
-                        canary_pairs.append(
-                            _Pair(
+                        canary_requests.append(
+                            ScoreRequest(
                                 RowCache.score_key(canary_keys[name], prompt.text, category),
                                 lambda image=image: image,
                                 prompt.text,
@@ -193,17 +178,19 @@ def run_audits(
                                 prompt.subset,
                             )
                         )
-            pairs += [pair for _, pair in shuffled_pairs] + canary_pairs
-            plans.append((metric_spec.name, category, shuffled_pairs, canary_pairs))
-        _score_pairs(runner, metric_spec, pairs, cache)
-        for name, category, shuffled_pairs, canary_pairs in plans:
+            requests += [request for _, request in shuffled_pairs] + canary_requests
+            plans.append((metric_spec.name, category, shuffled_pairs, canary_requests))
+        # A pair asked for twice (two seeds of one image content, a canary for a repeated prompt) is scored once.
+        distinct = list({request.cache_key: request for request in requests}.values())
+        scorer.score_requests(metric_spec, distinct, cache, task="audit")
+        for name, category, shuffled_pairs, canary_requests in plans:
             real = [matched[(records[item.image_key].path, name)] for item in by_category[category]]
             if shuffled_pairs:
                 gap = shuffle_gap(
                     [item.prompt.id for item, _ in shuffled_pairs],
                     [matched[(records[item.image_key].path, name)] for item, _ in shuffled_pairs],
-                    [cache.rows[pair.cache_key]["score"] for _, pair in shuffled_pairs],
-                    higher_is_better=metric_class.higher_is_better,
+                    [cache.rows[request.cache_key]["score"] for _, request in shuffled_pairs],
+                    higher_is_better=higher_is_better,
                     resamples=settings.bootstrap,
                     seed=settings.seed,
                 )
@@ -222,9 +209,9 @@ def run_audits(
                         else "cannot tell prompts apart",
                     }
                 )
-            if canary_pairs:
-                canary_scores = [cache.rows[pair.cache_key]["score"] for pair in canary_pairs]
-                rank = canary_rank(canary_scores, real, metric_class.higher_is_better)
+            if canary_requests:
+                canary_scores = [cache.rows[request.cache_key]["score"] for request in canary_requests]
+                rank = canary_rank(canary_scores, real, higher_is_better)
                 flagged = bool(rank >= CANARY_FLAG_RANK)
                 audit_rows.append(
                     {
@@ -234,36 +221,10 @@ def run_audits(
                         "value": float(np.mean(canary_scores)),
                         "ci_low": float("nan"),
                         "ci_high": float("nan"),
-                        "n_prompts": len({pair.prompt for pair in canary_pairs}),
+                        "n_prompts": len({request.prompt for request in canary_requests}),
                         "flagged": flagged,
                         "verdict": f"canaries beat {rank:.0%} of real images"
                         + (" — ranks junk near real generations" if flagged else ""),
                     }
                 )
     return audit_rows
-
-
-def _score_pairs(runner: Runner, metric_spec: Any, pairs: Sequence[_Pair], cache: RowCache) -> None:
-    """Score the pairs the cache lacks with the metric's model, loaded once."""
-    todo = list({pair.cache_key: pair for pair in pairs if pair.cache_key not in cache.rows}.values())
-    if not todo:
-        return
-    metric_class = METRICS.get(metric_spec.name)
-    metric = metric_class(
-        metric_class.Params.model_validate(metric_spec.params), device=runner.device, dtype=runner.dtype
-    )
-    with runner._progress() as progress:
-        task = progress.add_task(f"audit {metric_spec.name}", total=len(todo))
-        for start in range(0, len(todo), runner.spec.metric_batch_size):
-            batch = todo[start : start + runner.spec.metric_batch_size]
-            loaded = [(pair, pair.image()) for pair in batch]
-            ready = [(pair, image) for pair, image in loaded if image is not None]
-            inputs = [ScoreInput(image, pair.prompt, pair.category, pair.subset) for pair, image in ready]
-            scored = check_metric_output(metric_spec.name, inputs, metric.score(inputs))
-            cache.add(
-                [
-                    {"key": pair.cache_key, "score": row.score, "reason": row.reason}
-                    for (pair, _), row in zip(ready, scored, strict=True)
-                ]
-            )
-            progress.advance(task, len(batch))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -67,6 +69,16 @@ class FileNeed:
     """How to provide it, for the message when it is missing."""
 
 
+@dataclass(frozen=True)
+class RunData:
+    """What a run hands the components that declare they need it (`Component.run_context`), besides their
+    parameters. Passed explicitly, never through environment variables."""
+
+    official_data: Path | None = None
+    """The folder of official T2I-CompBench files the run was given (`--compbench-dir`, or `prompts.data_dir`);
+    None: they are looked up as the prompt files are ($OVI_BENCH_COMPBENCH_DIR, else the verified download cache)."""
+
+
 class Component:
     """A registered, parameterised piece of the pipeline.
 
@@ -76,6 +88,9 @@ class Component:
 
     Params: ClassVar[type[Params]] = Params
     version: ClassVar[str] = "1"
+    run_context: ClassVar[tuple[str, ...]] = ()
+    """Fields of `RunData` the component takes from the run (the numeracy metric: "official_data", for the official
+    lexicon): passed as keywords of the same names to its constructor and to its `content_identity`."""
 
     @property
     def trust_remote_code(self) -> bool:
@@ -109,9 +124,12 @@ class Component:
         return {}
 
     @classmethod
-    def fingerprint(cls, name: str, params: Params | dict[str, Any], dtype: str) -> str:
+    def fingerprint(
+        cls, name: str, params: Params | dict[str, Any], dtype: str, run_data: RunData | None = None
+    ) -> str:
+        """`run_data`: what the run holds, for a component whose content identity depends on it (`run_context`)."""
         values = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
-        identity = cls.content_identity(values)
+        identity = cls.content_identity(values, **run_keywords(cls, run_data))
         return sha256_text(
             canonical_json(
                 {"name": name, "version": cls.version, "params": values, "dtype": dtype}
@@ -120,11 +138,54 @@ class Component:
         )
 
 
+ComponentT = TypeVar("ComponentT")
+
+
+def build_component(
+    cls: type[ComponentT],
+    params: Params | dict[str, Any],
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    run_data: RunData | None = None,
+) -> ComponentT:
+    """An instance of a registered component: its parameters validated against its `Params` model (a spec holds
+    plain dicts), then its constructor called as the plugin contract says, `cls(params, device=, dtype=)`, plus the
+    keywords of its `run_context` from `run_data`."""
+    validated = cls.Params.model_validate(params)  # type: ignore[attr-defined]
+    return cls(validated, device=device, dtype=dtype, **run_keywords(cls, run_data))  # type: ignore[call-arg]
+
+
+def run_keywords(cls: Any, run_data: RunData | None) -> dict[str, Any]:
+    """The keywords a component's `run_context` asks for, from what the run holds (None: `RunData`'s defaults).
+    Nothing for a registered stand-in that is no `Component` (`evaluate`'s prior instances)."""
+    run_data = run_data or RunData()
+    return {name: getattr(run_data, name) for name in getattr(cls, "run_context", ())}
+
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
 }
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype of a spec's `dtype` on `device`; half precision is refused on the CPU."""
+    dtype = DTYPES[name]
+    if device.type == "cpu" and dtype != torch.float32:
+        raise OviBenchError(
+            f'dtype {name} on the CPU is very slow and poorly supported; set dtype = "float32" '
+            'or run on a GPU (device = "cuda").'
+        )
+    return dtype
+
+
+def free_memory() -> None:
+    """Return a released model's memory now, before the next model is loaded (callers `del` their reference)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def nonfinite_rows(tensor: torch.Tensor) -> list[int]:

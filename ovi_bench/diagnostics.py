@@ -14,6 +14,7 @@ right thing in a place no real image occupies.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,13 @@ import torch.nn.functional as F
 
 from ovi_bench.bank.folder import EmbeddingBank
 from ovi_bench.bank.tiny import resolve_bank
-from ovi_bench.errors import OviBenchError
+from ovi_bench.caches import RowCache
+from ovi_bench.components import free_memory
+from ovi_bench.errors import DataError, OviBenchError
+from ovi_bench.plan import WorkItem
+from ovi_bench.progress import Reporter
+from ovi_bench.spec import RunSpec
+from ovi_bench.store import RunStore, item_key
 
 DIAGNOSTIC_COLUMNS = ("text_cosine", "norm", "mahalanobis", "nn_cosine")
 
@@ -57,3 +64,86 @@ class EmbeddingDiagnostics:
             nearest_cosine, _ = self.bank.nearest(image_embeds, 1)
             values["nn_cosine"] = nearest_cosine[:, 0].tolist()
         return [dict(zip(values, row, strict=True)) for row in zip(*values.values(), strict=True)]
+
+
+def diagnose(
+    spec: RunSpec,
+    store: RunStore,
+    items: Sequence[WorkItem],
+    cache: RowCache,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    report: Reporter,
+) -> int:
+    """Diagnose the stored embeddings of `items` into `cache`, loading the text encoder only if there are some;
+    return how many. An unreadable embedding is skipped: the store has removed it, and the next run computes it."""
+    available = [item for item in items if store.embedding_path(item.embedding_key).is_file()]
+    settings = spec.diagnostics
+    if not available or settings is None:
+        return 0
+    report.say("computing embedding diagnostics")
+    diagnostics = EmbeddingDiagnostics(settings.model, settings.bank, device=device, dtype=dtype)
+    computed = 0
+    with report.bars() as bars, cache.grouped_commits():
+        task = bars.add_task("diagnose", total=len(available))
+        for start in range(0, len(available), spec.prior_batch_size):
+            batch = available[start : start + spec.prior_batch_size]
+            pairs = [(item, store.get_embedding(item.embedding_key)) for item in batch]
+            readable = [(item, pair[0]) for item, pair in pairs if pair is not None]
+            if readable:
+                values = diagnostics(
+                    torch.stack([embeds for _, embeds in readable]),
+                    [item.prompt.text for item, _ in readable],
+                )
+                cache.add(
+                    [
+                        {"key": item.embedding_key, **row}
+                        for (item, _), row in zip(readable, values, strict=True)
+                    ]
+                )
+                computed += len(readable)
+            bars.advance(task, len(batch))
+    del diagnostics
+    free_memory()
+    return computed
+
+
+def diagnostics_cache_path(output_dir: Path, spec: RunSpec) -> Path:
+    """The file of the diagnostics cached for the spec's diagnostics settings (model, bank content, dtype), keyed
+    by embedding. Needs `spec.diagnostics`."""
+    diagnostics = spec.diagnostics
+    assert diagnostics is not None
+    bank_digest = EmbeddingBank.load(resolve_bank(diagnostics.bank)).info.digest if diagnostics.bank else None
+    key = item_key("diagnostics", diagnostics.model, bank_digest, spec.dtype)
+    return output_dir / "diagnostics" / f"{key}.jsonl"
+
+
+def embedding_rows(
+    store: RunStore, items: Sequence[WorkItem], diagnostics: RowCache | None
+) -> list[dict[str, Any]]:
+    """One row per item (embeddings.csv): the prior's facts stored with the embedding, and the cached diagnostics."""
+    rows = []
+    for item in items:
+        row: dict[str, Any] = {
+            "prior": item.prior,
+            "category": item.prompt.category,
+            "prompt_id": item.prompt.id,
+            "prompt": item.prompt.text,
+            "seed": item.seed,
+        }
+        if diagnostics is not None:
+            row |= {
+                name: value
+                for name, value in diagnostics.rows.get(item.embedding_key, {}).items()
+                if name != "key"
+            }
+        facts = store.embedding_facts(item.embedding_key)
+        if facts is None:
+            raise DataError(
+                f"the embedding of {item.prior} for prompt {item.prompt.id} seed {item.seed} cannot be read back "
+                f"from {store.embedding_path(item.embedding_key)} after it was computed again; check the disk."
+            )
+        row |= {f"prior_{name}": value for name, value in facts.items()}
+        rows.append(row)
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -18,11 +19,21 @@ from ovi_bench.text import map_text_cells, spreadsheet_original, spreadsheet_saf
 
 if TYPE_CHECKING:
     import pandas as pd
+    from PIL import Image
 
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: equal values give equal text, hence equal hashes."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """A generated image as stored: PNG at zlib level 1."""
+    # Level 1, not PIL's default 6: lossless either way, about 20% larger, and 5× faster to encode (16 ms against
+    # 83 ms for a 512×512 image on the 2-core development VM, where a GPU renders one in ~100 ms).
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def sha256_text(text: str) -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ovi_bench.components import RunData
+from ovi_bench.paths import expand_user
 from ovi_bench.prompts import Prompt, PromptSet, load_prompts
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
 from ovi_bench.spec import MetricSpec, PriorSpec, RunSpec
@@ -26,6 +29,17 @@ class WorkItem:
     embedding_key: str
     image_key: str
 
+    def image_metadata(self) -> dict[str, Any]:
+        """What the store's manifest records beside the image."""
+        prompt = self.prompt
+        return {
+            "prior": self.prior,
+            "prompt_id": prompt.id,
+            "category": prompt.category,
+            "prompt": prompt.text,
+            "seed": self.seed,
+        }
+
 
 def prior_fingerprint(spec: RunSpec, prior: PriorSpec) -> str:
     return PRIORS.get(prior.name).fingerprint(prior.name, prior.params, spec.dtype)
@@ -38,8 +52,21 @@ def decoder_fingerprint(spec: RunSpec) -> str:
     return DECODERS.get(decoder.name).fingerprint(decoder.name, settings, spec.dtype)
 
 
-def metric_fingerprint(spec: RunSpec, metric: MetricSpec) -> str:
-    return METRICS.get(metric.name).fingerprint(metric.name, metric.params, spec.dtype)
+def metric_fingerprint(spec: RunSpec, metric: MetricSpec, run_data: RunData | None = None) -> str:
+    """`run_data`: what the run hands its metrics (see `run_data`); the numeracy lexicon's content enters."""
+    return METRICS.get(metric.name).fingerprint(metric.name, metric.params, spec.dtype, run_data)
+
+
+def metric_applies(metric: MetricSpec, category: str) -> bool:
+    """The metric's own categories, narrowed by the spec's `categories` for it."""
+    return METRICS.get(metric.name).applies_to(category, metric.categories)
+
+
+def run_data(spec: RunSpec, data_dir: str | Path | None = None) -> RunData:
+    """What a run hands the components that ask for it: the folder of official files (`data_dir`, else the spec's
+    `prompts.data_dir`, else none: the prompt loader's own lookup)."""
+    official = data_dir or spec.prompts.data_dir
+    return RunData(official_data=expand_user(official) if official else None)
 
 
 def load_run_prompts(spec: RunSpec, data_dir: str | Path | None = None) -> PromptSet:

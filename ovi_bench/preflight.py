@@ -13,391 +13,69 @@ Whether the hub can be used is decided once, by one HEAD request with a short ti
 HF_HUB_OFFLINE=1): offline failures are then immediate and say so, and a run whose models are all cached proceeds
 offline instead of retrying the hub for minutes. Whatever is missing is reported in one error, with the commands that
 fetch it. A model or file whose every output is already in the run folder's store is not needed (a finished run
-re-run on a machine without the weights computes nothing, and passes).
+re-run on a machine without the weights computes nothing, and passes). Where each model and file would come from is
+decided by `ovi_bench.availability`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Protocol
 
 import pandas as pd
-from huggingface_hub import constants
+import torch
+from rich.console import Console
 from rich.markup import escape
 
-from ovi_bench.bank.folder import EmbeddingBank
-from ovi_bench.bank.tiny import bank_needs, resolve_bank
+from ovi_bench.availability import (
+    FileCheck,
+    GitHub,
+    ModelCheck,
+    Reachability,
+    hub_cache,
+    hub_offline_mode,
+    hub_reachability,
+    is_hub_id,
+    prompt_file_needs,
+    resolve_file,
+    resolve_model,
+)
+from ovi_bench.bank.tiny import bank_needs
 from ovi_bench.caches import FeatureCache, RowCache
-from ovi_bench.components import FileNeed, ModelNeed
+from ovi_bench.components import FileNeed, ModelNeed, build_component
+from ovi_bench.diagnostics import diagnostics_cache_path
 from ovi_bench.errors import OviBenchError, PreflightError
-from ovi_bench.metrics.base import DerivedMetric, SetMetric
-from ovi_bench.models.hub import hub_offline, is_tiny_name, looks_like_path
+from ovi_bench.metrics.base import MetricKind
 from ovi_bench.models.kandinsky import PRIOR_TEXT_SIDE_FILES
-from ovi_bench.paths import expand_user
-from ovi_bench.plan import WorkItem, load_run_prompts, metric_fingerprint, plan
-from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet, compbench_file
+from ovi_bench.plan import WorkItem, load_run_prompts, metric_applies, plan, run_data
+from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, resolve_categories
-from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, OFFLINE_ENVS, compbench_cache_dir, compbench_url
+from ovi_bench.prompts.compbench import COMPBENCH_COMMIT, compbench_cache_dir
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
-from ovi_bench.spec import MetricSpec, RunSpec
-from ovi_bench.store import item_key
-
-if TYPE_CHECKING:
-    from ovi_bench.runner import Runner
-
-REACHABILITY_TIMEOUT_S = 3.0
-"""The longest the hub (or GitHub, for the prompt files) may take to answer one HEAD request before it counts as
-unreachable. Generous for any working connection; short enough that an offline machine fails at once."""
-
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Reachability
-
-
-@dataclass(frozen=True)
-class Reachability:
-    """Whether a server can be used now, decided once by a HEAD request."""
-
-    state: Literal["off", "reachable", "unreachable", "unused"]
-    detail: str
-    """The endpoint and the answer ("https://huggingface.co answered in 0.2 s"), the error, or why it is off."""
-
-    @property
-    def usable(self) -> bool:
-        return self.state == "reachable"
-
-    def describe(self) -> str:
-        return self.state + (f" ({self.detail})" if self.detail else "")
-
-
-def probe(url: str, timeout: float = REACHABILITY_TIMEOUT_S) -> Reachability:
-    """One HEAD request to `url`; any answer below HTTP 500 counts as reachable.
-
-    The request runs in a daemon thread, so that the timeout also bounds name resolution, which the socket timeout
-    does not cover (a resolver that never answers would otherwise block for far longer).
-    """
-    outcome: list[Reachability] = []
-    started = time.perf_counter()
-
-    def attempt() -> None:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-                pass
-        except urllib.error.HTTPError as error:
-            if error.code >= 500:
-                outcome.append(Reachability("unreachable", f"{url} answered HTTP {error.code}"))
-                return
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", None) or error
-            outcome.append(Reachability("unreachable", f"{url}: {reason}"))
-            return
-        outcome.append(Reachability("reachable", f"{url} answered in {time.perf_counter() - started:.1f} s"))
-
-    thread = threading.Thread(target=attempt, name="ovi-bench-reachability", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not outcome:
-        return Reachability("unreachable", f"{url}: no answer within {timeout:g} s")
-    return outcome[0]
-
-
-def hub_reachability(timeout: float = REACHABILITY_TIMEOUT_S) -> Reachability:
-    """The Hugging Face hub ($HF_ENDPOINT): "off" when HF_HUB_OFFLINE=1 (no request), else probed."""
-    if hub_offline() or constants.HF_HUB_OFFLINE:
-        return Reachability("off", "HF_HUB_OFFLINE=1")
-    return probe(constants.ENDPOINT, timeout)
-
-
-@contextlib.contextmanager
-def hub_offline_mode() -> Iterator[None]:
-    """HF_HUB_OFFLINE=1 within the block, for ovi-bench (which reads the variable when it loads) and for
-    huggingface_hub and transformers (which read it once, at import, into `constants.HF_HUB_OFFLINE`)."""
-    saved_environment = os.environ.get("HF_HUB_OFFLINE")
-    saved_constant = constants.HF_HUB_OFFLINE
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = saved_constant
-        if saved_environment is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = saved_environment
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Models
-
-
-def _lacking(listing: Callable[[str], bool], patterns: Sequence[str]) -> list[str]:
-    """The patterns (each "a|b": either) that no file satisfies; `listing(pattern)` says whether one matches."""
-    return [pattern for pattern in patterns if not any(listing(part) for part in pattern.split("|"))]
-
-
-def _files(patterns: Sequence[str]) -> str:
-    """Patterns for a message: "tokenizer/vocab.json or tokenizer/tokenizer.json, text_encoder/config.json"."""
-    return ", ".join(pattern.replace("|", " or ") for pattern in patterns)
-
-
-def _in_folder(folder: Path) -> Callable[[str], bool]:
-    return lambda pattern: any(path.is_file() for path in folder.glob(pattern))
-
-
-def _in_names(names: Sequence[str]) -> Callable[[str], bool]:
-    """Matching relative names part by part, so that "*" never crosses a "/" (as in a folder's glob)."""
-    split_names = [name.split("/") for name in names]
-
-    def matches(pattern: str) -> bool:
-        parts = pattern.split("/")
-        return any(
-            len(name) == len(parts) and all(fnmatchcase(n, p) for n, p in zip(name, parts, strict=True))
-            for name in split_names
-        )
-
-    return matches
-
-
-def hub_cache() -> Path:
-    """The Hugging Face cache that `from_pretrained` reads ($HF_HUB_CACHE, else $HF_HOME/hub)."""
-    return Path(constants.HF_HUB_CACHE)
-
-
-def cached_snapshot(ref: str, revision: str | None) -> Path | None:
-    """The cache's snapshot folder of a hub model at `revision` (default "main"), or None when there is none."""
-    repository = hub_cache() / f"models--{ref.replace('/', '--')}"
-    revision = revision or "main"
-    if _COMMIT.fullmatch(revision):
-        commit = revision
-    else:
-        try:
-            commit = (repository / "refs" / revision).read_text().strip()
-        except OSError:
-            return None
-    snapshot = repository / "snapshots" / commit
-    return snapshot if snapshot.is_dir() else None
-
-
-Status = Literal["tiny", "folder", "cached", "download", "missing", "not needed"]
-
-
-@dataclass
-class ModelCheck:
-    """One model (a reference at a revision), with every component that loads it."""
-
-    ref: str
-    revision: str | None
-    files: list[str]
-    users: list[str] = field(default_factory=list)
-    """The components that load it: "prior 'ovi'", "metric 'clip'", "diagnostics"."""
-    purposes: list[str] = field(default_factory=list)
-    """What each of `users` loads it for."""
-    pending: bool = False
-    """Some component that loads it has work left (else everything it would make is already stored)."""
-    status: Status = "missing"
-    detail: str = ""
-
-    @property
-    def blocking(self) -> bool:
-        return self.status == "missing" and self.pending
-
-    def describe_users(self, separator: str = "; ") -> str:
-        return separator.join(
-            f"{user} ({purpose})" for user, purpose in zip(self.users, self.purposes, strict=True)
-        )
-
-    def fetch_command(self) -> str:
-        return f"hf download {self.ref}" + (f" --revision {self.revision}" if self.revision else "")
-
-
-def _check_on_hub(check: ModelCheck) -> tuple[Status, str]:
-    """A model the cache lacks, on a reachable hub: does the repository exist, with the files loading reads?"""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        info = HfApi().model_info(check.ref, revision=check.revision, timeout=REACHABILITY_TIMEOUT_S * 2)
-    except GatedRepoError:
-        return "missing", (
-            f"{check.ref} is gated on the hub: accept its terms on https://huggingface.co/{check.ref} and log in "
-            "(`hf auth login`)"
-        )
-    except RevisionNotFoundError:
-        return "missing", f"{check.ref} has no revision '{check.revision}' on the hub"
-    except RepositoryNotFoundError:
-        return "missing", (
-            f"there is no model '{check.ref}' on the hub (or it is private: log in with `hf auth login`); "
-            "a local folder must be written as a path (./folder, /data/folder)"
-        )
-    except HFValidationError as error:
-        return "missing", f"'{check.ref}' is neither a local folder nor a valid Hugging Face id ({error})"
-    except Exception as error:  # any network trouble: loading will try again, and explain it
-        return "download", f"not cached; to be downloaded (the hub could not confirm it now: {error})"
-    names = [sibling.rfilename for sibling in info.siblings or []]
-    lacking = _lacking(_in_names(names), check.files) if names else []
-    if lacking:
-        return "missing", f"the hub repository {check.ref} has no {_files(lacking)}"
-    return "download", "not cached; to be downloaded from the hub"
-
-
-def is_hub_id(ref: str) -> bool:
-    """Neither a tiny name nor a local folder (existing, or written as a path)."""
-    return not (is_tiny_name(ref) or looks_like_path(ref) or expand_user(ref).is_dir())
-
-
-def resolve_model(check: ModelCheck, hub: Reachability) -> tuple[Status, str]:
-    """Where the model will come from, or why it cannot."""
-    ref = check.ref
-    if is_tiny_name(ref):
-        return "tiny", "built in code"
-    folder = expand_user(ref)
-    if folder.is_dir():
-        lacking = _lacking(_in_folder(folder), check.files)
-        if lacking:
-            return "missing", f"the local folder {folder} has no {_files(lacking)}"
-        return "folder", f"local folder {folder.resolve()}"
-    if looks_like_path(ref):
-        return "missing", f"the local folder {folder} does not exist"
-    snapshot = cached_snapshot(ref, check.revision)
-    lacking = _lacking(_in_folder(snapshot), check.files) if snapshot else check.files
-    if snapshot is not None and not lacking:
-        return "cached", f"in the Hugging Face cache (commit {snapshot.name[:12]})"
-    if hub.usable:
-        return _check_on_hub(check)
-    where = (
-        f"not in the Hugging Face cache ({hub_cache()})"
-        if snapshot is None
-        else f"incomplete in the Hugging Face cache ({hub_cache()}: no {_files(lacking)})"
-    )
-    if hub.state == "off":
-        return "missing", f"{where}, and HF_HUB_OFFLINE=1 forbids downloading it"
-    return "missing", f"{where}, and the hub is unreachable ({hub.detail})"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Data files
-
-
-@dataclass
-class FileCheck:
-    """One data file or folder, with every component that reads it."""
-
-    need: FileNeed
-    users: list[str] = field(default_factory=list)
-    pending: bool = False
-    status: Literal["ok", "missing", "not needed"] = "missing"
-    detail: str = ""
-
-    @property
-    def blocking(self) -> bool:
-        return self.status == "missing" and self.pending
-
-    @property
-    def name(self) -> str:
-        return self.need.official or self.need.path or self.need.what
-
-
-class _GitHub:
-    """GitHub's reachability, probed at most once per preflight and only if an official file must be downloaded."""
-
-    def __init__(self) -> None:
-        self._state: Reachability | None = None
-
-    def state(self, name: str) -> Reachability:
-        if self._state is None:
-            self._state = probe(compbench_url(name))
-        return self._state
-
-
-def _official_downloads_forbidden() -> str:
-    """'NAME=value' of the variable that forbids downloading the official files (as the prompt loader reads it)."""
-    for name in OFFLINE_ENVS:
-        if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return f"{name}={os.environ[name]}"
-    return ""
-
-
-def resolve_file(
-    need: FileNeed, data_dir: str | Path | None, github: _GitHub
-) -> tuple[Literal["ok", "missing"], str]:
-    """("ok" | "missing", detail) for one data file or folder. An official file that is neither in a local folder
-    nor in the download cache is downloaded (verified) now, unless offline: GitHub is probed first, so that an
-    unreachable network fails at once instead of after the download's timeout."""
-    if need.official is not None:
-        name = need.official
-        local = data_dir if data_dir is not None else os.environ.get(COMPBENCH_DIR_ENV)
-        if local is not None and not (expand_user(local) / name).is_file():
-            return "missing", f"not in {expand_user(local)}"
-        if local is None and not (compbench_cache_dir() / name).is_file():
-            forbidden = _official_downloads_forbidden()
-            if forbidden:
-                return (
-                    "missing",
-                    f"not in the download cache ({compbench_cache_dir()}), and {forbidden} forbids downloading",
-                )
-            reachability = github.state(name)
-            if not reachability.usable:
-                return "missing", (
-                    f"not in the download cache ({compbench_cache_dir()}), and GitHub is unreachable "
-                    f"({reachability.detail})"
-                )
-        try:
-            return "ok", str(compbench_file(name, data_dir))  # verified against its pinned hash
-        except OviBenchError as error:
-            return "missing", str(error)
-    assert need.path is not None, "a FileNeed names a path or an official file"
-    path = expand_user(need.path)
-    if need.folder:
-        if not path.is_dir():
-            return "missing", f"the folder {path} does not exist"
-        if need.contains and not (path / need.contains).is_file():
-            return "missing", f"the folder {path} has no {need.contains}"
-        return "ok", str(path)
-    if not path.is_file():
-        return "missing", f"the file {path} does not exist"
-    return "ok", str(path)
-
-
-def prompt_file_needs(spec: RunSpec) -> list[FileNeed]:
-    """The official prompt files of the spec's categories and split (a prompt file of the user's own is read, and
-    its errors reported, when the prompts are loaded)."""
-    prompts = spec.prompts
-    if prompts.source != COMPBENCH_SOURCE:
-        return []
-    categories = resolve_categories(prompts.categories)
-    names = [f"{category}_{prompts.split}.txt" for category in categories]
-    if "complex" in categories:
-        names += [f"complex_{prompts.split}_{subset}.txt" for subset in ("spatial", "action")]
-    return [FileNeed("official prompt file", official=name) for name in names]
+from ovi_bench.scoring import metric_kind, score_cache_path
+from ovi_bench.spec import RunSpec
+from ovi_bench.store import RunStore
+
+
+class CheckedRun(Protocol):
+    """What the preflight reads of the run it checks (an `ovi_bench.runner.Runner`)."""
+
+    spec: RunSpec
+    output_dir: Path
+    data_dir: str | Path | None
+    store: RunStore
+    device: torch.device
+    dtype: torch.dtype
+    show_progress: bool
+    console: Console
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # What is already done
-
-
-def metric_applies(metric_spec: MetricSpec, category: str) -> bool:
-    """The metric's own categories, narrowed by the spec's `categories` (as the runner applies it)."""
-    categories = METRICS.get(metric_spec.name).categories
-    return (categories is None or category in categories) and (
-        metric_spec.categories is None or category in metric_spec.categories
-    )
 
 
 @dataclass
@@ -408,7 +86,7 @@ class MetricPlan:
     images: int
     cached: int | None
     """Images whose score (or features, for a set metric) the store already holds; None when unknown."""
-    kind: Literal["image", "set", "derived"]
+    kind: MetricKind
     """Scored per image, over sets of images (FID), or combined from other metrics' scores (3-in-1)."""
 
 
@@ -556,7 +234,7 @@ def _category_problems(spec: RunSpec, categories: Sequence[str]) -> list[str]:
                 "prompts.categories"
             )
             continue
-        if issubclass(metric, DerivedMetric):
+        if metric.kind == "derived":
             for name in metric.inputs:
                 lacking = [
                     category
@@ -571,7 +249,7 @@ def _category_problems(spec: RunSpec, categories: Sequence[str]) -> list[str]:
     return problems
 
 
-def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[str, bool]) -> None:
+def _mark_pending(runner: CheckedRun, report: PreflightReport, users_pending: dict[str, bool]) -> None:
     """Which components still have work, from what the run folder's store holds; fills `report.metrics`."""
     spec, store, items = runner.spec, runner.store, report.items
     if items is None:  # no plan: every component counts as needed
@@ -585,24 +263,19 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
             for item in missing
         )
     records = store.manifest
+    data = run_data(spec, runner.data_dir)
     run_categories = dict.fromkeys(item.prompt.category for item in items)
     for metric_spec in spec.metrics:
         metric = METRICS.get(metric_spec.name)
         categories = [category for category in run_categories if metric_applies(metric_spec, category)]
         applicable = [item for item in items if item.prompt.category in categories]
-        kind: Literal["image", "set", "derived"] = "image"
-        if issubclass(metric, DerivedMetric):
-            kind = "derived"
-        elif issubclass(metric, SetMetric):
-            kind = "set"
+        kind = metric_kind(metric_spec)
         cached: int | None = None
         reference_cached = True
         with contextlib.suppress(OviBenchError):  # a missing lexicon or reference: reported as a missing file
             done = [item for item in applicable if item.image_key in report.stored]
             if kind == "image":
-                scores = RowCache(
-                    runner.output_dir / "scores" / f"{metric_fingerprint(spec, metric_spec)}.jsonl"
-                ).rows
+                scores = RowCache(score_cache_path(runner.output_dir, spec, metric_spec, data)).rows
                 cached = sum(
                     RowCache.score_key(records[item.image_key].sha256, item.prompt.text, item.prompt.category)
                     in scores
@@ -610,8 +283,8 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
                 )
             elif kind == "set":
                 # Built-in set metrics load their extractor on first use only, as the runner relies on too.
-                instance = metric(
-                    metric.Params.model_validate(metric_spec.params), device=runner.device, dtype=runner.dtype
+                instance = build_component(
+                    metric, metric_spec.params, device=runner.device, dtype=runner.dtype, run_data=data
                 )
                 features = FeatureCache(
                     runner.output_dir / "features" / instance.extractor_fingerprint()
@@ -627,10 +300,7 @@ def _mark_pending(runner: Runner, report: PreflightReport, users_pending: dict[s
     if spec.diagnostics is not None:
         pending = True
         with contextlib.suppress(OviBenchError):
-            bank = spec.diagnostics.bank
-            digest = EmbeddingBank.load(resolve_bank(bank)).info.digest if bank else None
-            key = item_key("diagnostics", spec.diagnostics.model, digest, spec.dtype)
-            rows = RowCache(runner.output_dir / "diagnostics" / f"{key}.jsonl").rows
+            rows = RowCache(diagnostics_cache_path(runner.output_dir, spec)).rows
             pending = any(item.embedding_key not in rows for item in items)
         users_pending["diagnostics"] = pending
 
@@ -640,7 +310,7 @@ def _holds_work(output_dir: Path) -> bool:
     return output_dir.is_dir() and any(output_dir.iterdir())
 
 
-def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
+def preflight(runner: CheckedRun, *, with_plan: bool = False) -> PreflightReport:
     """Check everything `runner.run()` will need; never loads a model, never generates, never writes.
 
     When something is missing and the run folder already holds work, or `with_plan` asks for it, the run is planned
@@ -651,7 +321,7 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
     started = time.perf_counter()
     spec = runner.spec
     data_dir = runner.data_dir or spec.prompts.data_dir
-    github = _GitHub()
+    github = GitHub()
     problems: list[str] = []
 
     files: dict[tuple[str | None, str | None, bool, str | None], FileCheck] = {}
@@ -712,7 +382,7 @@ def preflight(runner: Runner, *, with_plan: bool = False) -> PreflightReport:
 
 
 @contextlib.contextmanager
-def checked_run(runner: Runner) -> Iterator[PreflightReport]:
+def checked_run(runner: CheckedRun) -> Iterator[PreflightReport]:
     """The preflight, then the block: PreflightError before any work if something is missing; offline (the hub
     unreachable, every model the run needs on this machine) the block runs with HF_HUB_OFFLINE=1, so that no model
     load waits on the network."""

@@ -30,6 +30,27 @@ def progress_bar(console: Console | None = None, *, show: bool = True) -> Progre
     )
 
 
+class Reporter:
+    """What a run shows on its console: progress bars and lines from the main process (`show`), and lines that every
+    process of a launch prints unless it is `quiet` (shard progress)."""
+
+    def __init__(self, console: Console, *, show: bool, quiet: bool) -> None:
+        self.console = console
+        self.show = show
+        self.quiet = quiet
+
+    def bars(self) -> Progress:
+        return progress_bar(self.console, show=self.show)
+
+    def say(self, message: str) -> None:
+        if self.show:
+            self.console.print(message, soft_wrap=True)
+
+    def tell(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, soft_wrap=True, highlight=False)
+
+
 class LogFriendlyConsole(Console):
     """A rich Console that never breaks a line where its output is not a terminal.
 

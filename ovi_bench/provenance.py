@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from ovi_bench.components import RunData, run_keywords
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.models.hub import is_model_parameter, model_revision
@@ -86,6 +87,8 @@ class RunResult:
     """Provenance of each set metric: feature space, extractor fingerprint, resize policy, reference set and size."""
     audit_rows: list[dict[str, Any]] = field(default_factory=list)
     """Metric audits (prompt-shuffle gap, canaries): one row per metric × category × audit, when configured."""
+    run_data: RunData = field(default_factory=RunData)
+    """What the run handed its components (the official files' folder), for their content identities."""
 
 
 def package_versions() -> dict[str, str]:
@@ -151,8 +154,10 @@ def provenance(result: RunResult) -> dict[str, Any]:
                 "version": METRICS.get(metric.name).version,
                 "higher_is_better": METRICS.get(metric.name).higher_is_better,
                 "params": metric.params,
-                "content": METRICS.get(metric.name).content_identity(metric.params),
-                "fingerprint": metric_fingerprint(spec, metric),
+                "content": METRICS.get(metric.name).content_identity(
+                    metric.params, **run_keywords(METRICS.get(metric.name), result.run_data)
+                ),
+                "fingerprint": metric_fingerprint(spec, metric, result.run_data),
             }
             for metric in spec.metrics
         },

@@ -202,3 +202,31 @@ def verify_run_folder(folder: Path) -> VerifyReport:
         raise OviBenchError(f"{folder} is not an ovi-bench run folder (no run.json, manifest or lock in it).")
     with claim_run_folder(folder):
         return RunStore(folder).verify()
+
+
+class RunFolderHold:
+    """A process's hold on its run folder, re-entrant: prepared, claimed (`claim_run_folder`) on the outermost
+    entry and released on its exit, when a folder this hold created and nothing wrote to is taken away again. The
+    command holds it over the run and the writing of the result files."""
+
+    def __init__(self, folder: Path, writer: str = "", *, alone: bool = True) -> None:
+        self.folder = folder
+        self.writer = writer
+        self.alone = alone
+        self._claims = contextlib.ExitStack()
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if not self._depth:
+            if prepare_output_folder(self.folder):
+                # Runs after the lock is released: a folder this run made and never wrote to is taken away again.
+                self._claims.callback(remove_if_untouched, self.folder)
+            self._claims.enter_context(claim_run_folder(self.folder, self.writer, alone=self.alone))
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth:
+                self._claims.close()

@@ -11,10 +11,12 @@ import torch
 from PIL import Image
 
 from ovi_bench.audits import canary_images, canary_rank, cyclic_derangement, shuffle_gap
+from ovi_bench.components import RunData
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.clip import CLIPMetric
 from ovi_bench.provenance import write_results
 from ovi_bench.runner import Runner
+from ovi_bench.scoring import score_cache_path
 from ovi_bench.spec import parse_spec
 
 
@@ -129,8 +131,25 @@ def test_audits_through_a_run(tmp_path: Path) -> None:
     ]
     assert measured.value.iloc[0] == pytest.approx(expected.gap, abs=1e-5)
 
+    # Every audit pair went through its metric's score cache: the real images' scores, one shuffled pair per image,
+    # and the seven canaries against every prompt of the category.
+    caches = {
+        metric_spec.name: score_cache_path(tmp_path, spec, metric_spec, RunData())
+        for metric_spec in spec.metrics
+    }
+    cached_rows = {name: len(path.read_text().splitlines()) for name, path in caches.items()}
+    for name, count in cached_rows.items():
+        mine = scores[scores.metric == name]
+        canary_pairs = len(canary_images(32, 32)) * mine.prompt_id.nunique()
+        assert count == 2 * len(mine) + canary_pairs, name
+    cached_bytes = {name: path.read_bytes() for name, path in caches.items()}
+
+    # A re-run computes no audit score again: the caches are untouched, and the audits come out the same.
     again = Runner(spec, tmp_path, show_progress=False).run()
-    assert again.counts.scores_computed == 0
+    assert again is not None and again.counts.scores_computed == 0
+    assert {name: path.read_bytes() for name, path in caches.items()} == cached_bytes
+    rerun = pd.DataFrame(again.audit_rows)
+    pd.testing.assert_frame_equal(rerun, audits[list(rerun.columns)], check_dtype=False)
     # Audit scores are cached with the metric's scores: a re-run recomputes nothing and reports the same audits.
     assert [row["value"] for row in again.audit_rows] == pytest.approx(
         [row["value"] for row in result.audit_rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tomli_w
+import torch
 from PIL import Image
 from tiny_runs import run, tiny_spec
 
+from ovi_bench.components import Params
+from ovi_bench.metrics.base import DerivedMetric, Metric, ScoreInput, ScoreRow, SetMetric, SetScore
 from ovi_bench.provenance import write_results
+from ovi_bench.registry import METRICS
 from ovi_bench.runner import Runner
 from ovi_bench.spec import load_spec, parse_spec
 
@@ -315,3 +321,84 @@ def test_cli_error_keeps_bracketed_field_paths(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "priors[ovi].params.stesp" in completed.stderr
     assert "Did you mean 'steps'?" in completed.stderr
+
+
+# -- metric kinds: a plugin metric says how it runs, the runner never names its class --------------------------------
+
+
+class _BrightnessMetric(Metric):
+    """An image metric without a model: an image's mean brightness."""
+
+    def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
+        return [ScoreRow(float(np.asarray(item.image).mean() / 255), "mean brightness") for item in batch]
+
+
+class _TwiceBrightness(DerivedMetric):
+    inputs = ("test-brightness",)
+
+    def combine(self, category: str, subset: str | None, scores: dict[str, float]) -> ScoreRow:
+        return ScoreRow(2 * scores["test-brightness"], "twice the brightness")
+
+
+class _ReferenceParams(Params):
+    reference: str
+
+
+class _BrightnessGap(SetMetric):
+    """A set metric: the gap between the mean brightness of the generated and the reference images."""
+
+    Params = _ReferenceParams
+    feature_space = "brightness"
+
+    def extractor_fingerprint(self) -> str:
+        return "brightness-v1"
+
+    def features(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.tensor([[float(np.asarray(image).mean())] for image in images])
+
+    def reference_identity(self) -> str:
+        return self.params.reference
+
+    def reference_image_paths(self) -> list[Path]:
+        return sorted(Path(self.params.reference).glob("*.png"))
+
+    def compare(self, generated: torch.Tensor, reference: torch.Tensor) -> SetScore:
+        return SetScore(abs(float(generated.mean() - reference.mean())))
+
+
+def test_a_plugin_metric_runs_as_the_kind_it_declares(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for value in (0, 255):
+        Image.new("RGB", (8, 8), (value, value, value)).save(reference / f"{value}.png")
+    plugins = {
+        "test-brightness": _BrightnessMetric,
+        "test-twice": _TwiceBrightness,
+        "test-gap": _BrightnessGap,
+    }
+    with contextlib.ExitStack() as registrations:
+        for name, metric_class in plugins.items():
+            registrations.enter_context(METRICS.registered_while(name, metric_class))
+        spec = tiny_spec(
+            prompts={"source": "builtin", "categories": ["color"], "limit": 1},
+            priors=[{"name": "text-embedding", "params": {"model": "tiny"}}],
+            metrics=[
+                {"name": "test-twice"},
+                {"name": "test-brightness"},
+                {"name": "test-gap", "params": {"reference": str(reference)}},
+            ],
+        )
+        result = Runner(parse_spec(spec), tmp_path / "run", show_progress=False).run()
+    assert result is not None
+    scores = pd.DataFrame(result.score_rows).pivot(index="image", columns="metric", values="score")
+    assert len(scores) == 2
+    np.testing.assert_allclose(scores["test-twice"], 2 * scores["test-brightness"])
+    # Only the image metric computes (and caches) scores; the derived one is combined from them.
+    assert result.counts.scores_computed == 2 and len(list((tmp_path / "run" / "scores").iterdir())) == 1
+    sets = pd.DataFrame(result.set_rows)
+    assert set(sets.category) == {"color", "all"} and (sets.metric == "test-gap[brightness]").all()
+    assert (sets.n_generated == 2).all() and (sets.n_reference == 2).all()
+    assert result.counts.features_computed == 2
+    recorded = result.set_metrics["test-gap"]
+    assert recorded["reference"] == str(reference) and recorded["resize"] is None
+    assert recorded["leaderboard_name"] == "test-gap[brightness]" and recorded["higher_is_better"] is True

@@ -1,4 +1,10 @@
-"""The metric seam: a thin model wrapper around a pure scoring rule in `metrics/functional/`."""
+"""The metric seam: a thin model wrapper around a pure scoring rule in `metrics/functional/`.
+
+Each metric class describes itself, so that the code that runs metrics (`ovi_bench.scoring`) never branches on
+classes: its `kind` says how it is executed (per image, derived from other scores, or per set of images), its
+`run_context` (`Component.run_context`) what it takes from the run besides its parameters, and a set metric's
+`provenance` what the result files record about it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from PIL import Image
@@ -38,20 +44,32 @@ class ScoreRow:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+MetricKind = Literal["image", "derived", "set"]
+
+
 class Metric(Component, abc.ABC):
     """Scores images against their prompts. Subclasses set the class attributes below."""
 
     categories: ClassVar[tuple[str, ...] | None] = None
     """Categories the metric applies to; None means every category."""
     higher_is_better: ClassVar[bool] = True
+    kind: ClassVar[MetricKind] = "image"
+    """How a run executes it: "image" (`score`, cached per image), "derived" (`DerivedMetric.combine` of other
+    metrics' scores of the same image, recomputed every run) or "set" (`SetMetric.features` per image, cached, then
+    `SetMetric.compare` per set of images)."""
 
     def __init__(self, params: Params, *, device: torch.device, dtype: torch.dtype) -> None:
         self.params = params
         self.device = device
         self.dtype = dtype
 
-    def applies_to(self, category: str) -> bool:
-        return self.categories is None or category in self.categories
+    @classmethod
+    def applies_to(cls, category: str, narrowed_to: Sequence[str] | None = None) -> bool:
+        """Whether the metric scores images of `category`: its own `categories`, narrowed by the run spec's
+        `categories` for it (`narrowed_to`, None: not narrowed)."""
+        return (cls.categories is None or category in cls.categories) and (
+            narrowed_to is None or category in narrowed_to
+        )
 
     @abc.abstractmethod
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
@@ -64,6 +82,7 @@ class DerivedMetric(Metric):
     The runner scores the `inputs` metrics first (they must be in the run spec) and calls `combine` per image.
     """
 
+    kind: ClassVar[MetricKind] = "derived"
     inputs: ClassVar[tuple[str, ...]] = ()
 
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
@@ -113,6 +132,7 @@ class SetMetric(Metric):
     implement `features`, `extractor_fingerprint`, `reference_identity`, `reference_image_paths` and `compare`.
     """
 
+    kind: ClassVar[MetricKind] = "set"
     reference_batch_size: ClassVar[int] = 32
 
     def __init__(self, params: Params, *, device: torch.device, dtype: torch.dtype) -> None:
@@ -152,6 +172,27 @@ class SetMetric(Metric):
     @abc.abstractmethod
     def compare(self, generated: torch.Tensor, reference: torch.Tensor) -> SetScore:
         """The metric's value for generated features [N, F] against reference features [M, F]."""
+
+    def leaderboard_name(self, name: str) -> str:
+        """The row name of the metric registered as `name`: its feature space in brackets (`fid[clip-vit-l-14]`), as
+        numbers are comparable only within one."""
+        return f"{name}[{self.feature_space}]"
+
+    def provenance(self, name: str, reference_count: int) -> dict[str, Any]:
+        """What the result files record about the metric registered as `name`, compared with `reference_count`
+        reference images: its feature space and extractor, the reference set and, where the metric has these
+        parameters, its resize policy and reference folder."""
+        settings = self.params.model_dump(mode="json")
+        return {
+            "leaderboard_name": self.leaderboard_name(name),
+            "feature_space": self.feature_space,
+            "extractor_fingerprint": self.extractor_fingerprint(),
+            "resize": settings.get("resize"),
+            "reference": settings.get("reference"),
+            "reference_identity": self.reference_identity(),
+            "n_reference": reference_count,
+            "higher_is_better": self.higher_is_better,
+        }
 
     def reference_cache_path(self) -> Path:
         key = sha256_text(canonical_json([self.reference_identity(), self.extractor_fingerprint()]))

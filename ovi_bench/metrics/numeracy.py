@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -66,18 +67,18 @@ umbrella - umbrellas
 class NumeracyParams(DetectorParams):
     lexicon: str = "t2i-compbench"
     """Object names the parser recognises: "t2i-compbench" (the official `new_objects.txt`, read like the prompt
-    files: local folder, $OVI_BENCH_COMPBENCH_DIR or the verified download), "builtin" (ovi-bench's small list, for
+    files: the run's folder of official files, $OVI_BENCH_COMPBENCH_DIR or the verified download), "builtin" (ovi-bench's small list, for
     other prompt sets), or the path of a file of "singular - plural" lines."""
     substring_rename: bool = True
     """Official quirk: a detected label containing a requested name is renamed to it, in place ("cattle, cow"
     counts for "cat"). False counts only labels equal to the name."""
 
 
-def _lexicon(source: str) -> dict[str, str]:
+def _lexicon(source: str, official_data: Path | None) -> dict[str, str]:
     if source == "builtin":
         return parse_lexicon(BUILTIN_LEXICON_LINES, source="the built-in lexicon")
     if source == "t2i-compbench":
-        return load_lexicon(compbench_file("new_objects.txt"))
+        return load_lexicon(compbench_file("new_objects.txt", official_data))
     path = expand_user(source)
     if not path.is_file():
         raise SpecError(
@@ -93,6 +94,7 @@ class NumeracyMetric(TextAnalyzingMetric):
     Params = NumeracyParams
     version = "2"  # 2: duplicates merged in the detector frame (the +1-pixel IoU), as the official pipeline
     categories = ("numeracy",)
+    run_context = ("official_data",)  # the official lexicon lies with the run's official prompt files
     params: NumeracyParams
 
     @classmethod
@@ -108,14 +110,22 @@ class NumeracyMetric(TextAnalyzingMetric):
         fix = 'fix the path, or use lexicon = "t2i-compbench" or "builtin"'
         return [FileNeed("numeracy lexicon", params.lexicon, fix=fix)]
 
-    def __init__(self, params: NumeracyParams, *, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        params: NumeracyParams,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        official_data: Path | None = None,
+    ) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.lexicon = _lexicon(params.lexicon)
+        self.lexicon = _lexicon(params.lexicon, official_data)
         self.detector = build_detector(params, device, dtype)
 
     @classmethod
-    def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
-        return super().content_identity(values) | {"lexicon": sorted(_lexicon(values["lexicon"]).items())}
+    def content_identity(cls, values: dict[str, Any], official_data: Path | None = None) -> dict[str, Any]:
+        lexicon = _lexicon(values["lexicon"], official_data)
+        return super().content_identity(values) | {"lexicon": sorted(lexicon.items())}
 
     def score(self, batch: Sequence[ScoreInput]) -> list[ScoreRow]:
         requested = [parse_counts(item.prompt, self.lexicon, analyzer=self.analyzer) for item in batch]

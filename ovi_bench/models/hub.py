@@ -37,9 +37,25 @@ LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EntryNotFou
 _TRUTHY = {"1", "on", "yes", "true"}
 
 
+# ovi-bench's own offline switch, on while a run found the hub unreachable (`preflight.hub_offline_mode`): a
+# ContextVar, like the remote-code policy below, rather than a write to the user's environment.
+_offline: ContextVar[bool] = ContextVar("ovi_bench_hub_offline", default=False)
+
+
+@contextlib.contextmanager
+def offline_switch(offline: bool) -> Iterator[None]:
+    """Within the block, `hub_offline()` is true if `offline` is (or HF_HUB_OFFLINE says so)."""
+    token = _offline.set(offline)
+    try:
+        yield
+    finally:
+        _offline.reset(token)
+
+
 def hub_offline() -> bool:
-    """HF_HUB_OFFLINE read now: huggingface_hub reads it only once, at import, so a later setting would be ignored."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
+    """ovi-bench's offline switch, or HF_HUB_OFFLINE read now: huggingface_hub reads the variable only once, at
+    import, so a later setting would be ignored."""
+    return _offline.get() or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
 
 
 def looks_like_path(ref: str) -> bool:
