@@ -29,7 +29,7 @@ from ovi_bench.models.hub import hub_offline, is_tiny_name, looks_like_path, off
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, compbench_file
 from ovi_bench.prompts.base import COMPBENCH_SOURCE, resolve_categories
-from ovi_bench.prompts.compbench import OFFLINE_ENVS, compbench_cache_dir, compbench_url
+from ovi_bench.prompts.compbench import compbench_cache_dir, compbench_url, offline_setting
 from ovi_bench.spec import RunSpec
 
 REACHABILITY_TIMEOUT_S = 3.0
@@ -299,14 +299,6 @@ class GitHub:
         return self._state
 
 
-def _official_downloads_forbidden() -> str:
-    """'NAME=value' of the variable that forbids downloading the official files (as the prompt loader reads it)."""
-    for name in OFFLINE_ENVS:
-        if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
-            return f"{name}={os.environ[name]}"
-    return ""
-
-
 def resolve_file(
     need: FileNeed, data_dir: str | Path | None, github: GitHub
 ) -> tuple[Literal["ok", "missing"], str]:
@@ -319,7 +311,7 @@ def resolve_file(
         if local is not None and not (expand_user(local) / name).is_file():
             return "missing", f"not in {expand_user(local)}"
         if local is None and not (compbench_cache_dir() / name).is_file():
-            forbidden = _official_downloads_forbidden()
+            forbidden = offline_setting()
             if forbidden:
                 return (
                     "missing",

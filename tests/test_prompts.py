@@ -13,6 +13,7 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 
 from ovi_bench.errors import DataError, OviBenchError, SpecError
@@ -34,6 +35,7 @@ from ovi_bench.prompts import (
     read_prompt_lines,
 )
 from ovi_bench.prompts.base import select_prompts
+from ovi_bench.prompts.compbench import offline_setting
 from ovi_bench.registry import PROMPTS
 from ovi_bench.spec import parse_spec
 
@@ -46,6 +48,8 @@ def hermetic_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OVI_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OVI_BENCH_OFFLINE", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub read HF_HUB_OFFLINE when first imported (the session sets it): as if it had not been set.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv(COMPBENCH_DIR_ENV, raising=False)
 
 
@@ -260,6 +264,18 @@ def test_hf_hub_offline_also_blocks_the_network(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(DataError, match="HF_HUB_OFFLINE"):
         compbench_file("color_val.txt")
     assert fake.requested == []
+
+
+def test_a_run_taken_offline_by_the_preflight_downloads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The preflight's offline mode leaves the environment alone: the prompt loader must still see it.
+    from ovi_bench.availability import hub_offline_mode
+
+    fake = go_online(monkeypatch, {})
+    assert offline_setting() == ""
+    with hub_offline_mode(), pytest.raises(DataError, match="offline mode"):
+        compbench_file("color_val.txt")
+    assert fake.requested == []
+    assert offline_setting() == ""
 
 
 def test_valid_cached_copy_is_used_offline(official_dir: Path, cached_path: Path) -> None:

@@ -109,10 +109,10 @@ def _cached_file(name: str) -> Path:
             return path
         # Downloads are verified before caching, so a bad cached copy was damaged later: fetch it once more.
         path.unlink()
-        if _offline_setting():
+        if offline_setting():
             raise DataError(
                 f"the cached copy of {name} at {path} was corrupt (its sha256 differs from the official file) "
-                f"and has been deleted; offline mode ({_offline_setting()}) forbids downloading it again. "
+                f"and has been deleted; offline mode ({offline_setting()}) forbids downloading it again. "
                 f"{_HOW_TO_PROVIDE}"
             )
     atomic_write_bytes(path, _download(name))
@@ -121,10 +121,10 @@ def _cached_file(name: str) -> Path:
 
 def _download(name: str) -> bytes:
     """The file's bytes from GitHub, refused unless they hash to the pinned value."""
-    if _offline_setting():
+    if offline_setting():
         raise DataError(
             f"{name} is not in the download cache ({compbench_cache_dir()}) and offline mode "
-            f"({_offline_setting()}) forbids downloading it. {_HOW_TO_PROVIDE}"
+            f"({offline_setting()}) forbids downloading it. {_HOW_TO_PROVIDE}"
         )
     url = compbench_url(name)
     try:
@@ -152,12 +152,18 @@ def _verify(path: Path, name: str) -> None:
         )
 
 
-def _offline_setting() -> str:
-    """'NAME=value' of the first environment variable that turns the network off, or ''."""
+def offline_setting() -> str:
+    """What forbids downloading the official files, or '' when nothing does: 'NAME=value' of the first of
+    `OFFLINE_ENVS` set to a true value, or huggingface_hub's offline switch, which a run the preflight took offline
+    turns on (`ovi_bench.availability.hub_offline_mode`) without touching the environment."""
     for name in OFFLINE_ENVS:
         value = os.environ.get(name, "")
         if value.strip().lower() in {"1", "true", "yes", "on"}:
             return f"{name}={value}"
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE (offline mode)"
     return ""
 
 
