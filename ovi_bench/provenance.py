@@ -32,6 +32,7 @@ import pandas as pd
 
 from ovi_bench.components import RunData, run_keywords
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
+from ovi_bench.interrupts import stop_signals_deferred
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
@@ -174,7 +175,15 @@ def leaderboard_directions(record: dict[str, Any], set_metrics: dict[str, dict[s
 
 
 def write_results(result: RunResult) -> pd.DataFrame:
-    """Write the run's result files (module docstring) into the run folder; return the leaderboard."""
+    """Write the run's result files (module docstring) into the run folder; return the leaderboard.
+
+    A stop signal waits until every file is written (milliseconds): raised inside a library's C code (pandas' JSON
+    writer), it can crash the process instead of stopping it cleanly."""
+    with stop_signals_deferred():
+        return _write_results(result)
+
+
+def _write_results(result: RunResult) -> pd.DataFrame:
     out = Path(result.output_dir)
     scores = pd.DataFrame(result.score_rows)
     if scores.empty:
