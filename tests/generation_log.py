@@ -47,7 +47,7 @@ def read_events(path: Path, offset: int = 0) -> list[Event]:
 
 
 def _install(log_path: str) -> None:
-    from ovi_bench import caches, store
+    from ovi_bench import caches, provenance, store
     from ovi_bench.results import leaderboard
 
     descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -76,13 +76,19 @@ def _install(log_path: str) -> None:
             for row in rows:
                 log("score", row["key"])
 
-    def note_result(path: Path, text: str) -> None:
+    def note_result(_content: Any, path: Path, *args: Any, **kwargs: Any) -> None:
+        log("result", Path(path).name)
+
+    def note_text_result(path: Path, _text: str) -> None:
         log("result", Path(path).name)
 
     store.RunStore.put_embedding = before(store.RunStore.put_embedding, note_embedding)
     store.RunStore.put_images = before(store.RunStore.put_images, note_images)
     caches.RowCache.add = before(caches.RowCache.add, note_scores)
-    leaderboard.atomic_write_text = before(leaderboard.atomic_write_text, note_result)
+    # Every result file: both modules that write them bound the helpers by name at import, so each is wrapped there.
+    for module in (provenance, leaderboard):
+        module.write_csv = before(module.write_csv, note_result)
+        module.atomic_write_text = before(module.atomic_write_text, note_text_result)
 
 
 def run_cli() -> None:
