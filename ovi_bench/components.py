@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import canonical_json, sha256_text
@@ -20,6 +20,32 @@ class Params(BaseModel):
 
     # allow_inf_nan=False: parameters go into fingerprints, canonical JSON, which has no NaN or inf.
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True, allow_inf_nan=False)
+
+
+OMIT_WHEN_DEFAULT = "omit_when_default"
+"""Marks a parameter added after results were published with its component (see `added_field`)."""
+
+
+def added_field(default: Any, **kwargs: Any) -> Any:
+    """A parameter added to a component after results were published with it: while it holds `default` it is left
+    out of the stored parameters (`stored_params`), and so out of every fingerprint, so that the images and scores
+    of runs made before it existed keep their keys."""
+    return Field(default, json_schema_extra={OMIT_WHEN_DEFAULT: True}, **kwargs)
+
+
+def stored_params(params: Params) -> dict[str, Any]:
+    """The parameters as a spec stores them and fingerprints hash them: every field with its value (defaults filled
+    in, so that a changed default changes the fingerprint), except added fields at their default (`added_field`)."""
+    values = params.model_dump(mode="json")
+    for name, field in type(params).model_fields.items():
+        extra = field.json_schema_extra
+        if (
+            isinstance(extra, dict)
+            and extra.get(OMIT_WHEN_DEFAULT)
+            and getattr(params, name) == field.default
+        ):
+            values.pop(name, None)
+    return values
 
 
 WEIGHTS_FILES = "*.safetensors|*.bin"
@@ -128,7 +154,7 @@ class Component:
         cls, name: str, params: Params | dict[str, Any], dtype: str, run_data: RunData | None = None
     ) -> str:
         """`run_data`: what the run holds, for a component whose content identity depends on it (`run_context`)."""
-        values = params.model_dump(mode="json") if isinstance(params, BaseModel) else params
+        values = stored_params(params) if isinstance(params, Params) else params
         identity = cls.content_identity(values, **run_keywords(cls, run_data))
         return sha256_text(
             canonical_json(
@@ -193,10 +219,37 @@ def nonfinite_rows(tensor: torch.Tensor) -> list[int]:
     return (~tensor.isfinite().all(dim=-1)).nonzero().flatten().tolist()
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+"""The torch device types ovi-bench runs on: CPUs, CUDA GPUs (NVIDIA, or AMD through a ROCm build of PyTorch),
+and Apple silicon (mps). A device string is refused at once when it names another type."""
+
+
+def check_device_name(value: str) -> str:
+    """`value` if it names a device ovi-bench can run on ("auto", "cpu", "cuda", "cuda:N", "mps"), else a ValueError
+    that says why. Whether this machine has that device is checked when the device is used
+    (`components.resolve_device`), so a spec written for a GPU still validates on a laptop."""
+    choices = "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+    if value == "auto":
+        return value
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{short_repr(value)} is not a device; {choices}") from None
+    if device.type == "meta":
+        raise ValueError(
+            f"torch's meta device holds tensors with shapes but no values, so nothing can be generated or scored "
+            f"on it; {choices}"
+        )
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"ovi-bench does not run on {device.type!r} devices, only on {', '.join(DEVICE_TYPES)}; {choices}"
+        )
+    return value
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when available; anything else must name a device ovi-bench runs on
-    (`spec.check_device_name`) that this machine has."""
-    from ovi_bench.spec import check_device_name
+    (`check_device_name`) that this machine has."""
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -8,6 +8,7 @@ Values that replace spec fields for one run (`--limit`, `evaluate(limit=...)`) a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -23,11 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from ovi_bench.components import check_device_name, stored_params
 from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.io import canonical_json, sha256_text
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.files import CATEGORY_NAME_PATTERN, CATEGORY_NAME_RULE
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry
+from ovi_bench.spaces import pairing_problem
 from ovi_bench.text import did_you_mean, display_text_problem, short_repr
 from ovi_bench.text import string_problem as _string_problem
 
@@ -58,10 +61,6 @@ IMAGE_SIDE_MULTIPLE = 8
 """Decoder height and width must be multiples of this: latent decoders work on images divided by 8. A decoder may
 need a larger multiple (the Kandinsky 2.2 decoder: 64) and says so when it renders."""
 
-DEVICE_TYPES = ("cpu", "cuda", "mps")
-"""The torch device types ovi-bench runs on: CPUs, CUDA GPUs (NVIDIA, or AMD through a ROCm build of PyTorch),
-and Apple silicon (mps). A device string is refused at once when it names another type."""
-
 _FALLBACK_MARKER = "its parameter check raised"
 """Part of the message when a component's own validator raised something other than a validation error (a bug in
 that component); the fuzz tests assert that no built-in component ever gets here."""
@@ -76,7 +75,7 @@ def _validate_component(registry: Registry, name: str, params: dict[str, Any], w
     """Check `params` against the registered component's Params model; return them with defaults filled in."""
     component = registry.get(name)
     try:
-        values = component.Params.model_validate(params).model_dump(mode="json")
+        values = stored_params(component.Params.model_validate(params))
     except ValidationError as error:
         raise SpecError(_format_validation_error(error, prefix=where, model=component.Params)) from None
     except OviBenchError:
@@ -330,6 +329,17 @@ class RunSpec(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _check_spaces(self) -> RunSpec:
+        # Before anything loads: a prior's embeddings are only meaningful to decoders of its own space.
+        decoder_space = component_space(DECODERS, self.decoder.name, self.decoder.params)
+        for index, prior in enumerate(self.priors):
+            prior_space = component_space(PRIORS, prior.name, prior.params)
+            problem = pairing_problem(prior.display_name, prior_space, self.decoder.name, decoder_space)
+            if problem:
+                raise ValueError(f"priors[{index}]: {problem}. {pairing_fix(prior_space, decoder_space)}")
+        return self
+
+    @model_validator(mode="after")
     def _check_last_seed(self) -> RunSpec:
         last_seed = self.first_seed + self.images_per_prompt - 1
         if last_seed > MAX_SEED:
@@ -353,29 +363,30 @@ class RunSpec(_Frozen):
         return sha256_text(canonical_json(self.model_dump(mode="json", exclude=excluded)))
 
 
-def check_device_name(value: str) -> str:
-    """`value` if it names a device ovi-bench can run on ("auto", "cpu", "cuda", "cuda:N", "mps"), else a ValueError
-    that says why. Whether this machine has that device is checked when the device is used
-    (`components.resolve_device`), so a spec written for a GPU still validates on a laptop."""
-    import torch
+def component_space(registry: Registry, name: str, params: dict[str, Any]) -> str | None:
+    """The embedding space a prior produces or a decoder consumes with these (validated) parameters."""
+    component = registry.get(name)
+    declared = getattr(
+        component, "embedding_space", None
+    )  # a registered stand-in may not derive from the bases
+    return declared(component.Params.model_validate(params)) if declared else None
 
-    choices = "use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-    if value == "auto":
-        return value
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"{short_repr(value)} is not a device; {choices}") from None
-    if device.type == "meta":
-        raise ValueError(
-            f"torch's meta device holds tensors with shapes but no values, so nothing can be generated or scored "
-            f"on it; {choices}"
-        )
-    if device.type not in DEVICE_TYPES:
-        raise ValueError(
-            f"ovi-bench does not run on {device.type!r} devices, only on {', '.join(DEVICE_TYPES)}; {choices}"
-        )
-    return value
+
+def pairing_fix(prior_space: str | None, decoder_space: str | None) -> str:
+    """How to pair a prior of `prior_space` with a decoder that reads it: the decoders of its space, or the
+    training-free priors' `space` parameter."""
+    decoders = []
+    for name in DECODERS.names():
+        with contextlib.suppress(
+            Exception
+        ):  # a plugin decoder without defaults for every parameter: not listed
+            if component_space(DECODERS, name, {}) == prior_space:
+                decoders.append(name)
+    choices = f" ({', '.join(decoders)})" if decoders else ""
+    return (
+        f"Render it with a decoder of {prior_space}{choices}, or, for a prior that takes the space as a parameter "
+        f'(text-embedding, ovi, ovi-mahalanobis, ovi-nn), set its params.space = "{decoder_space}"'
+    )
 
 
 def _format_validation_error(

@@ -119,27 +119,46 @@ def quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
 
 
-def list_registry(registry: Registry) -> None:
-    """One line per registered name: the name and the first line of its class docstring. The docstring is the one
-    fact that needs the class, so this imports every entry of `registry` (and nothing of the other registries)."""
+def list_registry(registry: Registry, *, spaces: bool = False) -> None:
+    """One line per registered name: the name, with `spaces` the image-embedding space it produces or consumes
+    (`space_column`), and the first line of its class docstring. The docstring is the one fact that needs the
+    class, so this imports every entry of `registry` (and nothing of the other registries)."""
     for name in registry.names():
-        doc = (registry.get(name).__doc__ or "").strip().splitlines()
-        # Plain print: a tab-separated first column stays machine-readable (rich would expand the tab).
-        print(f"{name}\t{doc[0] if doc else ''}")
+        component = registry.get(name)
+        doc = (component.__doc__ or "").strip().splitlines()
+        space = f"{space_column(component)}\t" if spaces else ""
+        # Plain print: tab-separated columns stay machine-readable (rich would expand the tabs).
+        print(f"{name}\t{space}{doc[0] if doc else ''}")
+
+
+def space_column(component: type) -> str:
+    """The space of a component with its default parameters; "<default>|params.space" when the space is one of its
+    parameters (the training-free priors); "any" when it declares none."""
+    params = getattr(component, "Params", None)
+    declared = getattr(component, "embedding_space", None)
+    if params is None or declared is None:
+        return "any"
+    try:
+        space = declared(params())
+    except Exception:  # parameters without defaults (a plugin's): nothing to show without a spec
+        return "per params"
+    if space is None:
+        return "any"
+    return f"{space}|params.space" if "space" in params.model_fields else space
 
 
 @app.command()
 def priors(plugins: PluginsOption = None) -> None:
-    """List registered priors, one per line."""
+    """List registered priors, one per line: name, the embedding space it produces, description."""
     load_plugins(plugins or [])
-    list_registry(PRIORS)
+    list_registry(PRIORS, spaces=True)
 
 
 @app.command()
 def decoders(plugins: PluginsOption = None) -> None:
-    """List registered decoders, one per line."""
+    """List registered decoders, one per line: name, the embedding space it renders, description."""
     load_plugins(plugins or [])
-    list_registry(DECODERS)
+    list_registry(DECODERS, spaces=True)
 
 
 @app.command()

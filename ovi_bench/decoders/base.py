@@ -17,6 +17,15 @@ class Decoder(Component, abc.ABC):
     Contract: image i depends only on row i of the embeddings and on `generators[i]`.
     """
 
+    negative_embedding: str = "the prior's negative embedding"
+    """What the decoder uses as the negative (unconditional) embedding of classifier-free guidance, in words."""
+
+    @classmethod
+    def embedding_space(cls, params: Params) -> str | None:
+        """The image-embedding space (`ovi_bench.spaces`) this decoder renders with these parameters; None: not
+        declared (a plugin's default), which pairs with any prior."""
+        return None
+
     def __init__(self, params: Params, *, device: torch.device, dtype: torch.dtype) -> None:
         self.params = params
         self.device = device

@@ -17,6 +17,7 @@ from ovi_bench.models.kandinsky import (
     KANDINSKY22_DECODER_ID,
     load_decoder_pipeline,
 )
+from ovi_bench.spaces import DEFAULT_SPACE
 
 
 class KandinskyDecoder(Decoder):
@@ -27,6 +28,10 @@ class KandinskyDecoder(Decoder):
         """A Kandinsky 2.2 decoder: Hugging Face id, local folder, or "tiny" (random weights, for tests)."""
 
     params: KandinskyDecoder.Params
+
+    @classmethod
+    def embedding_space(cls, params: KandinskyDecoder.Params) -> str:
+        return DEFAULT_SPACE  # Kandinsky 2.2's decoder is trained on ViT-bigG/14 image embeddings
 
     @classmethod
     def required_models(cls, params: KandinskyDecoder.Params) -> list[ModelNeed]:

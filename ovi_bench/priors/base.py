@@ -37,6 +37,12 @@ class Prior(Component, abc.ABC):
         self.device = device
         self.dtype = dtype
 
+    @classmethod
+    def embedding_space(cls, params: Params) -> str | None:
+        """The image-embedding space (`ovi_bench.spaces`) this prior produces with these parameters; None: not
+        declared (a plugin's default), which pairs with any decoder."""
+        return None
+
     @abc.abstractmethod
     def embed(self, texts: Sequence[str], generators: Sequence[torch.Generator]) -> PriorOutput:
         """Embed `texts`; `generators[i]` is the only source of randomness for `texts[i]`."""

@@ -28,6 +28,7 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
+from ovi_bench.spaces import DEFAULT_SPACE
 
 
 class EclipsePrior(Prior):
@@ -50,6 +51,10 @@ class EclipsePrior(Prior):
         """Accepted and ignored, as ECLIPSE's pipeline ignores guidance_scale: there is no classifier-free guidance."""
 
     params: EclipsePrior.Params
+
+    @classmethod
+    def embedding_space(cls, params: EclipsePrior.Params) -> str:
+        return DEFAULT_SPACE  # ECLIPSE's checkpoints are trained on Kandinsky 2.2's image encoder
 
     @classmethod
     def required_models(cls, params: EclipsePrior.Params) -> list[ModelNeed]:

@@ -17,6 +17,7 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
+from ovi_bench.spaces import DEFAULT_SPACE
 
 
 class KandinskyPrior(Prior):
@@ -31,6 +32,10 @@ class KandinskyPrior(Prior):
         """Classifier-free guidance scale against the empty prompt; at most 1 turns guidance off."""
 
     params: KandinskyPrior.Params
+
+    @classmethod
+    def embedding_space(cls, params: KandinskyPrior.Params) -> str:
+        return DEFAULT_SPACE  # Kandinsky 2.2's prior is trained on its own image encoder
 
     @classmethod
     def required_models(cls, params: KandinskyPrior.Params) -> list[ModelNeed]:

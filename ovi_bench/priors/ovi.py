@@ -44,6 +44,7 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
+from ovi_bench.spaces import DEFAULT_SPACE
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The forward pass: pseudo-tokens through the vision tower, with the patch convolution bypassed.
@@ -306,6 +307,10 @@ class OVIPrior(Prior):
     version = "1"
     registered_as: ClassVar[str] = "ovi"
     params: OVIParams
+
+    @classmethod
+    def embedding_space(cls, params: OVIParams) -> str:
+        return DEFAULT_SPACE  # the towers of a Kandinsky 2.2 prior
 
     @classmethod
     def required_models(cls, params: OVIParams) -> list[ModelNeed]:

@@ -19,6 +19,7 @@ from ovi_bench.models.kandinsky import (
     zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
+from ovi_bench.spaces import DEFAULT_SPACE
 
 
 class TextEmbeddingPrior(Prior):
@@ -41,6 +42,10 @@ class TextEmbeddingPrior(Prior):
             return rescale
 
     params: TextEmbeddingPrior.Params
+
+    @classmethod
+    def embedding_space(cls, params: TextEmbeddingPrior.Params) -> str:
+        return DEFAULT_SPACE  # the towers of a Kandinsky 2.2 prior
 
     @classmethod
     def required_models(cls, params: TextEmbeddingPrior.Params) -> list[ModelNeed]:
