@@ -33,9 +33,9 @@ from ovi_bench.prompts.compbench import (
 )
 from ovi_bench.prompts.drawbench import DRAWBENCH_FILES, DRAWBENCH_SOURCE, load_drawbench
 from ovi_bench.prompts.files import load_prompt_file
+from ovi_bench.prompts.loading import load_prompts
 from ovi_bench.prompts.parti import PARTI_FILES, PARTI_SOURCE, load_partiprompts
 from ovi_bench.prompts.pinned import PinnedFiles
-from ovi_bench.prompts.loading import load_prompts
 
 __all__ = [
     "BUILTIN_PROMPTS",
@@ -52,8 +52,8 @@ __all__ = [
     "PARTI_FILES",
     "PARTI_SOURCE",
     "SPLITS",
-    "Prompt",
     "PinnedFiles",
+    "Prompt",
     "PromptSet",
     "PromptSource",
     "compbench_file",
