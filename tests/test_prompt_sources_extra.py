@@ -48,7 +48,8 @@ from ovi_bench.results.prompt_length import (
 from ovi_bench.results.records import RunRecord
 from ovi_bench.spec import parse_spec
 
-SHARED_DATA = Path("/work/shared/data")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""Where real copies of the files are looked for (<source>/<file name>), as for the official T2I-CompBench files."""
 
 PARTI_SAMPLE = (
     "Prompt\tCategory\tChallenge\tNote\n"

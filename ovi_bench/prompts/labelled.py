@@ -47,14 +47,6 @@ def category_name(label: str) -> str:
     return name
 
 
-def labelled_categories(rows: Sequence[LabelledPrompt]) -> dict[str, str]:
-    """Category name -> the source's label, in order of first appearance."""
-    names: dict[str, str] = {}
-    for row in rows:
-        names.setdefault(category_name(row.label), row.label.strip())
-    return names
-
-
 def labelled_prompt_set(
     source: str,
     rows: Sequence[LabelledPrompt],
