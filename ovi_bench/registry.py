@@ -208,6 +208,8 @@ PROMPTS: Registry = Registry(
     builtins={
         "t2i-compbench": "ovi_bench.prompts.compbench:CompBenchPrompts",
         "builtin": "ovi_bench.prompts.builtin:BuiltinPrompts",
+        "partiprompts": "ovi_bench.prompts.parti:PartiPrompts",
+        "drawbench": "ovi_bench.prompts.drawbench:DrawBenchPrompts",
     },
 )
 REGISTRIES: tuple[Registry, ...] = (PRIORS, DECODERS, METRICS, PROMPTS)

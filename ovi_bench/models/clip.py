@@ -86,6 +86,12 @@ def token_ids(
     )
 
 
+def clip_token_counts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
+    """Each text's token count before truncation, start and end tokens included: above the tokenizer's
+    model_max_length (77 for CLIP), the text towers read a cut prompt (the prompt-length view's `clip_tokens`)."""
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The forward passes (the same for a whole CLIPModel and for a tower saved alone).
 
