@@ -151,6 +151,7 @@ def space_column(component: type) -> str:
 def priors(plugins: PluginsOption = None) -> None:
     """List registered priors, one per line: name, the embedding space it produces, description."""
     load_plugins(plugins or [])
+    silence_library_notices()  # importing the classes imports the model libraries
     list_registry(PRIORS, spaces=True)
 
 
@@ -158,6 +159,7 @@ def priors(plugins: PluginsOption = None) -> None:
 def decoders(plugins: PluginsOption = None) -> None:
     """List registered decoders, one per line: name, the embedding space it renders, description."""
     load_plugins(plugins or [])
+    silence_library_notices()  # importing the classes imports the model libraries
     list_registry(DECODERS, spaces=True)
 
 
@@ -165,6 +167,7 @@ def decoders(plugins: PluginsOption = None) -> None:
 def metrics(plugins: PluginsOption = None) -> None:
     """List registered metrics, one per line."""
     load_plugins(plugins or [])
+    silence_library_notices()  # importing the classes imports the model libraries
     list_registry(METRICS)
 
 
