@@ -8,7 +8,9 @@ Each network is built from its diffusers config in `benchmarks/decoder_architect
 `torch.utils.flop_counter.FlopCounterMode`, which counts the matrix products, convolutions and attention (2 FLOPs
 per multiply-add; norms, activations and the scheduler's element-wise updates are not counted). A call made with
 classifier-free guidance is counted at batch 2 (the pipeline batches the unconditional and the conditional
-branch), then multiplied by the pipeline's step count; decoding the latents (VAE or MoVQ) is counted once.
+branch), then multiplied by the pipeline's step count; decoding the latents (VAE or MoVQ) is counted once. Not
+counted: the CLIP image encoder (decoders get precomputed embeddings) and the text encoders, which run once per
+prompt, not per step (about 2 x parameters x 77 tokens: 0.1 TFLOP for ViT-bigG/14's text tower).
 
 Seconds are an estimate, not a measurement: FLOPs / (the card's dense bf16 peak x an assumed achieved fraction).
 The defaults are an H100/H200 SXM's 989 TFLOP/s and 35%. The parameter count of every network is printed beside
