@@ -12,16 +12,17 @@ import torch
 from PIL import Image
 from pydantic import Field, model_validator
 
-from ovi_bench.components import ModelNeed, nonfinite_rows
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder
-from ovi_bench.errors import ModelLoadError, OviBenchError, SpecError
+from ovi_bench.decoders.base import Decoder, check_decode_inputs
+from ovi_bench.errors import ModelLoadError, SpecError
 from ovi_bench.models.stable_unclip import (
     PIPELINE_FILES,
     STABLE_UNCLIP_H_ID,
     VARIANTS,
     StableUnclipVariant,
     load_pipeline,
+    noise_levels,
 )
 
 NAME = "stable-unclip"
@@ -82,13 +83,25 @@ class StableUnclipDecoder(Decoder):
     @classmethod
     def required_models(cls, params: StableUnclipDecoder.Params) -> list[ModelNeed]:
         return [
-            ModelNeed(params.model, "Stable unCLIP pipeline (UNet, VAE, text encoder, image normalizer)", PIPELINE_FILES)
+            ModelNeed(
+                params.model,
+                "Stable unCLIP pipeline (UNet, VAE, text encoder, image normalizer)",
+                PIPELINE_FILES,
+            )
         ]
 
-    def __init__(self, params: StableUnclipDecoder.Params, *, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, params: StableUnclipDecoder.Params, *, device: torch.device, dtype: torch.dtype
+    ) -> None:
         super().__init__(params, device=device, dtype=dtype)
+        levels = noise_levels(params.model, params.variant)
+        if params.noise_level >= levels:
+            raise SpecError(
+                f"decoder '{NAME}': noise_level {params.noise_level} is out of range: the model's noise schedule has "
+                f"{levels} levels, so noise_level must be 0 to {levels - 1}."
+            )
         self.pipeline = load_pipeline(params.model, params.variant, device, dtype)
-        self._check_pipeline()
+        self._check_embedding_width()
 
     @property
     def embedding_width(self) -> int:
@@ -96,63 +109,18 @@ class StableUnclipDecoder(Decoder):
         return self.pipeline.image_normalizer.config.embedding_dim
 
     @property
-    def noise_levels(self) -> int:
-        """Number of noise levels of the loaded pipeline's image_noising_scheduler (`noise_level` is below it)."""
-        return self.pipeline.image_noising_scheduler.config.num_train_timesteps
-
-    @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this: 8 (the pipeline's own rule, and the real VAE's factor), or
         the VAE's factor where that is larger (other sizes would be rounded down)."""
         return math.lcm(PIPELINE_SIZE_MULTIPLE, self.pipeline.vae_scale_factor)
 
-    def _check_pipeline(self) -> None:
+    def _check_embedding_width(self) -> None:
         space = VARIANTS[self.params.variant].space
         if self.embedding_width not in (space.width, space.tiny_width):
             raise ModelLoadError(
                 f"decoder '{NAME}': the model '{self.params.model}' takes {self.embedding_width}-d image embeddings, "
                 f"but variant '{self.params.variant}' renders {space.name} ({space.width}-d): set the variant that "
                 "matches the model."
-            )
-        if self.params.noise_level >= self.noise_levels:
-            raise SpecError(
-                f"decoder '{NAME}': noise_level {self.params.noise_level} is out of range: the model's noise schedule "
-                f"has {self.noise_levels} levels, so noise_level must be 0 to {self.noise_levels - 1}."
-            )
-
-    def _check_inputs(
-        self,
-        image_embeds: torch.Tensor,
-        negative_image_embeds: torch.Tensor,
-        generators: Sequence[torch.Generator],
-        height: int,
-        width: int,
-        steps: int,
-    ) -> None:
-        multiple = self.size_multiple
-        if height <= 0 or width <= 0 or height % multiple or width % multiple:
-            raise SpecError(
-                f"decoder '{NAME}' cannot render {width}x{height}: height and width must be positive multiples of "
-                f"{multiple} (for example 768x768, the size both checkpoints were trained at)."
-            )
-        if steps < 1:
-            raise SpecError(f"decoder '{NAME}' needs at least 1 step, not {steps}.")
-        expected = [len(generators), self.embedding_width]
-        for name, embeds in (
-            ("image_embeds", image_embeds),
-            ("negative_image_embeds", negative_image_embeds),
-        ):
-            if list(embeds.shape) != expected:
-                raise OviBenchError(
-                    f"decoder '{NAME}' expects {name} of shape {expected} (one row per generator), got "
-                    f"{list(embeds.shape)}."
-                )
-        # The negative embedding is never read (the pipeline guides against zeros), so only the positive is checked.
-        bad_rows = nonfinite_rows(image_embeds)
-        if bad_rows:
-            raise OviBenchError(
-                f"decoder '{NAME}' got NaN or inf in image_embeds at row(s) {bad_rows}: the prior that produced "
-                "them failed."
             )
 
     def decode(
@@ -166,7 +134,21 @@ class StableUnclipDecoder(Decoder):
         steps: int,
         guidance: float,
     ) -> list[Image.Image]:
-        self._check_inputs(image_embeds, negative_image_embeds, generators, height, width, steps)
+        check_decode_inputs(
+            NAME,
+            image_embeds,
+            negative_image_embeds,
+            generators,
+            height=height,
+            width=width,
+            steps=steps,
+            size_multiple=self.size_multiple,
+            size_advice="for example 768x768, the size both checkpoints were trained at; the pipeline refuses "
+            "other sizes or rounds them down",
+            embedding_width=self.embedding_width,
+            # Never read: the pipeline guides against zeros.
+            negative_is_read=False,
+        )
         # The pipeline never casts image_embeds: they meet the image normalizer's and the UNet's weights as given.
         unet = self.pipeline.unet
         with torch.inference_mode():

@@ -9,6 +9,7 @@ encoder and feature extractor saved in the repository are not loaded (`image_enc
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,7 @@ from transformers import (
 )
 
 from ovi_bench.components import model_files
+from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.clip import (
     TINY_CLIP_IMAGE_SIZE,
@@ -38,9 +40,9 @@ from ovi_bench.models.clip import (
     clip_image_processor,
     tiny_tokenizer,
 )
-from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.hub import load_pretrained, model_file, resolve_model
 from ovi_bench.paths import cache_dir
-from ovi_bench.spaces import H, L, EmbeddingSpace
+from ovi_bench.spaces import EmbeddingSpace, H, L
 
 STABLE_UNCLIP_H_ID = "stabilityai/stable-diffusion-2-1-unclip"
 """Stable unCLIP on OpenCLIP ViT-H/14 image embeddings (1024-d)."""
@@ -224,6 +226,21 @@ def tiny_builders(variant: StableUnclipVariant) -> dict:
 def resolve_pipeline_model(ref: str, variant: StableUnclipVariant) -> str:
     """A Stable unCLIP reference (hub id, local folder or "tiny") as a hub id or an absolute folder path."""
     return resolve_model(ref, tiny_builders(variant))
+
+
+def noise_levels(ref: str, variant: StableUnclipVariant) -> int:
+    """How many noise levels the pipeline's image_noising_scheduler has (`noise_level` must be below it), read from
+    its config alone, so that a level out of range is refused before the weights load."""
+    path = model_file(
+        resolve_pipeline_model(ref, variant), "image_noising_scheduler", "scheduler_config.json"
+    )
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["num_train_timesteps"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelLoadError(
+            f"cannot read the number of noise levels from {path}: {error!r}. The model folder is incomplete or "
+            "corrupt: download it again."
+        ) from error
 
 
 class _DtypeOnlyImageEncoder(torch.nn.Module):
