@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
+from tiny_runs import tiny_spec
 
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.decoders.stable_unclip import StableUnclipDecoder
@@ -16,6 +17,7 @@ from ovi_bench.models.stable_unclip import (
     tiny_stable_unclip_dir,
 )
 from ovi_bench.registry import DECODERS
+from ovi_bench.spec import parse_spec
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -90,6 +92,13 @@ def test_variant_chooses_space_and_default_model() -> None:
     )
     assert StableUnclipDecoder.Params(variant="small", model="tiny").model == "tiny"
     assert "zeros" in StableUnclipDecoder.negative_embedding
+
+
+def test_a_spec_pairs_the_variant_space_with_the_priors() -> None:
+    decoder = {"name": "stable-unclip", "params": {"variant": "small", "model": "tiny"}, "steps": 2}
+    with pytest.raises(SpecError) as refused:
+        parse_spec(tiny_spec(decoder=decoder))  # its priors make ViT-bigG/14 embeddings
+    assert "clip-vit-l-14" in str(refused.value) and "clip-vit-bigg-14" in str(refused.value)
 
 
 def test_params_refuse_mismatches() -> None:

@@ -31,8 +31,10 @@ PIPELINE_SIZE_MULTIPLE = 8
 
 
 class StableUnclipDecoder(Decoder):
-    """Images from image embeddings alone (empty prompt); the pipeline's PNDM scheduler, noise augmentation and
-    classifier-free guidance against a zero embedding."""
+    """Images from image embeddings alone (empty prompt); space by `variant` (h: ViT-H/14, small: ViT-L/14).
+
+    The pipeline's PNDM scheduler, its noise augmentation of the embedding (`noise_level`), and classifier-free
+    guidance against a zero embedding."""
 
     negative_embedding = (
         "zeros: the pipeline's unconditional branch is an all-zero class label (noised embedding and noise-level "
