@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 from tiny_runs import tiny_spec
 
+from ovi_bench.availability import ModelCheck, hub_reachability, resolve_model
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.decoders.stable_unclip import StableUnclipDecoder
 from ovi_bench.errors import ModelLoadError, OviBenchError, SpecError
@@ -80,6 +84,28 @@ def pixels(image) -> np.ndarray:
 def test_decoder_is_registered() -> None:
     assert DECODERS.get("stable-unclip") is StableUnclipDecoder
     assert issubclass(StableUnclipDecoder, Decoder)
+
+
+@pytest.mark.parametrize("variant", ["h", "small"])
+def test_tiny_folder_has_the_real_layout_and_the_declared_files(variant: str) -> None:
+    folder = tiny_stable_unclip_dir(variant)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableUnCLIPImg2ImgPipeline"
+    # Saved like the real repository, though loading skips them.
+    assert (folder / "image_encoder" / "model.safetensors").is_file()
+    assert (folder / "feature_extractor" / "preprocessor_config.json").is_file()
+    assert not list(folder.rglob("*.bin")), "weights must be safetensors only"
+    scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert (scheduler["_class_name"], scheduler["prediction_type"]) == ("PNDMScheduler", "v_prediction")
+    noising = json.loads((folder / "image_noising_scheduler" / "scheduler_config.json").read_text())
+    assert (noising["beta_schedule"], noising["num_train_timesteps"]) == ("squaredcos_cap_v2", 1000)
+    # What the decoder declares for the preflight is exactly what save_pretrained wrote.
+    params = StableUnclipDecoder.Params(variant=variant, model=str(folder))
+    (need,) = StableUnclipDecoder.required_models(params)
+    assert resolve_model(ModelCheck(str(folder), None, list(need.files)), hub_reachability()) == (
+        "folder",
+        f"local folder {Path(folder).resolve()}",
+    )
 
 
 def test_variant_chooses_space_and_default_model() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -214,7 +215,7 @@ def tiny_stable_unclip_dir(variant: StableUnclipVariant) -> Path:
     return publish_directory(build, cache_dir() / "tiny" / f"stable-unclip-{variant}-v1")
 
 
-def tiny_builders(variant: StableUnclipVariant) -> dict:
+def tiny_builders(variant: StableUnclipVariant) -> dict[str, Callable[[], Path]]:
     """Tiny references accepted wherever a Stable unCLIP folder of `variant` is expected."""
     return {"tiny": functools.partial(tiny_stable_unclip_dir, variant)}
 
