@@ -180,7 +180,10 @@ DECODERS: Registry = Registry(
     "decoder",
     "ovi_bench.decoders",
     base="ovi_bench.decoders.base:Decoder",
-    builtins={"kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder"},
+    builtins={
+        "kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder",
+        "stable-unclip": "ovi_bench.decoders.stable_unclip:StableUnclipDecoder",
+    },
 )
 METRICS: Registry = Registry(
     "metric",

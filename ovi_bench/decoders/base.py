@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from ovi_bench.components import Component, Params
+from ovi_bench.components import Component, Params, nonfinite_rows
+from ovi_bench.errors import OviBenchError, SpecError
 
 
 class Decoder(Component, abc.ABC):
@@ -44,3 +45,45 @@ class Decoder(Component, abc.ABC):
         guidance: float,
     ) -> list[Image.Image]:
         """Return one RGB image per embedding row."""
+
+
+def check_decode_inputs(
+    decoder: str,
+    image_embeds: torch.Tensor,
+    negative_image_embeds: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    *,
+    height: int,
+    width: int,
+    steps: int,
+    size_multiple: int,
+    size_advice: str,
+    embedding_width: int,
+    negative_is_read: bool = True,
+) -> None:
+    """Refuse, naming the problem and the fix, what decoder `decoder` cannot render faithfully: a size that is not a
+    positive multiple of `size_multiple` (`size_advice` says what to use and what the pipeline would do instead),
+    fewer than 1 step, embeddings not of shape [len(generators), embedding_width], and NaN or inf in the embeddings
+    it reads (the negative ones only when `negative_is_read`)."""
+    if height <= 0 or width <= 0 or height % size_multiple or width % size_multiple:
+        raise SpecError(
+            f"decoder '{decoder}' cannot render {width}x{height} exactly: height and width must be positive "
+            f"multiples of {size_multiple}: {size_advice}."
+        )
+    if steps < 1:
+        raise SpecError(f"decoder '{decoder}' needs at least 1 step, not {steps}.")
+    expected = [len(generators), embedding_width]
+    checked = [("image_embeds", image_embeds), ("negative_image_embeds", negative_image_embeds)]
+    for name, embeds in checked:
+        if list(embeds.shape) != expected:
+            raise OviBenchError(
+                f"decoder '{decoder}' expects {name} of shape {expected} (one row per generator), got "
+                f"{list(embeds.shape)}."
+            )
+    for name, embeds in checked if negative_is_read else checked[:1]:
+        bad_rows = nonfinite_rows(embeds)
+        if bad_rows:
+            raise OviBenchError(
+                f"decoder '{decoder}' got NaN or inf in {name} at row(s) {bad_rows}: the prior that produced them "
+                "failed."
+            )
