@@ -43,6 +43,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.image_processing_utils import BaseImageProcessor
 
+from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.hub import explain_load_failure, load_pretrained
 from ovi_bench.paths import cache_dir
@@ -247,6 +248,20 @@ class TextEncoding:
     """[B, 77, W] the per-token states the diffusion prior attends to."""
     attention_mask: torch.Tensor
     """[B, 77] bool, True for real tokens (padding is False)."""
+
+
+def checked_text_side(
+    ref: str, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModelWithProjection, *, tokenizer_config: str
+) -> TextSide:
+    """The tokenizer and text encoder as a TextSide, refusing a tokenizer that pads past the encoder's positions
+    (`tokenizer_config`: where the fix goes, for the message)."""
+    max_positions = text_encoder.config.max_position_embeddings
+    if tokenizer.model_max_length > max_positions:
+        raise ModelLoadError(
+            f"the tokenizer of '{ref}' pads to {tokenizer.model_max_length} tokens but its text encoder has only "
+            f"{max_positions} positions: set model_max_length in {tokenizer_config}."
+        )
+    return TextSide(tokenizer=tokenizer, text_encoder=text_encoder)
 
 
 TEXT_CACHE_SIZE = 64
