@@ -68,7 +68,7 @@ class BankInfo:
     count: int
     """Number of embeddings (images that could be read)."""
     dim: int
-    """Embedding width (1280 for Kandinsky 2.2's ViT-bigG/14; 32 for "tiny")."""
+    """Embedding width (the space's: 1280 for Kandinsky 2.2's ViT-bigG/14; its tiny width for "tiny")."""
     digest: str
     """sha256 over the float32 embeddings' bytes, in row order: equal digests mean equal banks."""
     created: str

@@ -281,6 +281,8 @@ def vision_tensor_files(ref: str) -> dict[str, Path]:
     ):
         folder = folder / IMAGE_ENCODER_SUBFOLDER
     files = sorted(folder.glob("*.safetensors"))
+    # A variant saved beside the weights (model.fp16.safetensors) holds the same tensors: read the main files.
+    files = [path for path in files if path.name.count(".") == 1] or files
     if not files:
         raise OviBenchError(
             f"no .safetensors weights in {folder}: `ovi-bench spaces check` reads safetensors files (a tower's "
