@@ -1,8 +1,9 @@
 """CLIP image and text towers: one loader, one preprocessing definition, and the tiny random-weight CLIP.
 
 Every CLIP embedding in ovi-bench goes through this module: the `clip` metric, the CLIP feature spaces of fid/kid/cmmd,
-the aesthetic predictor's input, the embedding bank, and the Kandinsky 2.2 prior's text and image encoders (which
-are CLIP towers saved in sub-folders of the prior's repository, loaded by `ovi_bench.models.kandinsky`).
+the aesthetic predictor's input, the embedding bank, the Kandinsky 2.2 prior's text and image encoders (which are
+CLIP towers saved in sub-folders of the prior's repository, loaded by `ovi_bench.models.kandinsky`), and the towers of
+every embedding space (`ovi_bench.models.towers`).
 
 Where callers differ on purpose, the difference is a named parameter here, so that a score never changes by accident:
 * `backend` of the image processor: "checkpoint" lets transformers pick the class the checkpoint's
@@ -43,6 +44,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.image_processing_utils import BaseImageProcessor
 
+from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.hub import explain_load_failure, load_pretrained
 from ovi_bench.paths import cache_dir
@@ -319,6 +321,20 @@ class TextSide:
             last_hidden_state=last_hidden_state,
             attention_mask=tokens["attention_mask"].bool().to(self.device),
         )
+
+
+def checked_text_side(
+    ref: str, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModelWithProjection, *, tokenizer_config: str
+) -> TextSide:
+    """The tokenizer and text encoder as a TextSide, refusing a tokenizer that pads past the encoder's positions
+    (`tokenizer_config`: where the fix goes, for the message)."""
+    max_positions = text_encoder.config.max_position_embeddings
+    if tokenizer.model_max_length > max_positions:
+        raise ModelLoadError(
+            f"the tokenizer of '{ref}' pads to {tokenizer.model_max_length} tokens but its text encoder has only "
+            f"{max_positions} positions: set model_max_length in {tokenizer_config}."
+        )
+    return TextSide(tokenizer=tokenizer, text_encoder=text_encoder)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
