@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from PIL import Image
@@ -20,6 +21,9 @@ class Decoder(Component, abc.ABC):
 
     negative_embedding: str = "the prior's negative embedding"
     """What the decoder uses as the negative (unconditional) embedding of classifier-free guidance, in words."""
+
+    space_parameter: ClassVar[str | None] = None
+    """The parameter that chooses the space, when one does (listings show it beside the default space)."""
 
     @classmethod
     def embedding_space(cls, params: Params) -> str | None:

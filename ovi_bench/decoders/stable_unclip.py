@@ -36,6 +36,8 @@ class StableUnclipDecoder(Decoder):
     The pipeline's PNDM scheduler, its noise augmentation of the embedding (`noise_level`), and classifier-free
     guidance against a zero embedding."""
 
+    space_parameter = "variant"
+
     negative_embedding = (
         "zeros: the pipeline's unconditional branch is an all-zero class label (noised embedding and noise-level "
         "embedding); the prior's negative embedding is ignored"
