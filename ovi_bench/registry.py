@@ -174,13 +174,17 @@ PRIORS: Registry = Registry(
         "ovi-mahalanobis": "ovi_bench.priors.ovi:OVIMahalanobisPrior",
         "ovi-nn": "ovi_bench.priors.ovi:OVINearestNeighbourPrior",
         "eclipse": "ovi_bench.priors.eclipse:EclipsePrior",
+        "karlo": "ovi_bench.priors.karlo:KarloPrior",
     },
 )
 DECODERS: Registry = Registry(
     "decoder",
     "ovi_bench.decoders",
     base="ovi_bench.decoders.base:Decoder",
-    builtins={"kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder"},
+    builtins={
+        "kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder",
+        "karlo-decoder": "ovi_bench.decoders.karlo:KarloDecoder",
+    },
 )
 METRICS: Registry = Registry(
     "metric",
