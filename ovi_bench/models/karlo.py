@@ -71,13 +71,22 @@ DECODER_PIPELINE_FILES = (
     "decoder_scheduler/scheduler_config.json",
     "super_res_scheduler/scheduler_config.json",
     *_TOKENIZER_FILES,
-    *model_files("text_encoder", "image_encoder", "text_proj", "decoder", "super_res_first", "super_res_last"),
+    *model_files(
+        "text_encoder", "image_encoder", "text_proj", "decoder", "super_res_first", "super_res_last"
+    ),
 )
 """`load_decoder_pipeline`. The image encoder is never run on precomputed embeddings, but the pipeline reads its
 dtype on every call, so it is loaded; the image processor is not (`feature_extractor=None`)."""
 
 # The components of `UnCLIPPipeline` that only render images: the prior side loads without them.
-_DECODER_CASCADE = ("decoder", "text_proj", "super_res_first", "super_res_last", "decoder_scheduler", "super_res_scheduler")
+_DECODER_CASCADE = (
+    "decoder",
+    "text_proj",
+    "super_res_first",
+    "super_res_last",
+    "decoder_scheduler",
+    "super_res_scheduler",
+)
 
 
 class _DropNotice(logging.Filter):
@@ -245,7 +254,10 @@ def _schedulers() -> dict[str, UnCLIPScheduler]:
             variance_type="learned_range", prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0
         ),
         "super_res_scheduler": UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0
+            variance_type="fixed_small_log",
+            prediction_type="epsilon",
+            clip_sample=True,
+            clip_sample_range=1.0,
         ),
     }
 
@@ -292,7 +304,9 @@ def tiny_karlo_dir() -> Path:
 
 def tiny_karlo_image_variations_dir() -> Path:
     """The tiny UnCLIPImageVariationPipeline folder."""
-    return publish_directory(build_tiny_karlo_image_variations, cache_dir() / "tiny" / "karlo-image-variations-v1")
+    return publish_directory(
+        build_tiny_karlo_image_variations, cache_dir() / "tiny" / "karlo-image-variations-v1"
+    )
 
 
 PRIOR_TINY_BUILDERS = {"tiny": tiny_karlo_dir}
@@ -313,7 +327,9 @@ DECODER_TINY_BUILDERS = {"tiny": tiny_karlo_image_variations_dir}
 def _load_text_side(resolved: str, dtype: torch.dtype) -> dict[str, object]:
     return {
         "tokenizer": load_tokenizer(resolved, subfolder="tokenizer"),
-        "text_encoder": load_pretrained(CLIPTextModelWithProjection, resolved, subfolder="text_encoder", dtype=dtype),
+        "text_encoder": load_pretrained(
+            CLIPTextModelWithProjection, resolved, subfolder="text_encoder", dtype=dtype
+        ),
     }
 
 

@@ -38,7 +38,9 @@ class KarloPrior(Prior):
 
     @classmethod
     def required_models(cls, params: KarloPrior.Params) -> list[ModelNeed]:
-        return [ModelNeed(params.model, "unCLIP prior (tokenizer, text encoder, prior)", PRIOR_PIPELINE_FILES)]
+        return [
+            ModelNeed(params.model, "unCLIP prior (tokenizer, text encoder, prior)", PRIOR_PIPELINE_FILES)
+        ]
 
     def __init__(self, params: KarloPrior.Params, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
