@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from ovi_bench.components import Component, Params
+from ovi_bench.components import Component, Params, nonfinite_rows
+from ovi_bench.errors import OviBenchError
 
 
 class Decoder(Component, abc.ABC):
@@ -44,3 +45,21 @@ class Decoder(Component, abc.ABC):
         guidance: float,
     ) -> list[Image.Image]:
         """Return one RGB image per embedding row."""
+
+
+def check_embedding_pair(
+    decoder: str, image_embeds: torch.Tensor, negative_image_embeds: torch.Tensor, rows: int, width: int
+) -> None:
+    """Refuse embeddings a decoder must not render: not [rows, width] (one row per generator), or NaN/inf rows."""
+    for name, embeds in (("image_embeds", image_embeds), ("negative_image_embeds", negative_image_embeds)):
+        if embeds.ndim != 2 or embeds.shape != (rows, width):
+            raise OviBenchError(
+                f"decoder '{decoder}' expects {name} of shape [{rows}, {width}] (one row per generator), got "
+                f"{list(embeds.shape)}."
+            )
+        bad_rows = nonfinite_rows(embeds)
+        if bad_rows:
+            raise OviBenchError(
+                f"decoder '{decoder}' got NaN or inf in {name} at row(s) {bad_rows}: the prior that produced them "
+                "failed."
+            )

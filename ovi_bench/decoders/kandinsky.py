@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ovi_bench.components import ModelNeed, nonfinite_rows
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder
-from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.decoders.base import Decoder, check_embedding_pair
+from ovi_bench.errors import SpecError
 from ovi_bench.models.kandinsky import (
     DECODER_PIPELINE_FILES,
     KANDINSKY22_DECODER_ID,
@@ -64,22 +64,13 @@ class KandinskyDecoder(Decoder):
             )
         if steps < 1:
             raise SpecError(f"decoder 'kandinsky-2.2-decoder' needs at least 1 step, not {steps}.")
-        width_expected = self.pipeline.unet.config.encoder_hid_dim
-        for name, embeds in (
-            ("image_embeds", image_embeds),
-            ("negative_image_embeds", negative_image_embeds),
-        ):
-            if embeds.ndim != 2 or embeds.shape != (len(generators), width_expected):
-                raise OviBenchError(
-                    f"decoder 'kandinsky-2.2-decoder' expects {name} of shape [{len(generators)}, {width_expected}] "
-                    f"(one row per generator), got {list(embeds.shape)}."
-                )
-            bad_rows = nonfinite_rows(embeds)
-            if bad_rows:
-                raise OviBenchError(
-                    f"decoder 'kandinsky-2.2-decoder' got NaN or inf in {name} at row(s) {bad_rows}: the prior "
-                    "that produced them failed."
-                )
+        check_embedding_pair(
+            "kandinsky-2.2-decoder",
+            image_embeds,
+            negative_image_embeds,
+            rows=len(generators),
+            width=self.pipeline.unet.config.encoder_hid_dim,
+        )
 
     def decode(
         self,

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from ovi_bench.components import ModelNeed, nonfinite_rows
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder
-from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.decoders.base import Decoder, check_embedding_pair
+from ovi_bench.errors import SpecError
 from ovi_bench.models.karlo import DECODER_PIPELINE_FILES, KARLO_IMAGE_VARIATIONS_ID, load_decoder_pipeline
 from ovi_bench.spaces import L
 
@@ -73,22 +73,13 @@ class KarloDecoder(Decoder):
             )
         if steps < 1:
             raise SpecError(f"decoder 'karlo-decoder' needs at least 1 step, not {steps}.")
-        width_expected = self.pipeline.text_proj.config.clip_embeddings_dim
-        for name, embeds in (
-            ("image_embeds", image_embeds),
-            ("negative_image_embeds", negative_image_embeds),
-        ):
-            if embeds.ndim != 2 or embeds.shape != (len(generators), width_expected):
-                raise OviBenchError(
-                    f"decoder 'karlo-decoder' expects {name} of shape [{len(generators)}, {width_expected}] (one row "
-                    f"per generator), got {list(embeds.shape)}."
-                )
-            bad_rows = nonfinite_rows(embeds)
-            if bad_rows:
-                raise OviBenchError(
-                    f"decoder 'karlo-decoder' got NaN or inf in {name} at row(s) {bad_rows}: the prior that "
-                    "produced them failed."
-                )
+        check_embedding_pair(
+            "karlo-decoder",
+            image_embeds,
+            negative_image_embeds,
+            rows=len(generators),
+            width=self.pipeline.text_proj.config.clip_embeddings_dim,
+        )
 
     def decode(
         self,
