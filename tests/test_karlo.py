@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
+from tiny_runs import tiny_spec
 
 from ovi_bench.decoders.base import Decoder
-from ovi_bench.decoders.kandinsky import KandinskyDecoder
 from ovi_bench.decoders.karlo import KarloDecoder
 from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.models.karlo import (
@@ -24,7 +24,8 @@ from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.priors.karlo import KarloPrior
 from ovi_bench.registry import DECODERS, PRIORS
 from ovi_bench.runner import seeded_generators
-from ovi_bench.spaces import L, pairing_problem
+from ovi_bench.spaces import L
+from ovi_bench.spec import parse_spec
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -80,14 +81,22 @@ def test_karlo_is_registered_in_the_l_space() -> None:
     assert DECODERS.get("karlo-decoder") is KarloDecoder and issubclass(KarloDecoder, Decoder)
     assert KarloPrior.embedding_space(KarloPrior.Params()) == "clip-vit-l-14"
     assert KarloDecoder.embedding_space(KarloDecoder.Params()) == "clip-vit-l-14"
-    # A Karlo embedding is noise to a ViT-bigG/14 decoder: the pair is refused, naming both spaces.
-    problem = pairing_problem(
-        "karlo",
-        "clip-vit-l-14",
-        "kandinsky-2.2-decoder",
-        KandinskyDecoder.embedding_space(KandinskyDecoder.Params()),
-    )
-    assert problem is not None and "clip-vit-l-14" in problem and "clip-vit-bigg-14" in problem
+
+
+def test_a_spec_pairs_karlo_only_with_decoders_of_its_space() -> None:
+    karlo = [{"name": "karlo", "params": {"model": "tiny", "steps": 2}}]
+    with pytest.raises(SpecError) as refused:
+        parse_spec(tiny_spec(priors=karlo))  # the tiny spec's decoder is Kandinsky 2.2's (ViT-bigG/14)
+    message = str(refused.value)
+    assert "'karlo'" in message and "clip-vit-l-14" in message and "clip-vit-bigg-14" in message
+    decoder = {
+        "name": "karlo-decoder",
+        "params": {"model": "tiny", "super_res_steps": 2},
+        "height": 32,
+        "width": 32,
+    }
+    spec = parse_spec(tiny_spec(priors=karlo, decoder=decoder))
+    assert spec.decoder.params["super_res_steps"] == 2
 
 
 def test_defaults_are_the_pipelines() -> None:

@@ -19,8 +19,10 @@ from ovi_bench.spaces import L
 
 
 class KarloDecoder(Decoder):
-    """Images from image embeddings; the pipeline's UnCLIP schedulers, classifier-free guidance in the 64 px decoder
-    only (the super-resolution runs unguided, as in the pipeline)."""
+    """unCLIP 64 px decoder + 64 -> 256 px super-resolution from image embeddings; renders only 256x256.
+
+    The pipeline's UnCLIP schedulers; classifier-free guidance in the 64 px decoder only (the super-resolution runs
+    unguided, as in the pipeline)."""
 
     negative_embedding = (
         "none: the unconditional branch uses text_proj's learned classifier-free-guidance embedding and the empty "

@@ -18,8 +18,10 @@ from ovi_bench.spaces import L
 
 
 class KarloPrior(Prior):
-    """The unCLIP prior of Karlo v1 alpha; negative = zeros (the Karlo decoder guides with its own learned
-    unconditional embedding and reads no negative image embedding)."""
+    """Karlo v1 alpha's unCLIP diffusion prior, CFG against the empty prompt; negative = zeros (Karlo reads none).
+
+    Karlo's decoder guides with its own learned unconditional embedding and reads no negative image embedding, so
+    the negative this prior returns is the conventional "no image" embedding: zeros."""
 
     class Params(BaseParams):
         model: str = KARLO_ID
