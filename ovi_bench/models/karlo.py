@@ -3,9 +3,11 @@ decoder (`UnCLIPImageVariationPipeline`, which accepts precomputed image embeddi
 "tiny" (always through `from_pretrained`), and the tiny random-weight folders built in code.
 
 Both pipelines live in `diffusers.pipelines.deprecated.unclip`: diffusers still ships and imports them, but logs a
-"has been deprecated" notice each time one is built. ovi-bench drops exactly that notice while it loads them (the
-pipelines' behaviour is pinned by the tests instead), so it never buries ovi-bench's own messages; every other
-library message passes.
+"has been deprecated" notice each time one is built, and importing the image-variation pipeline makes transformers
+warn (without torchvision) about an image processor ovi-bench never uses. ovi-bench drops exactly those two records
+while it imports and builds the pipelines (their behaviour is pinned by the tests instead), so they never bury
+ovi-bench's own messages; every other library message passes. The pipelines are built from their components, each
+loaded with its own class (see "Loading" below for why).
 
 Karlo lives in the OpenAI CLIP ViT-L/14 image-embedding space (`ovi_bench.spaces.L`, 768-d); the tiny folders use
 that space's tiny width, so the tiny Karlo prior and decoder fit each other and every tiny stand-in of the space.
@@ -60,14 +62,12 @@ an image embedding instead of a text."""
 # What each loader below reads from a Karlo repository (see `Component.required_models`).
 _TOKENIZER_FILES = ("tokenizer/vocab.json|tokenizer/tokenizer.json",)
 PRIOR_PIPELINE_FILES = (
-    "model_index.json",
     "prior_scheduler/scheduler_config.json",
     *_TOKENIZER_FILES,
     *model_files("text_encoder", "prior"),
 )
 """`load_prior_pipeline`: the tokenizer, text encoder, prior and its scheduler (not the decoder cascade)."""
 DECODER_PIPELINE_FILES = (
-    "model_index.json",
     "decoder_scheduler/scheduler_config.json",
     "super_res_scheduler/scheduler_config.json",
     *_TOKENIZER_FILES,
