@@ -5,11 +5,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from ovi_bench.components import Component, Params, nonfinite_rows
-from ovi_bench.errors import OviBenchError
+from ovi_bench.errors import OviBenchError, SpecError
 
 
 class Decoder(Component, abc.ABC):
@@ -47,10 +48,20 @@ class Decoder(Component, abc.ABC):
         """Return one RGB image per embedding row."""
 
 
-def check_embedding_pair(
-    decoder: str, image_embeds: torch.Tensor, negative_image_embeds: torch.Tensor, rows: int, width: int
+def check_decode_inputs(
+    decoder: str,
+    image_embeds: torch.Tensor,
+    negative_image_embeds: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    *,
+    steps: int,
+    width: int,
 ) -> None:
-    """Refuse embeddings a decoder must not render: not [rows, width] (one row per generator), or NaN/inf rows."""
+    """Refuse what a decoder must not render: fewer than 1 step, embeddings that are not [len(generators), width]
+    (one row per generator), or NaN/inf rows."""
+    if steps < 1:
+        raise SpecError(f"decoder '{decoder}' needs at least 1 step, not {steps}.")
+    rows = len(generators)
     for name, embeds in (("image_embeds", image_embeds), ("negative_image_embeds", negative_image_embeds)):
         if embeds.ndim != 2 or embeds.shape != (rows, width):
             raise OviBenchError(
@@ -63,3 +74,9 @@ def check_embedding_pair(
                 f"decoder '{decoder}' got NaN or inf in {name} at row(s) {bad_rows}: the prior that produced them "
                 "failed."
             )
+
+
+def rgb_images(images: np.ndarray) -> list[Image.Image]:
+    """A diffusers pipeline's `output_type="np"` batch ([B, H, W, 3] floats in [0, 1]) as uint8 RGB images."""
+    pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(image) for image in pixels]

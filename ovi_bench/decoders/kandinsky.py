@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder, check_embedding_pair
+from ovi_bench.decoders.base import Decoder, check_decode_inputs, rgb_images
 from ovi_bench.errors import SpecError
 from ovi_bench.models.kandinsky import (
     DECODER_PIPELINE_FILES,
@@ -62,13 +61,12 @@ class KandinskyDecoder(Decoder):
                 f"positive multiples of {multiple} (for example {multiple * 8}x{multiple * 8}); other sizes would be "
                 "silently rounded up."
             )
-        if steps < 1:
-            raise SpecError(f"decoder 'kandinsky-2.2-decoder' needs at least 1 step, not {steps}.")
-        check_embedding_pair(
+        check_decode_inputs(
             "kandinsky-2.2-decoder",
             image_embeds,
             negative_image_embeds,
-            rows=len(generators),
+            generators,
+            steps=steps,
             width=self.pipeline.unet.config.encoder_hid_dim,
         )
 
@@ -98,5 +96,4 @@ class KandinskyDecoder(Decoder):
                 generator=list(generators),
                 output_type="np",
             ).images
-        pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
-        return [Image.fromarray(image) for image in pixels]
+        return rgb_images(images)

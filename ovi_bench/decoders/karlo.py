@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from pydantic import Field
 
 from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder, check_embedding_pair
+from ovi_bench.decoders.base import Decoder, check_decode_inputs, rgb_images
 from ovi_bench.errors import SpecError
 from ovi_bench.models.karlo import DECODER_PIPELINE_FILES, KARLO_IMAGE_VARIATIONS_ID, load_decoder_pipeline
 from ovi_bench.spaces import L
@@ -73,13 +72,12 @@ class KarloDecoder(Decoder):
                 f"{decoder_size} -> {size} px super-resolution are fixed), not {width}x{height}: set height = {size} "
                 f"and width = {size} in the spec's decoder."
             )
-        if steps < 1:
-            raise SpecError(f"decoder 'karlo-decoder' needs at least 1 step, not {steps}.")
-        check_embedding_pair(
+        check_decode_inputs(
             "karlo-decoder",
             image_embeds,
             negative_image_embeds,
-            rows=len(generators),
+            generators,
+            steps=steps,
             width=self.pipeline.text_proj.config.clip_embeddings_dim,
         )
 
@@ -108,5 +106,4 @@ class KarloDecoder(Decoder):
                 generator=list(generators),
                 output_type="np",
             ).images
-        pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
-        return [Image.fromarray(image) for image in pixels]
+        return rgb_images(images)
