@@ -31,7 +31,6 @@ from diffusers import (
 )
 from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 from transformers import (
-    CLIPTextConfig,
     CLIPTextModelWithProjection,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
@@ -44,6 +43,7 @@ from ovi_bench.models.clip import (
     TINY_TEXT_MAX_LENGTH,
     clip_image_processor,
     load_tokenizer,
+    tiny_text_encoder,
     tiny_tokenizer,
 )
 from ovi_bench.models.hub import load_pretrained, resolve_model
@@ -142,26 +142,6 @@ TINY_OUTPUT_SIZE = 32
 """The tiny super-resolution's output side, and so the tiny decoder's only image size (the real one: 256)."""
 _TINY_TIME_EMBED_DIM = 64  # 4 x the UNets' first block width, as diffusers' UNets compute it
 _TINY_CROSS_ATTENTION_DIM = 24
-
-
-def _tiny_text_encoder() -> CLIPTextModelWithProjection:
-    # The prior reads the text encoder's hidden states with its own width (embedding_dim), as the real Karlo prior
-    # does (768 = 768), so hidden size and projection are both the tiny width. Token ids are the tiny tokenizer's.
-    tokenizer = tiny_tokenizer()
-    config = CLIPTextConfig(
-        hidden_size=TINY_WIDTH,
-        projection_dim=TINY_WIDTH,
-        intermediate_size=32,
-        num_attention_heads=2,
-        num_hidden_layers=2,
-        vocab_size=1000,
-        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return CLIPTextModelWithProjection(config).eval()
 
 
 def _tiny_image_encoder() -> CLIPVisionModelWithProjection:
@@ -266,7 +246,9 @@ def _tiny_cascade() -> dict[str, object]:
     """The components both Karlo pipelines share: text side, text_proj, decoder, super-resolution UNets."""
     schedulers = _schedulers()
     return {
-        "text_encoder": _tiny_text_encoder(),
+        # Hidden size = projection = the tiny width: the prior reads the text encoder's hidden states with its own
+        # width (embedding_dim), as the real Karlo prior does (768 = 768).
+        "text_encoder": tiny_text_encoder(TINY_WIDTH, layers=2, heads=2, intermediate_size=32),
         "tokenizer": tiny_tokenizer(),
         "text_proj": _tiny_text_proj(),
         "decoder": _tiny_decoder(),
