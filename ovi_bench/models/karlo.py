@@ -129,7 +129,7 @@ def _image_variation_pipeline_class() -> type[UnCLIPImageVariationPipeline]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Tiny random-weight Karlo folders, built in code and saved like the real ones (the layout of the two hub
-# repositories), so that tests and the smoke run go through the real `from_pretrained` code without any download.
+# repositories), so that tests and tiny runs go through the real `from_pretrained` code without any download.
 # Each folder is built once into `cache_dir()/tiny/<name>-v1/`; bump the version in the name whenever a builder's
 # output changes. The cascade is as small as the pipeline allows: an 8 px decoder and an 8 -> 32 px
 # super-resolution (the real one: 64 -> 256), both UNets at widths 16/32.
