@@ -6,6 +6,7 @@ import abc
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -91,3 +92,9 @@ def check_decode_inputs(
                 f"decoder '{decoder}' got NaN or inf in {name} at row(s) {bad_rows}: the prior that produced them "
                 "failed."
             )
+
+
+def rgb_images(images: np.ndarray) -> list[Image.Image]:
+    """A diffusers pipeline's `output_type="np"` batch ([B, H, W, 3] floats in [0, 1]) as uint8 RGB images."""
+    pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(image) for image in pixels]

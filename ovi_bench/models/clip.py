@@ -362,6 +362,29 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TINY_TEXT_MAX_LENGTH)
 
 
+def tiny_text_encoder(
+    width: int, *, layers: int, heads: int, intermediate_size: int, projection_dim: int | None = None
+) -> CLIPTextModelWithProjection:
+    """A random-weight CLIP text tower with projection (seed 0) for the tiny tokenizer: hidden size `width`,
+    projection `projection_dim` (default `width`), 77 positions, and pooling at the tiny tokenizer's real EOS id (diffusers' tests use bos 0 / eos 2 /
+    pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids), the legacy rule)."""
+    tokenizer = tiny_tokenizer()
+    config = CLIPTextConfig(
+        hidden_size=width,
+        projection_dim=projection_dim or width,
+        intermediate_size=intermediate_size,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        vocab_size=1000,
+        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return CLIPTextModelWithProjection(config).eval()
+
+
 def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:
     """OpenAI CLIP preprocessing (bicubic resize of the short side, centre crop, CLIP mean/std) at `image_size`,
     for every tiny folder that holds a CLIP-style vision tower."""
