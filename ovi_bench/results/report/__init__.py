@@ -30,6 +30,7 @@ from markupsafe import Markup
 
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text
+from ovi_bench.results.generalisation import generalisation_from_records
 from ovi_bench.results.records import (
     RESULTS_FILE,
     SCORE_COLUMNS,
@@ -44,6 +45,7 @@ from ovi_bench.results.report.plots import IntervalRow, interval_plot
 from ovi_bench.results.report.tables import (
     as_float,
     audit_table,
+    generalisation_sections,
     leaderboard_columns,
     leaderboard_rows,
     summary_table,
@@ -196,6 +198,7 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
             for run in runs
         ],
         "protocol_differences": [str(line) for line in document.get("protocol_differences") or []],
+        "generalisation": None,  # a run's own view, not the merged runs'
     }
     scores = (
         pd.concat(score_frames, ignore_index=True)
@@ -273,11 +276,16 @@ def render_report(
 
     `notes` are shown above the summary; `merged` marks a record made from a merged leaderboard folder."""
     board = checked_leaderboard(record)
-    priors = _ordered([*record.priors, *board["prior"]])
+    scores = record.scores
+    several_decoders = "decoder" in board.columns and board["decoder"].nunique() > 1
+    if several_decoders:
+        # Each prior × decoder is one entry of the summary, the plots and the image grids: `prior · decoder`.
+        board, scores = decoder_faceted(board), decoder_faceted(scores)
+    priors = _ordered(board["prior"]) if several_decoders else _ordered([*record.priors, *board["prior"]])
     categories = _ordered([*(c for c in board["category"] if c != ALL_IMAGES_CATEGORY), *board["category"]])
     metrics = _ordered(board["metric"])
     grids = sample_grids(
-        record.scores,
+        scores,
         run_dir=record.path,
         report_dir=report_dir,
         priors=priors,
@@ -303,6 +311,9 @@ def render_report(
         "plots": category_plots(board, priors, categories, metrics),
         "grids": grids,
         "audits": audit_table(record.audits),
+        "generalisation": generalisation_sections(
+            generalisation_from_records(record.provenance.get("generalisation"))
+        ),
         "options": {
             "prompts_per_category": prompts_per_category,
             "seeds_per_prompt": seeds_per_prompt,
@@ -315,6 +326,11 @@ def render_report(
     html = _environment().get_template("template.html.j2").render(context)
     thumbnails = sum(1 for image in grids.images if image.thumbnail)
     return RenderedReport(html, thumbnails, grids.missing)
+
+
+def decoder_faceted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (leaderboard or scores) with each prior named with its decoder, `prior · decoder`."""
+    return frame.assign(prior=frame["prior"].astype(str) + " · " + frame["decoder"].astype(str))
 
 
 def checked_leaderboard(record: RunRecord) -> pd.DataFrame:
