@@ -293,7 +293,8 @@ def generalisation_markdown(view: Generalisation) -> str:
                 ],
             }
         )
-        lines += [markdown_table(table), ""]
+        # Signed texts as written ("+1.000"): tabulate would read them back as numbers.
+        lines += [markdown_table(table, disable_numparse=True), ""]
         pair_changes = changes[
             (changes["space"] == space)
             & (changes["decoder_a"] == decoder_a)

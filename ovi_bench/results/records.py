@@ -21,6 +21,7 @@ import pandas as pd
 from ovi_bench.errors import DataError
 from ovi_bench.io import read_csv
 from ovi_bench.prompts.base import CATEGORIES
+from ovi_bench.spec import DecoderSpec
 
 RESULTS_FILE = "results.json"
 LEADERBOARD_COLUMNS = [
@@ -119,12 +120,13 @@ class RunRecord:
 
 
 def spec_decoders(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The decoder tables of a spec as results.json stores it: its [[decoders]], else its one [decoder]."""
+    """The decoder tables of a spec as results.json stores it: its [[decoders]], else its one [decoder] (a spec
+    without one renders with the default decoder)."""
     decoders = spec.get("decoders")
     if isinstance(decoders, list) and decoders:
         return [decoder for decoder in decoders if isinstance(decoder, dict)]
     decoder = spec.get("decoder")
-    return [decoder] if isinstance(decoder, dict) else []
+    return [decoder] if isinstance(decoder, dict) else [{"name": DecoderSpec.model_fields["name"].default}]
 
 
 def display_name(decoder: dict[str, Any]) -> str:
