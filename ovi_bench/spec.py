@@ -332,13 +332,7 @@ class RunSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check_unique_names(self) -> RunSpec:
-        labels = [prior.display_name for prior in self.priors]
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(
-                f"priors: the name {short_repr(repeated[0])} is used by more than one [[priors]] table; "
-                "give each a distinct `label`"
-            )
+        _check_distinct_names("priors", [prior.display_name for prior in self.priors])
         metric_names = [metric.name for metric in self.metrics]
         if len(set(metric_names)) != len(metric_names):
             raise ValueError("metrics: a metric is listed twice; list each metric once")
@@ -362,13 +356,7 @@ class RunSpec(_Frozen):
                 "decoders: give either one [decoder] table or a list of [[decoders]] tables, not both; move the "
                 "[decoder] table into the list as one more [[decoders]] entry"
             )
-        names = [decoder.display_name for decoder in self.decoders]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise ValueError(
-                f"decoders: the name {short_repr(repeated[0])} is used by more than one [[decoders]] table; "
-                "give each a distinct `label`"
-            )
+        _check_distinct_names("decoders", [decoder.display_name for decoder in self.decoders])
         # `decoder` is always the first decoder, for code that needs one (audit canary size); one entry is
         # exactly a [decoder] table, so that it keeps that run's fingerprint and image keys.
         object.__setattr__(self, "decoder", self.decoders[0])
@@ -474,6 +462,16 @@ def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
         if current is None:
             return []
     return list(current.model_fields)
+
+
+def _check_distinct_names(field: str, names: list[str]) -> None:
+    """Refuse two [[priors]] (or [[decoders]]) tables shown under one name: their rows would be one."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"{field}: the name {short_repr(repeated[0])} is used by more than one [[{field}]] table; "
+            "give each a distinct `label`"
+        )
 
 
 def _check_display_text(value: str) -> str:
