@@ -226,11 +226,13 @@ def _write_results(result: RunResult) -> pd.DataFrame:
         write_csv(set_scores.assign(spec_fingerprint=fingerprint), out / "set_scores.csv")
     write_csv(embeddings.assign(spec_fingerprint=fingerprint), out / "embeddings.csv")
     prompts = result.prompt_set
+    decoders = [f"{markdown_text(name)} ({space or 'undeclared space'})" for name, space in spaces.items()]
     header = LeaderboardHeader(
         title=result.spec.name,
         lines=[
             f"spec fingerprint `{fingerprint}` · prompts {markdown_text(prompts.source)} ({prompts.digest[:12]}) · "
             f"{result.spec.images_per_prompt} image(s) per prompt · seeds {_seed_range(result.spec.seeds)}"
+            + (f" · decoders {', '.join(decoders)}" if len(decoders) > 1 else "")
         ],
         caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
         f"spec {fingerprint[:12]}",
