@@ -33,7 +33,7 @@ from ovi_bench.results.generalisation import (
     kendall_tau,
     tau_interval,
 )
-from ovi_bench.results.leaderboard import merge_runs
+from ovi_bench.results.leaderboard import merge_runs, write_leaderboard
 from ovi_bench.results.records import load_run
 from ovi_bench.results.regression import check_run
 from ovi_bench.results.report import write_report
@@ -228,6 +228,10 @@ def test_a_folder_without_the_decoder_column_still_loads_compares_and_checks(
     merged = merge_runs([record, load_run(two_decoder_run)])
     assert set(merged.board["decoder"]) == {"kandinsky-2.2-decoder", "k22-3-steps"}
     assert len(merged.notes) == 2  # both priors of the first decoder: the same images in both runs
+    merged_folder = tmp_path / "merged"
+    write_leaderboard(merged_folder, merged.board, merged.header(), merged.meta())
+    page = write_report(merged_folder, prompts_per_category=1, seeds_per_prompt=1).read_text()
+    assert "kandinsky-2.2 · k22-3-steps" in page and "kandinsky-2.2 · kandinsky-2.2-decoder" in page
     # A baseline in the format from before (scores nested by prior, no `decoders`) checks a run.
     document = baseline_document(record)
     document["scores"] = document.pop("decoders") and document["scores"]["kandinsky-2.2-decoder"]

@@ -176,7 +176,9 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
         for metric, entry in provenance.get("metrics", {}).items():
             metrics.setdefault(metric, entry)
         directions.update(recorded_directions(provenance))
-        scores, note = _source_run_scores(folder, run, name, names)
+        scores, note = _source_run_scores(
+            folder, run, name, names, board_frame[board_frame["run"].astype(str) == name]
+        )
         if note:
             notes.append(note)
         if scores is not None:
@@ -224,10 +226,11 @@ def _merged_prior_names(provenance: dict[str, Any], run_name: str, board: pd.Dat
 
 
 def _source_run_scores(
-    folder: Path, run: dict[str, Any], name: str, names: dict[str, str]
+    folder: Path, run: dict[str, Any], name: str, names: dict[str, str], board: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame | None, str]:
     """The source run's per-image scores under the merged prior names, with the folder their image paths are
-    relative to; or None and a note saying why its images are left out."""
+    relative to; or None and a note saying why its images are left out. `board`: the merged board's rows from this
+    run, whose (prior, decoder) pairs the scores are kept to."""
     recorded = str(run.get("path", ""))
     candidates = [Path(recorded).expanduser()] if recorded else []
     if candidates and not candidates[0].is_absolute():
@@ -252,7 +255,12 @@ def _source_run_scores(
     except DataError as error:
         return None, f"images of run '{name}' left out: {error}"
     scores = scores[scores["prior"].astype(str).isin(names)]
-    return scores.assign(prior=scores["prior"].astype(str).map(names), run_root=str(source.resolve())), ""
+    scores = scores.assign(prior=scores["prior"].astype(str).map(names), run_root=str(source.resolve()))
+    if board is not None and "decoder" in board.columns:
+        # A prior the merge took from this run for one decoder and from another run for another.
+        on_board = set(zip(board["prior"].astype(str), board["decoder"].astype(str), strict=True))
+        scores = scores[[pair in on_board for pair in zip(scores["prior"], scores["decoder"], strict=True)]]
+    return scores, ""
 
 
 @dataclass(frozen=True)
