@@ -94,8 +94,8 @@ def test_decoder_and_decoders_together_or_repeated_names_are_refused() -> None:
         parse_spec(_two_decoders() | {"decoders": [TINY_DECODER, TINY_DECODER]})
 
 
-class _HPrior(Prior):
-    """A prior of the ViT-H/14 space (never run: these tests stop at the plan)."""
+class _HSpace:
+    """Declares the ViT-H/14 space, for the stand-ins below (never run: these tests stop at the plan)."""
 
     class Params(Params):
         pass
@@ -104,20 +104,13 @@ class _HPrior(Prior):
     def embedding_space(cls, params: Params) -> str:
         return "clip-vit-h-14"
 
+
+class _HPrior(_HSpace, Prior):
     def embed(self, texts: Sequence[str], generators: Sequence[torch.Generator]) -> PriorOutput:
         raise AssertionError("never run")
 
 
-class _HDecoder(Decoder):
-    """A decoder of the ViT-H/14 space (never run)."""
-
-    class Params(Params):
-        pass
-
-    @classmethod
-    def embedding_space(cls, params: Params) -> str:
-        return "clip-vit-h-14"
-
+class _HDecoder(_HSpace, Decoder):
     def decode(self, *args: object, **kwargs: object) -> list[Image.Image]:
         raise AssertionError("never run")
 
