@@ -50,6 +50,7 @@ from ovi_bench.components import FileNeed, ModelNeed, build_component
 from ovi_bench.diagnostics import diagnostics_cache_path
 from ovi_bench.errors import OviBenchError, PreflightError
 from ovi_bench.metrics.base import MetricKind
+from ovi_bench.models.clip import CLIP_TOKENIZER_FILES
 from ovi_bench.models.kandinsky import PRIOR_TEXT_SIDE_FILES
 from ovi_bench.plan import WorkItem, load_run_prompts, metric_applies, plan, run_data
 from ovi_bench.prompts import COMPBENCH_DIR_ENV, COMPBENCH_REPO, PromptSet
@@ -202,6 +203,9 @@ def _collect_models(spec: RunSpec) -> list[tuple[str, ModelNeed]]:
         needs.append(
             ("diagnostics", ModelNeed(spec.diagnostics.model, "text encoder", PRIOR_TEXT_SIDE_FILES))
         )
+    if spec.prompt_length is not None:
+        tokenizer = ModelNeed(spec.prompt_length.tokenizer, "CLIP tokenizer", CLIP_TOKENIZER_FILES)
+        needs.append(("prompt-length view", tokenizer))
     return needs
 
 

@@ -37,6 +37,7 @@ from ovi_bench.components import RunData, run_keywords
 from ovi_bench.diagnostics import DIAGNOSTIC_COLUMNS
 from ovi_bench.interrupts import stop_signals_deferred
 from ovi_bench.io import atomic_write_text, write_csv
+from ovi_bench.models.clip import load_token_counter
 from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.prompts import PromptSet
@@ -51,6 +52,13 @@ from ovi_bench.results.leaderboard import (
     with_diagnostics,
     with_set_scores,
     write_leaderboard,
+)
+from ovi_bench.results.prompt_length import (
+    PromptLength,
+    count_prompt_tokens,
+    prompt_length_records,
+    prompt_length_summary,
+    prompt_length_view,
 )
 from ovi_bench.spec import RunSpec, component_space
 from ovi_bench.text import markdown_text
@@ -238,8 +246,9 @@ def _write_results(result: RunResult) -> pd.DataFrame:
         caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
         f"spec {fingerprint[:12]}",
     )
+    lengths = _prompt_length(result, scores, directions)
     write_leaderboard(
-        out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance}, view
+        out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance}, view, lengths
     )
     payload = {
         **run_provenance,
@@ -254,9 +263,21 @@ def _write_results(result: RunResult) -> pd.DataFrame:
         payload["audits"] = result.audit_rows
     if not view.empty:
         payload["generalisation"] = generalisation_records(view)
+    if lengths is not None:
+        payload["prompt_length"] = prompt_length_records(lengths)
     # Last: a folder with results.json is a finished run (see ovi_bench.results.records.load_run).
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return board
+
+
+def _prompt_length(
+    result: RunResult, scores: pd.DataFrame, directions: dict[str, bool | None]
+) -> PromptLength | None:
+    """The prompt-length view when the spec asks for it ([prompt_length]); its tokenizer passed the preflight."""
+    if result.spec.prompt_length is None or scores.empty:
+        return None
+    counts = count_prompt_tokens(scores, load_token_counter(result.spec.prompt_length.tokenizer))
+    return PromptLength(prompt_length_view(scores, counts, directions), prompt_length_summary(scores, counts))
 
 
 def _seed_range(seeds: list[int]) -> str:

@@ -8,7 +8,6 @@ Values that replace spec fields for one run (`--limit`, `evaluate(limit=...)`) a
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,18 +31,19 @@ from ovi_bench.pairing import component_space, renders, unrenderable_prior
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.files import CATEGORY_NAME_PATTERN, CATEGORY_NAME_RULE
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry
-from ovi_bench.text import did_you_mean, display_text_problem, short_repr
-from ovi_bench.text import string_problem as _string_problem
+from ovi_bench.spaces import L
+from ovi_bench.spec_messages import (
+    MAX_NESTING,
+    find_unrepresentable_value,
+    format_validation_error,
+)
+from ovi_bench.text import display_text_problem, short_repr
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-
-MAX_NESTING = 32
-"""Deepest nesting of tables and arrays a spec may have; real specs use 4. Deeper input is refused before
-validation, whose recursion (and the error messages' reprs) would otherwise exhaust Python's stack."""
 
 MAX_SEED = 2**63 - 1
 """Largest seed: torch generators take 64-bit seeds, and pandas keeps seeds as int64 in the result files."""
@@ -78,7 +78,7 @@ def _validate_component(registry: Registry, name: str, params: dict[str, Any], w
     try:
         values = stored_params(component.Params.model_validate(params))
     except ValidationError as error:
-        raise SpecError(_format_validation_error(error, prefix=where, model=component.Params)) from None
+        raise SpecError(format_validation_error(error, prefix=where, model=component.Params)) from None
     except OviBenchError:
         raise
     except Exception as error:
@@ -89,7 +89,7 @@ def _validate_component(registry: Registry, name: str, params: dict[str, Any], w
             f"Check these parameters against `ovi-bench {registry.kind}s` and the component's documentation."
         ) from error
     # A Params model may hold free-form values (dict[str, Any]) that its config does not check for NaN or inf.
-    problem = _find_unrepresentable_value(values, where)
+    problem = find_unrepresentable_value(values, where)
     if problem is not None:
         raise SpecError(f"invalid run spec:\n  {problem}")
     return values
@@ -266,6 +266,13 @@ class AuditSpec(_Frozen):
     """Bootstrap resamples (over prompts) for the shuffle gap's 95% interval."""
 
 
+class PromptLengthSpec(_Frozen):
+    tokenizer: str = L.towers
+    """The CLIP tokenizer that counts each prompt's tokens: a Hugging Face id, a local folder, or "tiny". The text
+    towers of every built-in space share one BPE vocabulary, so the counts (and the 77-token truncation) are those
+    of every prior's text encoder."""
+
+
 class RunSpec(_Frozen):
     """A benchmark run: which priors, rendered how, on which prompts, scored by which metrics."""
 
@@ -305,6 +312,10 @@ class RunSpec(_Frozen):
     """Metric audits ([audits] table): prompt-shuffle control and canaries; off when omitted."""
     diagnostics: DiagnosticsSpec | None = None
     """Embedding diagnostics for every prior ([diagnostics] table); off when omitted."""
+    prompt_length: PromptLengthSpec | None = None
+    """The prompt-length view ([prompt_length] table): every per-image metric by the prompt's CLIP token count, and
+    the share of prompts cut at 77 tokens; off when omitted. A view of the scores that changes none of them, so never
+    part of the fingerprint."""
     trust_remote_code: bool = Field(False, strict=True)
     """Allow models whose repository ships its own Python code (`from_pretrained(..., trust_remote_code=True)`) to be
     loaded by plugin components that ask for it. Off by default; built-in components never need it and never ask.
@@ -386,6 +397,8 @@ class RunSpec(_Frozen):
         # existed, and a dumped spec parses back.
         data = handler(self)
         data.pop("decoder" if self.decoders is not None else "decoders", None)
+        if self.prompt_length is None:
+            data.pop("prompt_length", None)  # a view added later: specs without it dump as they always did
         return data
 
     @model_validator(mode="after")
@@ -422,46 +435,9 @@ class RunSpec(_Frozen):
         `trust_remote_code` enters only when true, so that the specs written before the field existed keep their
         fingerprints.
         """
-        excluded = {"output_dir", "name"} | (set() if self.trust_remote_code else {"trust_remote_code"})
+        excluded = {"output_dir", "name", "prompt_length"}
+        excluded |= set() if self.trust_remote_code else {"trust_remote_code"}
         return sha256_text(canonical_json(self.model_dump(mode="json", exclude=excluded)))
-
-
-def _format_validation_error(
-    error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
-) -> str:
-    lines = []
-    for problem in error.errors():
-        location = _field_path((prefix, *problem["loc"]) if prefix else tuple(problem["loc"]))
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden" and model is not None:
-            unknown = str(problem["loc"][-1])
-            fields = list(_fields_at(model, problem["loc"][:-1]))
-            hint = did_you_mean(unknown, fields)
-            message = f"unknown field.{hint} Valid fields here: {', '.join(fields)}."
-        elif problem["type"] == "missing":
-            message = "this field is required."
-        elif "input" in problem and problem["loc"] and problem["type"] not in ("model_type",):
-            message = f"{message} (got {short_repr(problem['input'])})"
-        lines.append(f"  {location}: {message}")
-    return "invalid run spec:\n" + "\n".join(lines)
-
-
-def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
-    """Field names of the (nested) model found at `location`, for "did you mean" hints."""
-    current: Any = model
-    for part in location:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if current is None:
-            return []
-    return list(current.model_fields)
 
 
 def _check_distinct_names(field: str, names: list[str]) -> None:
@@ -483,63 +459,15 @@ def _check_display_text(value: str) -> str:
     return value
 
 
-def _field_path(parts: tuple[str | int, ...]) -> str:
-    """`priors[0].params.steps`; a key that would vanish or blur in that form (empty, spaced) is quoted, and a long
-    one shortened."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            continue
-        quote = part == "" or len(part) > 80 or any(char.isspace() for char in part)
-        shown = short_repr(part) if quote else part
-        text += f".{shown}" if text else shown
-    return text or "(top level)"
-
-
-def _find_unrepresentable_value(data: Any, root: str = "") -> str | None:
-    """The first value that no field may hold, as "path: problem and fix", or None.
-
-    Walks with an explicit stack (no recursion) and stops at MAX_NESTING, so arbitrarily deep or even
-    self-referencing input is reported instead of crashing: NaN and inf (fingerprints are canonical JSON, which has
-    neither), NUL characters, lone surrogates, control characters.
-    """
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, (root,) if root else ())]
-    while stack:
-        value, parts = stack.pop()
-        where = _field_path(parts)
-        if len(parts) > MAX_NESTING:
-            return (
-                f"{where}: nested more than {MAX_NESTING} levels deep; a run spec needs a handful of levels"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{where}: {value} is not allowed; give a finite number"
-        if isinstance(value, str):
-            problem = _string_problem(value)
-            if problem:
-                return f"{where}: the text {short_repr(value)} {problem}"
-        elif isinstance(value, dict):
-            for key, item in reversed(list(value.items())):
-                if isinstance(key, str):
-                    problem = _string_problem(key)
-                    if problem:
-                        return f"{where}: the key {short_repr(key)} {problem}"
-                stack.append((item, (*parts, str(key))))
-        elif isinstance(value, (list, tuple)):
-            for index in reversed(range(len(value))):
-                stack.append((value[index], (*parts, index)))
-    return None
-
-
 def parse_spec(data: dict[str, Any]) -> RunSpec:
     """Validate a spec given as plain data (what TOML parses to); any problem is a SpecError naming the field."""
-    problem = _find_unrepresentable_value(data)
+    problem = find_unrepresentable_value(data)
     if problem is not None:
         raise SpecError(f"invalid run spec:\n  {problem}")
     try:
         return RunSpec.model_validate(data)
     except ValidationError as error:
-        raise SpecError(_format_validation_error(error, model=RunSpec)) from None
+        raise SpecError(format_validation_error(error, model=RunSpec)) from None
     except OviBenchError:
         raise
     except RecursionError:  # pragma: no cover - MAX_NESTING keeps validation far from the stack limit

@@ -21,6 +21,7 @@ from ovi_bench.components import Params
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.errors import SpecError
 from ovi_bench.io import read_csv, write_csv
+from ovi_bench.models.clip import load_token_counter
 from ovi_bench.plan import load_run_prompts, plan
 from ovi_bench.priors.base import Prior, PriorOutput
 from ovi_bench.provenance import write_results
@@ -34,6 +35,7 @@ from ovi_bench.results.generalisation import (
     tau_interval,
 )
 from ovi_bench.results.leaderboard import merge_runs, write_leaderboard
+from ovi_bench.results.prompt_length import length_bucket
 from ovi_bench.results.records import load_run
 from ovi_bench.results.regression import check_run
 from ovi_bench.results.report import write_report
@@ -152,7 +154,10 @@ def test_each_prior_is_rendered_by_the_decoders_of_its_space_and_an_orphan_is_re
 @pytest.fixture(scope="module")
 def two_decoder_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("two-decoders")
-    outcome = Runner(parse_spec(_two_decoders()), out, show_progress=False).run()
+    # With the prompt-length view, which is a view only: the same fingerprint as without it.
+    spec = parse_spec(_two_decoders(prompt_length={"tokenizer": "tiny"}))
+    assert spec.fingerprint() == parse_spec(_two_decoders()).fingerprint()
+    outcome = Runner(spec, out, show_progress=False).run()
     write_results(outcome)
     counts = outcome.counts
     # 2 priors × 2 prompts × 1 seed: 4 embeddings, made once, rendered by both decoders.
@@ -179,6 +184,22 @@ def test_two_decoders_render_every_embedding_and_the_results_say_which(two_decod
     assert {row["category"] for row in agreement} == {"color", "spatial"}
     assert all(row["n_priors"] == 2 for row in agreement)
     assert "generalisation" in json.loads((two_decoder_run / "leaderboard.json").read_text())
+
+
+def test_the_prompt_length_view_counts_each_prompts_tokens(two_decoder_run: Path) -> None:
+    scores = read_csv(two_decoder_run / "scores.csv")
+    prompts = list(dict.fromkeys(scores["prompt"]))
+    expected = load_token_counter("tiny")(prompts)
+    assert all(count > 2 for count in expected)  # start and end tokens, and the prompt's own
+    lengths = json.loads((two_decoder_run / "results.json").read_text())["prompt_length"]
+    buckets = {row["bucket"]: row["n_prompts"] for row in lengths["buckets"]}
+    assert sum(count for bucket, count in buckets.items() if bucket != "truncated") == len(prompts)
+    assert buckets["truncated"] == sum(count > 77 for count in expected)
+    assert buckets[length_bucket(expected[0])] >= 1
+    assert {row["decoder"] for row in lengths["scores"]} == {"kandinsky-2.2-decoder", "k22-3-steps"}
+    markdown = (two_decoder_run / "leaderboard.md").read_text()
+    assert "## Prompt length" in markdown and "exceed 77 tokens" in markdown
+    assert "prompt_length" in json.loads((two_decoder_run / "leaderboard.json").read_text())
 
 
 def test_compare_pairs_images_of_one_decoder(two_decoder_run: Path) -> None:

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import canonical_json
 from ovi_bench.registry import DECODERS, METRICS, PRIORS
-from ovi_bench.spec import _FALLBACK_MARKER, MAX_NESTING, RunSpec, load_spec, parse_spec
+from ovi_bench.spec import _FALLBACK_MARKER, RunSpec, load_spec, parse_spec
+from ovi_bench.spec_messages import MAX_NESTING
 
 EXAMPLES = int(os.environ.get("OVI_BENCH_FUZZ_EXAMPLES", "120"))
 

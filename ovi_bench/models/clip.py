@@ -20,8 +20,9 @@ Where callers differ on purpose, the difference is a named parameter here, so th
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,7 +47,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
-from ovi_bench.models.hub import explain_load_failure, load_pretrained
+from ovi_bench.models.hub import explain_load_failure, load_pretrained, resolve_model
 from ovi_bench.paths import cache_dir
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -86,6 +87,17 @@ def token_ids(
         truncation=True,
         return_tensors="pt",
     )
+
+
+CLIP_TOKENIZER_FILES = ("vocab.json|tokenizer.json", "merges.txt|tokenizer.json")
+"""What loading a CLIP tokenizer from a folder reads: the BPE vocabulary and merges (or one tokenizer.json)."""
+
+
+def load_token_counter(ref: str) -> Callable[[Sequence[str]], list[int]]:
+    """A function giving each text's CLIP token count (`clip_token_counts`), with the tokenizer of `ref`: a Hugging
+    Face id, a local folder, or "tiny"."""
+    tokenizer = load_tokenizer(resolve_model(ref, TINY_CLIP_BUILDERS))
+    return functools.partial(clip_token_counts, tokenizer)
 
 
 def clip_token_counts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:

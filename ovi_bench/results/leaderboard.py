@@ -18,6 +18,7 @@ import pandas as pd
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.results.generalisation import Generalisation, generalisation_markdown, generalisation_records
+from ovi_bench.results.prompt_length import PromptLength, prompt_length_markdown, prompt_length_records
 from ovi_bench.results.records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
@@ -185,9 +186,11 @@ def write_leaderboard(
     header: LeaderboardHeader,
     meta: dict[str, Any],
     view: Generalisation | None = None,
+    lengths: PromptLength | None = None,
 ) -> None:
-    """leaderboard.csv (every row), .md (the official table, the generalisation view when there is one, then every
-    row), .tex (the official table) and .json (every row plus `meta`: the provenance; and the view's tables)."""
+    """leaderboard.csv (every row), .md (the official table, the generalisation view and the prompt-length view when
+    there are, then every row), .tex (the official table) and .json (every row plus `meta`: the provenance; and the
+    views' tables)."""
     out.mkdir(parents=True, exist_ok=True)
     summary = official_summary(board)
     write_csv(board, out / "leaderboard.csv")
@@ -197,6 +200,8 @@ def write_leaderboard(
         markdown += ["## Official metric per category", "", summary_markdown(summary), ""]
     if view is not None and not view.empty:
         markdown += [generalisation_markdown(view), ""]
+    if lengths is not None:
+        markdown += ["## Prompt length", "", prompt_length_markdown(lengths.view, lengths.summary), ""]
     markdown += [
         "## Every metric",
         "",
@@ -211,6 +216,8 @@ def write_leaderboard(
     payload = {**meta, "leaderboard": json.loads(board.to_json(orient="records"))}
     if view is not None and not view.empty:
         payload["generalisation"] = generalisation_records(view)
+    if lengths is not None:
+        payload["prompt_length"] = prompt_length_records(lengths)
     atomic_write_text(out / "leaderboard.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 

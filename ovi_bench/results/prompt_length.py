@@ -15,8 +15,10 @@ pure computation: it reads frames and never loads a model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -213,6 +215,23 @@ def prompt_length_markdown(view: pd.DataFrame, summary: pd.DataFrame) -> str:
         )
         lines += [f"**{metric}**{arrow}", "", markdown_table(table), ""]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PromptLength:
+    """The prompt-length view of a run: per-bucket scores (`prompt_length_view`) and prompts per bucket
+    (`prompt_length_summary`)."""
+
+    view: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def prompt_length_records(lengths: PromptLength) -> dict[str, list[dict[str, Any]]]:
+    """The view as JSON-ready records, for leaderboard.json and results.json."""
+    return {
+        "buckets": json.loads(lengths.summary.to_json(orient="records")),
+        "scores": json.loads(lengths.view.to_json(orient="records")),
+    }
 
 
 def run_prompt_length(
