@@ -180,7 +180,11 @@ DECODERS: Registry = Registry(
     "decoder",
     "ovi_bench.decoders",
     base="ovi_bench.decoders.base:Decoder",
-    builtins={"kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder"},
+    builtins={
+        "kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder",
+        "sdxl-ip-adapter": "ovi_bench.decoders.ip_adapter:SdxlIpAdapterDecoder",
+        "sd15-ip-adapter": "ovi_bench.decoders.ip_adapter:Sd15IpAdapterDecoder",
+    },
 )
 METRICS: Registry = Registry(
     "metric",

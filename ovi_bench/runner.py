@@ -241,9 +241,8 @@ class Runner:
     def decode(self, items: Sequence[WorkItem]) -> None:
         decoder_spec = self.spec.decoder
         self.report.say(f"loading decoder [bold]{decoder_spec.name}[/]")
-        decoder_class = DECODERS.get(decoder_spec.name)
         decoder: Decoder = build_component(
-            decoder_class, decoder_spec.params, device=self.device, dtype=self.dtype
+            DECODERS.get(decoder_spec.name), decoder_spec.params, device=self.device, dtype=self.dtype
         )
         with self.report.bars() as progress, self.store.grouped_commits():
             task = progress.add_task("decode", total=len(items))
@@ -260,6 +259,7 @@ class Runner:
                         width=decoder_spec.width,
                         steps=decoder_spec.steps,
                         guidance=decoder_spec.guidance,
+                        **decoder.prompt_keywords([item.prompt.text for item, _ in ready]),
                     )
                     self.store.put_images(
                         [
