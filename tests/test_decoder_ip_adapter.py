@@ -127,9 +127,9 @@ def test_decoder_matches_golden(decoder: IpAdapterDecoder) -> None:
 
 
 def test_batch_composition_does_not_change_an_image(decoder: IpAdapterDecoder) -> None:
-    embeds = random_embeds(width_of(decoder), 3, rows=3)
-    batched = decode(decoder, embeds, [10, 11, 12])
-    for index in range(3):
+    embeds = random_embeds(width_of(decoder), 3, rows=2)
+    batched = decode(decoder, embeds, [10, 11])
+    for index in range(2):
         (alone,) = decode(decoder, embeds[index : index + 1], [10 + index])
         assert np.abs(pixels(alone) - pixels(batched[index])).max() <= 1
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from ovi_bench.components import Component, Params
+from ovi_bench.components import Component, Params, nonfinite_rows
+from ovi_bench.errors import OviBenchError, SpecError
 
 
 class Decoder(Component, abc.ABC):
@@ -54,3 +55,41 @@ class Decoder(Component, abc.ABC):
     def prompt_keywords(self, prompts: Sequence[str]) -> dict[str, list[str]]:
         """The `prompts` keyword of `decode` for a decoder that reads them, else nothing."""
         return {"prompts": list(prompts)} if self.reads_prompts else {}
+
+
+def check_decode_inputs(
+    decoder: str,
+    image_embeds: torch.Tensor,
+    negative_image_embeds: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    *,
+    embedding_width: int,
+    height: int,
+    width: int,
+    steps: int,
+    size_multiple: int,
+    size_reason: str = "",
+) -> None:
+    """Refuse, with a message naming `decoder`, what it cannot render as asked: a size that is not a positive multiple
+    of `size_multiple` (`size_reason` says why, after the rule), fewer than one step, embeddings that are not one row
+    of `embedding_width` per generator, and rows holding NaN or inf."""
+    if height <= 0 or width <= 0 or height % size_multiple or width % size_multiple:
+        example = size_multiple * 8
+        raise SpecError(
+            f"decoder '{decoder}' cannot render {width}x{height} exactly: height and width must be positive "
+            f"multiples of {size_multiple} (for example {example}x{example}){size_reason}."
+        )
+    if steps < 1:
+        raise SpecError(f"decoder '{decoder}' needs at least 1 step, not {steps}.")
+    for name, embeds in (("image_embeds", image_embeds), ("negative_image_embeds", negative_image_embeds)):
+        if embeds.ndim != 2 or embeds.shape != (len(generators), embedding_width):
+            raise OviBenchError(
+                f"decoder '{decoder}' expects {name} of shape [{len(generators)}, {embedding_width}] (one row per "
+                f"generator), got {list(embeds.shape)}."
+            )
+        bad_rows = nonfinite_rows(embeds)
+        if bad_rows:
+            raise OviBenchError(
+                f"decoder '{decoder}' got NaN or inf in {name} at row(s) {bad_rows}: the prior that produced them "
+                "failed."
+            )

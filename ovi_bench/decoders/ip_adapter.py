@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 from pydantic import Field
 
-from ovi_bench.components import ModelNeed, nonfinite_rows
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder
-from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.decoders.base import Decoder, check_decode_inputs
+from ovi_bench.errors import OviBenchError
 from ovi_bench.models.ip_adapter import IP_ADAPTER_ID, SD15, SDXL, IpAdapterModel, load_ip_adapter_pipeline
 
 PromptMode = Literal["empty", "text"]
@@ -82,50 +82,15 @@ class IpAdapterDecoder(Decoder):
     @property
     def size_multiple(self) -> int:
         """Height and width must be multiples of this: the VAE's factor times the UNet's (8 x 8 = 64 for the real
-        models). The pipeline itself refuses non-multiples of the VAE's factor, and between the two the UNet would
-        interpolate its skip connections to fit, a size the models never saw."""
+        models). The pipeline itself refuses non-multiples of the VAE's factor; between the two, the UNet's
+        upsampling would resize its feature maps to fit the skip connections, at sizes the models were not trained
+        on."""
         return self.pipeline.vae_scale_factor * 2**self.pipeline.unet.num_upsamplers
 
     @property
     def embedding_width(self) -> int:
         """The width of image embedding the adapter reads (its image projection's input)."""
         return self.pipeline.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features
-
-    def _check_inputs(
-        self,
-        image_embeds: torch.Tensor,
-        negative_image_embeds: torch.Tensor,
-        generators: Sequence[torch.Generator],
-        height: int,
-        width: int,
-        steps: int,
-    ) -> None:
-        name = self.decoder_name
-        multiple = self.size_multiple
-        if height <= 0 or width <= 0 or height % multiple or width % multiple:
-            raise SpecError(
-                f"decoder '{name}' cannot render {width}x{height}: height and width must be positive multiples of "
-                f"{multiple} (for example {multiple * 16}x{multiple * 16})."
-            )
-        if steps < 1:
-            raise SpecError(f"decoder '{name}' needs at least 1 step, not {steps}.")
-        expected = self.embedding_width
-        # The negative is not used (see the module docstring), but a prior that made a broken one is broken.
-        for what, embeds in (
-            ("image_embeds", image_embeds),
-            ("negative_image_embeds", negative_image_embeds),
-        ):
-            if embeds.ndim != 2 or embeds.shape != (len(generators), expected):
-                raise OviBenchError(
-                    f"decoder '{name}' expects {what} of shape [{len(generators)}, {expected}] (one row per "
-                    f"generator), got {list(embeds.shape)}."
-                )
-            bad_rows = nonfinite_rows(embeds)
-            if bad_rows:
-                raise OviBenchError(
-                    f"decoder '{name}' got NaN or inf in {what} at row(s) {bad_rows}: the prior that produced them "
-                    "failed."
-                )
 
     def _texts(self, prompts: Sequence[str] | None, rows: int) -> list[str]:
         """The text prompts the base model reads: empty ones, or the given prompts in "text" mode."""
@@ -151,7 +116,19 @@ class IpAdapterDecoder(Decoder):
         guidance: float,
         prompts: Sequence[str] | None = None,
     ) -> list[Image.Image]:
-        self._check_inputs(image_embeds, negative_image_embeds, generators, height, width, steps)
+        # The negative is not used (see the module docstring), but a prior that made a broken one is broken.
+        check_decode_inputs(
+            self.decoder_name,
+            image_embeds,
+            negative_image_embeds,
+            generators,
+            embedding_width=self.embedding_width,
+            height=height,
+            width=width,
+            steps=steps,
+            size_multiple=self.size_multiple,
+            size_reason=", what the UNet's down- and upsampling fits without resizing its feature maps",
+        )
         texts = self._texts(prompts, len(generators))
         unet = self.pipeline.unet
         guided = guidance > 1 and unet.config.time_cond_proj_dim is None  # the pipelines' own rule

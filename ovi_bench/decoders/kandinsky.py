@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ovi_bench.components import ModelNeed, nonfinite_rows
+from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder
-from ovi_bench.errors import OviBenchError, SpecError
+from ovi_bench.decoders.base import Decoder, check_decode_inputs
 from ovi_bench.models.kandinsky import (
     DECODER_PIPELINE_FILES,
     KANDINSKY22_DECODER_ID,
@@ -46,41 +45,6 @@ class KandinskyDecoder(Decoder):
         """Height and width must be multiples of this (64 for the real decoder), or the pipeline rounds them up."""
         return self.pipeline.movq_scale_factor**2
 
-    def _check_inputs(
-        self,
-        image_embeds: torch.Tensor,
-        negative_image_embeds: torch.Tensor,
-        generators: Sequence[torch.Generator],
-        height: int,
-        width: int,
-        steps: int,
-    ) -> None:
-        multiple = self.size_multiple
-        if height <= 0 or width <= 0 or height % multiple or width % multiple:
-            raise SpecError(
-                f"decoder 'kandinsky-2.2-decoder' cannot render {width}x{height} exactly: height and width must be "
-                f"positive multiples of {multiple} (for example {multiple * 8}x{multiple * 8}); other sizes would be "
-                "silently rounded up."
-            )
-        if steps < 1:
-            raise SpecError(f"decoder 'kandinsky-2.2-decoder' needs at least 1 step, not {steps}.")
-        width_expected = self.pipeline.unet.config.encoder_hid_dim
-        for name, embeds in (
-            ("image_embeds", image_embeds),
-            ("negative_image_embeds", negative_image_embeds),
-        ):
-            if embeds.ndim != 2 or embeds.shape != (len(generators), width_expected):
-                raise OviBenchError(
-                    f"decoder 'kandinsky-2.2-decoder' expects {name} of shape [{len(generators)}, {width_expected}] "
-                    f"(one row per generator), got {list(embeds.shape)}."
-                )
-            bad_rows = nonfinite_rows(embeds)
-            if bad_rows:
-                raise OviBenchError(
-                    f"decoder 'kandinsky-2.2-decoder' got NaN or inf in {name} at row(s) {bad_rows}: the prior "
-                    "that produced them failed."
-                )
-
     def decode(
         self,
         image_embeds: torch.Tensor,
@@ -92,7 +56,18 @@ class KandinskyDecoder(Decoder):
         steps: int,
         guidance: float,
     ) -> list[Image.Image]:
-        self._check_inputs(image_embeds, negative_image_embeds, generators, height, width, steps)
+        check_decode_inputs(
+            "kandinsky-2.2-decoder",
+            image_embeds,
+            negative_image_embeds,
+            generators,
+            embedding_width=self.pipeline.unet.config.encoder_hid_dim,
+            height=height,
+            width=width,
+            steps=steps,
+            size_multiple=self.size_multiple,
+            size_reason="; other sizes would be silently rounded up",
+        )
         # The pipeline casts the embeds to the UNet's device and dtype only when guidance is on, so cast here.
         unet = self.pipeline.unet
         with torch.inference_mode():
