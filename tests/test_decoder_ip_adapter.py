@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
+from paced_components import PacedDecoder, paced_spec
 from pydantic import ValidationError
 from safetensors import safe_open
 
@@ -17,7 +20,9 @@ from ovi_bench.decoders.ip_adapter import IpAdapterDecoder, Sd15IpAdapterDecoder
 from ovi_bench.errors import ModelLoadError, OviBenchError, SpecError
 from ovi_bench.models.ip_adapter import SD15, SDXL, load_ip_adapter_pipeline
 from ovi_bench.registry import DECODERS
+from ovi_bench.runner import Runner
 from ovi_bench.spaces import BIGG, H
+from ovi_bench.spec import parse_spec
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -199,3 +204,42 @@ def test_an_adapter_of_another_base_model_is_refused(tmp_path: Path) -> None:
 def test_a_missing_adapter_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=re.escape(SDXL.adapter_file)):
         load_ip_adapter_pipeline(SDXL, "tiny", str(tmp_path), CPU, F32)
+
+
+class _PromptReadingDecoder(PacedDecoder):
+    """A paced decoder that asks for the prompts and records them."""
+
+    reads_prompts = True
+    seen: ClassVar[list[str]] = []
+
+    def decode(self, image_embeds, negative_image_embeds, generators, *, prompts=None, **shared) -> list:
+        type(self).seen.extend(prompts)
+        return super().decode(image_embeds, negative_image_embeds, generators, **shared)
+
+
+class _StrictDecoder(PacedDecoder):
+    """A decoder written before `prompts` existed: its decode takes no other keyword."""
+
+    def decode(
+        self, image_embeds, negative_image_embeds, generators, *, height, width, steps, guidance
+    ) -> list:
+        return super().decode(image_embeds, negative_image_embeds, generators)
+
+
+@pytest.fixture
+def prompt_decoders() -> Iterator[None]:
+    DECODERS.register("test-prompt-reading")(_PromptReadingDecoder)
+    DECODERS.register("test-strict")(_StrictDecoder)
+    yield
+    DECODERS._entries.pop("test-prompt-reading")
+    DECODERS._entries.pop("test-strict")
+
+
+@pytest.mark.usefixtures("prompt_decoders")
+def test_the_runner_gives_prompts_only_to_decoders_that_read_them(tmp_path: Path) -> None:
+    decoder = {"steps": 1, "height": 8, "width": 8, "params": {"seconds": 0.0}}
+    spec = paced_spec(prompts=1, seeds=1, decoder={"name": "test-prompt-reading", **decoder})
+    result = Runner(parse_spec(spec), tmp_path / "reading", show_progress=False).run()
+    assert sorted(_PromptReadingDecoder.seen) == sorted(item.prompt.text for item in result.items)
+    spec = paced_spec(prompts=1, seeds=1, decoder={"name": "test-strict", **decoder})
+    Runner(parse_spec(spec), tmp_path / "strict", show_progress=False).run()  # called without `prompts=`
