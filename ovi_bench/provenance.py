@@ -130,6 +130,7 @@ def provenance(result: RunResult) -> dict[str, Any]:
             "digest": result.prompt_set.digest,
             "files": result.prompt_set.files,
             "n_prompts": len(result.prompt_set.prompts),
+            **({"licence": result.prompt_set.licence} if result.prompt_set.licence else {}),
             # Per category, so that runs over different categories can still be checked for the same prompts.
             "category_digests": {
                 category: prompt_set_digest(prompts)

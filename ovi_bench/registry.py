@@ -182,6 +182,7 @@ DECODERS: Registry = Registry(
     base="ovi_bench.decoders.base:Decoder",
     builtins={
         "kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder",
+        "stable-unclip": "ovi_bench.decoders.stable_unclip:StableUnclipDecoder",
         "sdxl-ip-adapter": "ovi_bench.decoders.ip_adapter:SdxlIpAdapterDecoder",
         "sd15-ip-adapter": "ovi_bench.decoders.ip_adapter:Sd15IpAdapterDecoder",
     },
@@ -212,6 +213,8 @@ PROMPTS: Registry = Registry(
     builtins={
         "t2i-compbench": "ovi_bench.prompts.compbench:CompBenchPrompts",
         "builtin": "ovi_bench.prompts.builtin:BuiltinPrompts",
+        "partiprompts": "ovi_bench.prompts.parti:PartiPrompts",
+        "drawbench": "ovi_bench.prompts.drawbench:DrawBenchPrompts",
     },
 )
 REGISTRIES: tuple[Registry, ...] = (PRIORS, DECODERS, METRICS, PROMPTS)

@@ -11,9 +11,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from paced_components import PacedDecoder, paced_spec
+from PIL import Image
 from pydantic import ValidationError
 from safetensors import safe_open
+from tiny_runs import tiny_spec
 
 from ovi_bench.decoders.base import Decoder
 from ovi_bench.decoders.ip_adapter import IpAdapterDecoder, Sd15IpAdapterDecoder, SdxlIpAdapterDecoder
@@ -206,40 +207,61 @@ def test_a_missing_adapter_file_is_refused(tmp_path: Path) -> None:
         load_ip_adapter_pipeline(SDXL, "tiny", str(tmp_path), CPU, F32)
 
 
-class _PromptReadingDecoder(PacedDecoder):
-    """A paced decoder that asks for the prompts and records them."""
+class _GreyDecoder(Decoder):
+    """Grey images, whatever the embeddings; records the prompts each call was given."""
 
+    calls: ClassVar[list] = []
+
+    def decode(
+        self, image_embeds, negative_image_embeds, generators, *, height, width, steps, guidance, prompts=None
+    ):
+        type(self).calls.append(prompts)
+        return [Image.new("RGB", (width, height), (128, 128, 128)) for _ in generators]
+
+
+class _PromptReadingDecoder(_GreyDecoder):
     reads_prompts = True
-    seen: ClassVar[list[str]] = []
-
-    def decode(self, image_embeds, negative_image_embeds, generators, *, prompts=None, **shared) -> list:
-        type(self).seen.extend(prompts)
-        return super().decode(image_embeds, negative_image_embeds, generators, **shared)
 
 
-class _StrictDecoder(PacedDecoder):
+class _StrictDecoder(Decoder):
     """A decoder written before `prompts` existed: its decode takes no other keyword."""
 
     def decode(
         self, image_embeds, negative_image_embeds, generators, *, height, width, steps, guidance
     ) -> list:
-        return super().decode(image_embeds, negative_image_embeds, generators)
+        return [Image.new("RGB", (width, height), (128, 128, 128)) for _ in generators]
 
 
 @pytest.fixture
 def prompt_decoders() -> Iterator[None]:
-    DECODERS.register("test-prompt-reading")(_PromptReadingDecoder)
-    DECODERS.register("test-strict")(_StrictDecoder)
+    names = {
+        "test-prompt-reading": _PromptReadingDecoder,
+        "test-grey": _GreyDecoder,
+        "test-strict": _StrictDecoder,
+    }
+    for name, decoder_class in names.items():
+        DECODERS.register(name)(decoder_class)
     yield
-    DECODERS._entries.pop("test-prompt-reading")
-    DECODERS._entries.pop("test-strict")
+    for name in names:
+        DECODERS._entries.pop(name)
 
 
 @pytest.mark.usefixtures("prompt_decoders")
 def test_the_runner_gives_prompts_only_to_decoders_that_read_them(tmp_path: Path) -> None:
-    decoder = {"steps": 1, "height": 8, "width": 8, "params": {"seconds": 0.0}}
-    spec = paced_spec(prompts=1, seeds=1, decoder={"name": "test-prompt-reading", **decoder})
-    result = Runner(parse_spec(spec), tmp_path / "reading", show_progress=False).run()
-    assert sorted(_PromptReadingDecoder.seen) == sorted(item.prompt.text for item in result.items)
-    spec = paced_spec(prompts=1, seeds=1, decoder={"name": "test-strict", **decoder})
-    Runner(parse_spec(spec), tmp_path / "strict", show_progress=False).run()  # called without `prompts=`
+    def run(decoder: str) -> list[str]:
+        spec = tiny_spec(
+            priors=[{"name": "text-embedding", "params": {"model": "tiny"}}],
+            decoder={"name": decoder, "steps": 1, "height": 8, "width": 8},
+            prompts={"source": "builtin", "categories": ["color", "spatial"], "limit": 1},
+            images_per_prompt=1,
+        )
+        result = Runner(parse_spec(spec), tmp_path / decoder, show_progress=False).run()
+        return [item.prompt.text for item in result.items]
+
+    _GreyDecoder.calls.clear()
+    texts = run("test-prompt-reading")
+    assert sorted(text for call in _GreyDecoder.calls for text in call) == sorted(texts)
+    _GreyDecoder.calls.clear()
+    run("test-grey")
+    assert _GreyDecoder.calls and all(call is None for call in _GreyDecoder.calls)
+    run("test-strict")  # called without `prompts=`, which it would refuse

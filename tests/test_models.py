@@ -16,7 +16,6 @@ from ovi_bench.errors import ModelLoadError
 from ovi_bench.models.hub import load_pretrained, resolve_model
 from ovi_bench.models.kandinsky import (
     PRIOR_TINY_BUILDERS,
-    clear_zero_image_embeds_memo,
     load_image_encoder,
     load_prior_pipeline,
     load_text_side,
@@ -24,6 +23,7 @@ from ovi_bench.models.kandinsky import (
     tiny_kandinsky_prior_dir,
     zero_image_embeds,
 )
+from ovi_bench.models.zero_image import clear_zero_image_embeds_memo
 from ovi_bench.paths import cache_dir
 
 CPU = torch.device("cpu")

@@ -1,7 +1,8 @@
 """Embedding banks: CLIP image embeddings of real images, and what the OVI constraints and the diagnostics need.
 
-A bank holds the image embeddings of a set of real images, made by ONE image encoder (Kandinsky 2.2's CLIP ViT-bigG/14
-vision tower, or "tiny"); OVI's constraints and the embedding diagnostics compare a prior's embeddings with them.
+A bank holds the image embeddings of a set of real images, made by ONE image encoder (the vision tower of an embedding
+space's towers: Kandinsky 2.2's CLIP ViT-bigG/14, a CLIPModel of another space, or "tiny"), and records its space;
+OVI's constraints and the embedding diagnostics compare a prior's embeddings with them.
 Modules, in import order (each imports only those before it):
 
 * `statistics`: `BankStatistics`, mean and Ledoit–Wolf shrunk covariance, for the Mahalanobis distance;

@@ -34,6 +34,7 @@ from ovi_bench.io import atomic_write_bytes, atomic_write_text, canonical_json, 
 from ovi_bench.models.clip import ClipImageEncoder, encode_images
 from ovi_bench.paths import expand_user
 from ovi_bench.progress import progress_bar
+from ovi_bench.spaces import DEFAULT_SPACE, get_space
 
 
 def _encode_shard(
@@ -112,13 +113,15 @@ def build_bank(
     shard_size: int = 4096,
     progress: bool = True,
     description: str | None = None,
+    space: str = DEFAULT_SPACE,
 ) -> EmbeddingBank:
-    """Encode images with a Kandinsky 2.2 prior's image encoder into the bank folder `out`, resuming a killed build.
+    """Encode images with the vision tower of a space's towers into the bank folder `out`, resuming a killed build.
 
     `images`: a folder (every .png/.jpg/.jpeg/.webp/.bmp under it, sorted by relative path), a list of image files,
-    or an `ImageSource` such as `HFDatasetImages`. `encoder`: a prior reference (hub id, local folder or "tiny"); its
-    `image_encoder` encodes, after its `image_processor` (always transformers' PIL implementation, so the embeddings
-    do not depend on whether torchvision is installed). `description` replaces the default BankInfo.sources text.
+    or an `ImageSource` such as `HFDatasetImages`. `encoder`: the towers of `space` (`ovi_bench.models.towers`: hub id,
+    local folder or "tiny"; in the bigG space a Kandinsky 2.2 prior, whose `image_encoder` encodes); their image
+    processor prepares the pixels (always transformers' PIL implementation, so the embeddings do not depend on whether
+    torchvision is installed). `description` replaces the default BankInfo.sources text. bank.json records `space`.
 
     Shard i holds images [i·shard_size, (i+1)·shard_size) and is written atomically; a shard already in `out` for
     the same plan (encoder identity, images, dtype, shard size) is kept, so a re-run encodes only what is missing and
@@ -126,12 +129,8 @@ def build_bank(
     in bank.json and reported with a warning. Refuses (DataError) an `out` that holds a bank or an unfinished build
     of another encoder, other images or other settings, or a non-empty folder that is not a bank.
     """
-    from ovi_bench.models.kandinsky import (
-        PRIOR_TINY_BUILDERS,
-        image_encoder_identity,
-        load_prior_image_encoder,
-        resolve_prior_model,
-    )
+    from ovi_bench.models.hub import is_tiny_name
+    from ovi_bench.models.towers import load_towers_image_encoder, resolve_towers, towers_identity
 
     if batch_size < 1 or shard_size < 1:
         raise OviBenchError(
@@ -144,14 +143,13 @@ def build_bank(
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file: give a folder for the bank.")
 
-    resolved = resolve_prior_model(encoder)
-    encoder_label = (
-        str(Path(resolved)) if Path(resolved).is_dir() and encoder not in PRIOR_TINY_BUILDERS else encoder
-    )
+    get_space(space)  # an unknown space fails before any model is touched
+    resolved = resolve_towers(encoder, space)
+    encoder_label = str(Path(resolved)) if Path(resolved).is_dir() and not is_tiny_name(encoder) else encoder
     names = source.names()
     plan = {
         "format": BANK_FORMAT,
-        "encoder_identity": image_encoder_identity(resolved),
+        "encoder_identity": towers_identity(resolved, space),
         "images": source.fingerprint(),
         "image_count": len(names),
         "dtype": dtype,
@@ -183,7 +181,7 @@ def build_bank(
     def load_encoder() -> ClipImageEncoder:
         # Loaded only when a shard must be encoded: re-running a finished build never touches the 1.8 B-parameter tower.
         if not loaded:
-            loaded.append(load_prior_image_encoder(resolved, resolve_device(device), DTYPES[dtype]))
+            loaded.append(load_towers_image_encoder(resolved, space, resolve_device(device), DTYPES[dtype]))
         return loaded[0]
 
     shard_count = (len(names) + shard_size - 1) // shard_size
@@ -241,6 +239,7 @@ def build_bank(
             digest=digest.hexdigest(),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             sources=sources,
+            space=space,
         )
         record = {
             "format": BANK_FORMAT,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from ovi_bench.bank.statistics import BankStatistics, bank_statistics
 from ovi_bench.errors import DataError, OviBenchError
 from ovi_bench.io import atomic_write_bytes
 from ovi_bench.paths import expand_user
+from ovi_bench.spaces import DEFAULT_SPACE, describe
 
 BANK_FORMAT = 1
 """Version of the folder layout; a bank written in another format is refused with the fix (rebuild it)."""
@@ -50,6 +51,12 @@ def rebuild_hint(path: Path | str) -> str:
     return f"`ovi-bench bank build IMAGES --encoder REF --out {path}`"
 
 
+def build_command(space: str, encoder: str, out: str = "NEW_DIR") -> str:
+    """The exact command that builds a bank of `space` with the towers `encoder`."""
+    space_option = "" if space == DEFAULT_SPACE else f" --space {space}"
+    return f"`ovi-bench bank build IMAGES{space_option} --encoder {encoder} --out {out}`"
+
+
 @dataclass(frozen=True)
 class BankInfo:
     """What `bank.json` says about a bank (its top-level keys)."""
@@ -61,13 +68,16 @@ class BankInfo:
     count: int
     """Number of embeddings (images that could be read)."""
     dim: int
-    """Embedding width (1280 for Kandinsky 2.2's ViT-bigG/14; 32 for "tiny")."""
+    """Embedding width (the space's: 1280 for Kandinsky 2.2's ViT-bigG/14; its tiny width for "tiny")."""
     digest: str
     """sha256 over the float32 embeddings' bytes, in row order: equal digests mean equal banks."""
     created: str
     """When the build finished (ISO 8601, UTC)."""
     sources: list[str]
     """Short description of the images the bank was made from."""
+    space: str = DEFAULT_SPACE
+    """The embedding space (`ovi_bench.spaces`) of the encoder. Banks built before spaces were recorded have none:
+    they were all made by a Kandinsky 2.2 prior's image encoder (their `encoder_identity` names it), the bigG space."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,14 @@ class EmbeddingBank:
                 f"build it again with {rebuild_hint(path)} into a new folder."
             )
         try:
-            info = BankInfo(**{item.name: record[item.name] for item in fields(BankInfo)})
+            # A field with a default (`space`) may be missing: the bank was built before it was recorded.
+            info = BankInfo(
+                **{
+                    item.name: record[item.name]
+                    for item in fields(BankInfo)
+                    if item.name in record or item.default is MISSING
+                }
+            )
             shards = [(str(shard["file"]), int(shard["rows"])) for shard in record["shards"]]
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(
@@ -336,18 +353,29 @@ class EmbeddingBank:
 
     # -- provenance ---------------------------------------------------------------------------------------------------
 
-    def check_encoder(self, encoder_ref: str) -> None:
-        """Refuse (DataError) to serve a prior whose image encoder is not the one the bank was made with."""
-        from ovi_bench.models.kandinsky import image_encoder_identity
+    def check_space(self, space: str, encoder_ref: str) -> None:
+        """Refuse (DataError) to serve a prior of another embedding space than the bank's."""
+        if space != self.info.space:
+            raise DataError(
+                f"the bank {self.path} holds embeddings of {describe(self.info.space)}, but the prior works in "
+                f"{describe(space)}: distances between the two mean nothing. Build a bank with that space's "
+                f"encoder: {build_command(space, encoder_ref)}."
+            )
 
-        identity = image_encoder_identity(encoder_ref)
+    def check_encoder(self, encoder_ref: str, space: str = DEFAULT_SPACE) -> None:
+        """Refuse (DataError) to serve a prior whose image encoder is not the one the bank was made with (first its
+        space, `check_space`; then the encoder itself, of the towers `encoder_ref` of `space`)."""
+        from ovi_bench.models.towers import towers_identity
+
+        self.check_space(space, encoder_ref)
+        identity = towers_identity(encoder_ref, space)
         if identity != self.info.encoder_identity:
             raise DataError(
                 f"the bank {self.path} was made with the image encoder of '{self.info.encoder}' (identity "
                 f"{self.info.encoder_identity[:12]}), but '{encoder_ref}' has another image encoder (identity "
                 f"{identity[:12]}): its embeddings live in a different space. A local folder counts as another "
                 "encoder when its weight files' names, sizes or modification times change. Rebuild the bank with "
-                f"that encoder: `ovi-bench bank build IMAGES --encoder {encoder_ref} --out NEW_DIR`."
+                f"that encoder: {build_command(space, encoder_ref)}."
             )
 
 

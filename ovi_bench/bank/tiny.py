@@ -1,5 +1,5 @@
-"""The tiny bank (procedurally drawn images through the tiny encoder, for tests and the offline smoke run), and bank
-references: "tiny" or the path of a bank folder (`resolve_bank`, `bank_needs`)."""
+"""The tiny bank of each embedding space (procedurally drawn images through the space's tiny towers, for tests and
+the offline smoke run), and bank references: "tiny" or the path of a bank folder (`resolve_bank`, `bank_needs`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ovi_bench.bank.folder import rebuild_hint
 from ovi_bench.components import FileNeed
 from ovi_bench.io import publish_directory
 from ovi_bench.paths import cache_dir, expand_user
+from ovi_bench.spaces import DEFAULT_SPACE, get_space
 
 TINY_BANK_IMAGES = 256
 TINY_BANK_IMAGE_SIZE = 48
@@ -41,7 +42,7 @@ def draw_tiny_bank_images(
         image.save(folder / f"{index:05d}.png")
 
 
-def _build_tiny_bank(folder: Path) -> None:
+def _build_tiny_bank(folder: Path, space: str = DEFAULT_SPACE) -> None:
     with tempfile.TemporaryDirectory(prefix="ovi-bench-tiny-bank-images-") as images:
         draw_tiny_bank_images(Path(images))
         build_bank(
@@ -56,12 +57,19 @@ def _build_tiny_bank(folder: Path) -> None:
                 f"tiny: {TINY_BANK_IMAGES} procedurally drawn {TINY_BANK_IMAGE_SIZE}×{TINY_BANK_IMAGE_SIZE} images "
                 f"(seed {TINY_BANK_SEED})"
             ),
+            space=space,
         )
 
 
-def tiny_bank_dir() -> Path:
-    """The tiny bank (256 drawn images, "tiny" encoder), built on first use into `cache_dir()/tiny/bank-v1`."""
-    return publish_directory(_build_tiny_bank, cache_dir() / "tiny" / "bank-v1")
+def tiny_bank_dir(space: str = DEFAULT_SPACE) -> Path:
+    """The tiny bank of a space (256 drawn images through its "tiny" towers), built on first use into
+    `cache_dir()/tiny/bank-v1` (bigG, the bank that existed before spaces) or `bank-<space>-v1`."""
+    if space == DEFAULT_SPACE:
+        return publish_directory(_build_tiny_bank, cache_dir() / "tiny" / "bank-v1")
+    get_space(space)
+    return publish_directory(
+        lambda folder: _build_tiny_bank(folder, space), cache_dir() / "tiny" / f"bank-{space}-v1"
+    )
 
 
 def bank_needs(ref: str | None, what: str) -> list[FileNeed]:
@@ -73,8 +81,8 @@ def bank_needs(ref: str | None, what: str) -> list[FileNeed]:
     ]
 
 
-def resolve_bank(ref: str | Path) -> Path:
-    """ "tiny" gives the tiny bank's folder (built on first use); anything else is a bank folder path."""
+def resolve_bank(ref: str | Path, space: str = DEFAULT_SPACE) -> Path:
+    """ "tiny" gives the tiny bank's folder of `space` (built on first use); anything else is a bank folder path."""
     if str(ref) == "tiny":
-        return tiny_bank_dir()
+        return tiny_bank_dir(space)
     return expand_user(ref)

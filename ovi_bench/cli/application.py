@@ -151,6 +151,7 @@ def space_column(component: type) -> str:
 def priors(plugins: PluginsOption = None) -> None:
     """List registered priors, one per line: name, the embedding space it produces, description."""
     load_plugins(plugins or [])
+    silence_library_notices()  # importing the classes imports the model libraries
     list_registry(PRIORS, spaces=True)
 
 
@@ -158,6 +159,7 @@ def priors(plugins: PluginsOption = None) -> None:
 def decoders(plugins: PluginsOption = None) -> None:
     """List registered decoders, one per line: name, the embedding space it renders, description."""
     load_plugins(plugins or [])
+    silence_library_notices()  # importing the classes imports the model libraries
     list_registry(DECODERS, spaces=True)
 
 
@@ -165,7 +167,58 @@ def decoders(plugins: PluginsOption = None) -> None:
 def metrics(plugins: PluginsOption = None) -> None:
     """List registered metrics, one per line."""
     load_plugins(plugins or [])
+    silence_library_notices()  # importing the classes imports the model libraries
     list_registry(METRICS)
+
+
+spaces_app = typer.Typer(
+    name="spaces",
+    help="List the image-embedding spaces (`ovi-bench spaces`), or check that two saved vision towers claiming one "
+    "space are the same (`ovi-bench spaces check A B`).",
+)
+app.add_typer(spaces_app, name="spaces")
+
+
+@spaces_app.callback(invoke_without_command=True)
+def spaces(context: typer.Context) -> None:
+    """List the image-embedding spaces, one per line: name, encoder, width, default towers, models that live there."""
+    if context.invoked_subcommand is not None:
+        return
+    from ovi_bench.spaces import SPACES
+
+    # Plain print: tab-separated columns stay machine-readable, as the other listings.
+    print("name\tencoder\twidth\ttowers\tmodels")
+    for space in SPACES.values():
+        print(f"{space.name}\t{space.encoder}\t{space.width}\t{space.towers}\t{'; '.join(space.models)}")
+
+
+@spaces_app.command("check")
+def spaces_check(
+    first: Annotated[
+        str,
+        typer.Argument(
+            help="A vision tower: folder, Kandinsky 2.2 prior folder, or cached hub "
+            "OWNER/NAME[/SUBFOLDER] (e.g. h94/IP-Adapter/sdxl_models/image_encoder)."
+        ),
+    ],
+    second: Annotated[str, typer.Argument(help="The other vision tower, given the same way.")],
+) -> None:
+    """Compare two saved CLIP vision towers from their weights (the projection and a few layers, read with
+    safetensors): exit 0 when they are the same, 1 when they differ, 2 when one cannot be read."""
+    from ovi_bench.models.towers import compare_vision_towers
+
+    comparisons = compare_vision_towers(first, second)
+    for comparison in comparisons:
+        digests = " ".join(digest[:12] or "-" for digest in comparison.digests)
+        print(f"{comparison.name}\t{comparison.verdict}\t{digests}")
+    different = [comparison.name for comparison in comparisons if not comparison.same]
+    if different:
+        print(
+            f"verdict: different towers ({len(different)} of {len(comparisons)} tensors differ): their embeddings "
+            "live in different spaces"
+        )
+        raise typer.Exit(1)
+    print(f"verdict: the same tower ({len(comparisons)} tensors equal): one embedding space")
 
 
 def show_table(frame, title: str, text_columns: tuple[str, ...]) -> None:

@@ -23,6 +23,7 @@ from ovi_bench.errors import OviBenchError
 from ovi_bench.paths import expand_user
 from ovi_bench.progress import silence_library_notices, silence_library_progress
 from ovi_bench.registry import load_plugins
+from ovi_bench.spaces import DEFAULT_SPACE
 
 
 @app.command()
@@ -185,8 +186,8 @@ def bank_build(
         str,
         typer.Option(
             "--encoder",
-            help="Prior whose image encoder embeds the images: hub id (kandinsky-community/kandinsky-2-2-prior), "
-            'local folder, or "tiny".',
+            help="The space's CLIP towers whose image encoder embeds the images: hub id "
+            '(kandinsky-community/kandinsky-2-2-prior in the default space), local folder, or "tiny".',
         ),
     ],
     out: Annotated[
@@ -219,6 +220,13 @@ def bank_build(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bars, the model libraries' included.")
     ] = False,
+    space: Annotated[
+        str,
+        typer.Option(
+            "--space",
+            help="Embedding space of the encoder (`ovi-bench spaces`); the bank serves priors of this space only.",
+        ),
+    ] = DEFAULT_SPACE,
 ) -> None:
     """Encode images into an embedding bank; a killed build resumes when the same command runs again."""
     import warnings
@@ -250,6 +258,7 @@ def bank_build(
             shard_size=shard_size,
             progress=not quiet,
             description=description,
+            space=space,
         )
     for warning in caught:  # the unreadable images, as a message rather than Python's warning format
         errors.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
@@ -277,6 +286,7 @@ def bank_info(
         ("folder", str(bank.path)),
         ("count", str(info.count)),
         ("dim", str(info.dim)),
+        ("space", info.space),
         ("encoder", info.encoder),
         ("encoder identity", info.encoder_identity),
         ("digest", info.digest),

@@ -63,30 +63,34 @@ def check_decode_inputs(
     negative_image_embeds: torch.Tensor,
     generators: Sequence[torch.Generator],
     *,
-    embedding_width: int,
     height: int,
     width: int,
     steps: int,
     size_multiple: int,
-    size_reason: str = "",
+    size_advice: str,
+    embedding_width: int,
+    negative_is_read: bool = True,
 ) -> None:
-    """Refuse, with a message naming `decoder`, what it cannot render as asked: a size that is not a positive multiple
-    of `size_multiple` (`size_reason` says why, after the rule), fewer than one step, embeddings that are not one row
-    of `embedding_width` per generator, and rows holding NaN or inf."""
+    """Refuse, naming the problem and the fix, what decoder `decoder` cannot render faithfully: a size that is not a
+    positive multiple of `size_multiple` (`size_advice` says what to use and what the pipeline would do instead),
+    fewer than 1 step, embeddings not of shape [len(generators), embedding_width], and NaN or inf in the embeddings
+    it reads (the negative ones only when `negative_is_read`)."""
     if height <= 0 or width <= 0 or height % size_multiple or width % size_multiple:
-        example = size_multiple * 8
         raise SpecError(
             f"decoder '{decoder}' cannot render {width}x{height} exactly: height and width must be positive "
-            f"multiples of {size_multiple} (for example {example}x{example}){size_reason}."
+            f"multiples of {size_multiple}: {size_advice}."
         )
     if steps < 1:
         raise SpecError(f"decoder '{decoder}' needs at least 1 step, not {steps}.")
-    for name, embeds in (("image_embeds", image_embeds), ("negative_image_embeds", negative_image_embeds)):
-        if embeds.ndim != 2 or embeds.shape != (len(generators), embedding_width):
+    expected = [len(generators), embedding_width]
+    checked = [("image_embeds", image_embeds), ("negative_image_embeds", negative_image_embeds)]
+    for name, embeds in checked:
+        if list(embeds.shape) != expected:
             raise OviBenchError(
-                f"decoder '{decoder}' expects {name} of shape [{len(generators)}, {embedding_width}] (one row per "
-                f"generator), got {list(embeds.shape)}."
+                f"decoder '{decoder}' expects {name} of shape {expected} (one row per generator), got "
+                f"{list(embeds.shape)}."
             )
+    for name, embeds in checked if negative_is_read else checked[:1]:
         bad_rows = nonfinite_rows(embeds)
         if bad_rows:
             raise OviBenchError(

@@ -58,6 +58,8 @@ class IpAdapterDecoder(Decoder):
     family: ClassVar[IpAdapterModel]
     decoder_name: ClassVar[str]
     """The registered name, for messages."""
+    trained_size: ClassVar[int]
+    """The base model's training resolution (height = width), for messages."""
     negative_embedding = "zeros (diffusers' unconditional IP-Adapter image embedding); the prior's negative embedding is not used"
 
     params: IpAdapterParams
@@ -116,18 +118,21 @@ class IpAdapterDecoder(Decoder):
         guidance: float,
         prompts: Sequence[str] | None = None,
     ) -> list[Image.Image]:
-        # The negative is not used (see the module docstring), but a prior that made a broken one is broken.
         check_decode_inputs(
             self.decoder_name,
             image_embeds,
             negative_image_embeds,
             generators,
-            embedding_width=self.embedding_width,
             height=height,
             width=width,
             steps=steps,
             size_multiple=self.size_multiple,
-            size_reason=", what the UNet's down- and upsampling fits without resizing its feature maps",
+            size_advice=f"for example {self.trained_size}x{self.trained_size}, the size the base model was trained "
+            f"at; the pipeline refuses non-multiples of {self.pipeline.vae_scale_factor}, and at the sizes between, "
+            "the UNet would resize its feature maps to fit",
+            embedding_width=self.embedding_width,
+            # Never read: the adapter guides against a zero image embedding (see the module docstring).
+            negative_is_read=False,
         )
         texts = self._texts(prompts, len(generators))
         unet = self.pipeline.unet
@@ -161,6 +166,7 @@ class SdxlIpAdapterDecoder(IpAdapterDecoder):
 
     family = SDXL
     decoder_name = "sdxl-ip-adapter"
+    trained_size = 1024
 
     class Params(IpAdapterParams):
         model: str = SDXL.base_id
@@ -172,6 +178,7 @@ class Sd15IpAdapterDecoder(IpAdapterDecoder):
 
     family = SD15
     decoder_name = "sd15-ip-adapter"
+    trained_size = 512
 
     class Params(IpAdapterParams):
         model: str = SD15.base_id

@@ -56,17 +56,18 @@ class KandinskyDecoder(Decoder):
         steps: int,
         guidance: float,
     ) -> list[Image.Image]:
+        multiple = self.size_multiple
         check_decode_inputs(
             "kandinsky-2.2-decoder",
             image_embeds,
             negative_image_embeds,
             generators,
-            embedding_width=self.pipeline.unet.config.encoder_hid_dim,
             height=height,
             width=width,
             steps=steps,
-            size_multiple=self.size_multiple,
-            size_reason="; other sizes would be silently rounded up",
+            size_multiple=multiple,
+            size_advice=f"for example {multiple * 8}x{multiple * 8}; other sizes would be silently rounded up",
+            embedding_width=self.pipeline.unet.config.encoder_hid_dim,
         )
         # The pipeline casts the embeds to the UNet's device and dtype only when guidance is on, so cast here.
         unet = self.pipeline.unet

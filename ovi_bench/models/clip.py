@@ -1,8 +1,9 @@
 """CLIP image and text towers: one loader, one preprocessing definition, and the tiny random-weight CLIP.
 
 Every CLIP embedding in ovi-bench goes through this module: the `clip` metric, the CLIP feature spaces of fid/kid/cmmd,
-the aesthetic predictor's input, the embedding bank, and the Kandinsky 2.2 prior's text and image encoders (which
-are CLIP towers saved in sub-folders of the prior's repository, loaded by `ovi_bench.models.kandinsky`).
+the aesthetic predictor's input, the embedding bank, the Kandinsky 2.2 prior's text and image encoders (which are
+CLIP towers saved in sub-folders of the prior's repository, loaded by `ovi_bench.models.kandinsky`), and the towers of
+every embedding space (`ovi_bench.models.towers`).
 
 Where callers differ on purpose, the difference is a named parameter here, so that a score never changes by accident:
 * `backend` of the image processor: "checkpoint" lets transformers pick the class the checkpoint's
@@ -43,6 +44,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 from transformers.image_processing_utils import BaseImageProcessor
 
+from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.hub import explain_load_failure, load_pretrained
 from ovi_bench.paths import cache_dir
@@ -84,6 +86,12 @@ def token_ids(
         truncation=True,
         return_tensors="pt",
     )
+
+
+def clip_token_counts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[int]:
+    """Each text's token count before truncation, start and end tokens included: above the tokenizer's
+    model_max_length (77 for CLIP), the text towers read a cut prompt (the prompt-length view's `clip_tokens`)."""
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -315,6 +323,20 @@ class TextSide:
         )
 
 
+def checked_text_side(
+    ref: str, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModelWithProjection, *, tokenizer_config: str
+) -> TextSide:
+    """The tokenizer and text encoder as a TextSide, refusing a tokenizer that pads past the encoder's positions
+    (`tokenizer_config`: where the fix goes, for the message)."""
+    max_positions = text_encoder.config.max_position_embeddings
+    if tokenizer.model_max_length > max_positions:
+        raise ModelLoadError(
+            f"the tokenizer of '{ref}' pads to {tokenizer.model_max_length} tokens but its text encoder has only "
+            f"{max_positions} positions: set model_max_length in {tokenizer_config}."
+        )
+    return TextSide(tokenizer=tokenizer, text_encoder=text_encoder)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Tiny pieces, built in code: the byte-level CLIP tokenizer, OpenAI's preprocessing, and the tiny CLIPModel.
 
@@ -338,6 +360,25 @@ def tiny_tokenizer() -> CLIPTokenizer:
     vocab[BOS_TOKEN] = 512
     vocab[EOS_TOKEN] = 513
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TINY_TEXT_MAX_LENGTH)
+
+
+def tiny_text_config(tokenizer: CLIPTokenizer, *, projection_dim: int | None = None) -> CLIPTextConfig:
+    """The tiny CLIP text tower of the diffusion pipelines' tiny folders (Stable unCLIP, SDXL, SD 1.5): width 32, two
+    layers, 77 positions, and the tokenizer's real special ids, so that pooling finds the first EOS token.
+    `projection_dim`: for a tower with a projection (SDXL's second text encoder); None keeps transformers' default."""
+    projection = {} if projection_dim is None else {"projection_dim": projection_dim}
+    return CLIPTextConfig(
+        **projection,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=1000,
+        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:

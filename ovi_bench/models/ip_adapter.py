@@ -27,12 +27,12 @@ from diffusers import (
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
 from ovi_bench.components import model_files
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
-from ovi_bench.models.clip import TINY_TEXT_MAX_LENGTH, tiny_tokenizer
+from ovi_bench.models.clip import tiny_text_config, tiny_tokenizer
 from ovi_bench.models.hub import LOAD_ERRORS, explain_load_failure, load_pretrained, model_file, resolve_model
 from ovi_bench.paths import cache_dir
 from ovi_bench.spaces import BIGG, H
@@ -80,22 +80,6 @@ def _tokenizer_files(subfolder: str) -> str:
 # Tiny random-weight pipelines and adapters, built in code and saved like the real ones (the configs follow diffusers'
 # own pipeline tests). Each folder is built once into `cache_dir()/tiny/<name>-v1/`; bump the version in the name
 # whenever a builder's output changes.
-
-
-def _tiny_text_config(projection_dim: int) -> CLIPTextConfig:
-    tokenizer = tiny_tokenizer()
-    return CLIPTextConfig(
-        hidden_size=32,
-        projection_dim=projection_dim,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        vocab_size=1000,
-        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
 
 
 def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
@@ -148,9 +132,9 @@ def _tiny_sd15_unet() -> UNet2DConditionModel:
 def build_tiny_sdxl(folder: Path) -> None:
     """Save a tiny StableDiffusionXLPipeline (two CLIP text encoders, UNet, VAE, Euler scheduler) into `folder`."""
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(_tiny_text_config(32)).eval()
+    text_encoder = CLIPTextModel(tiny_text_config(tiny_tokenizer())).eval()
     torch.manual_seed(1)
-    text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config(32)).eval()
+    text_encoder_2 = CLIPTextModelWithProjection(tiny_text_config(tiny_tokenizer(), projection_dim=32)).eval()
     pipeline = StableDiffusionXLPipeline(
         vae=_tiny_vae(scaling_factor=0.13025),
         text_encoder=text_encoder,
@@ -185,7 +169,7 @@ def build_tiny_sd15(folder: Path) -> None:
     torch.manual_seed(0)
     pipeline = StableDiffusionPipeline(
         vae=_tiny_vae(scaling_factor=0.18215),
-        text_encoder=CLIPTextModel(_tiny_text_config(32)).eval(),
+        text_encoder=CLIPTextModel(tiny_text_config(tiny_tokenizer())).eval(),
         tokenizer=tiny_tokenizer(),
         unet=_tiny_sd15_unet(),
         # The real base model's scheduler_config.json.

@@ -7,8 +7,6 @@ encode through `ovi_bench.models.clip`, like every other CLIP embedding.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from pathlib import Path
 
 import torch
@@ -21,8 +19,6 @@ from diffusers import (
     UNet2DConditionModel,
     VQModel,
 )
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 from transformers import (
     CLIPTextConfig,
     CLIPTextModelWithProjection,
@@ -32,13 +28,13 @@ from transformers import (
 )
 
 from ovi_bench.components import model_files
-from ovi_bench.errors import ModelLoadError
-from ovi_bench.io import atomic_write_bytes, canonical_json, publish_directory, sha256_text
+from ovi_bench.io import publish_directory
 from ovi_bench.models.clip import (
     TINY_EMBEDDING_DIM,
     TINY_TEXT_MAX_LENGTH,
     ClipImageEncoder,
     TextSide,
+    checked_text_side,
     clip_image_processor,
     load_clip_image_encoder,
     load_text_encoder,
@@ -47,7 +43,11 @@ from ovi_bench.models.clip import (
     tiny_tokenizer,
 )
 from ovi_bench.models.eclipse import refuse_eclipse_checkpoint
-from ovi_bench.models.hub import load_pretrained, model_file, resolve_model
+from ovi_bench.models.hub import load_pretrained, resolve_model
+from ovi_bench.models.zero_image import (
+    cached_zero_image_embeds,
+    vision_tower_identity,
+)
 from ovi_bench.paths import cache_dir
 
 KANDINSKY22_PRIOR_ID = "kandinsky-community/kandinsky-2-2-prior"
@@ -78,12 +78,15 @@ DECODER_PIPELINE_FILES = ("model_index.json", "scheduler/scheduler_config.json",
 # `cache_dir()/tiny/<name>-v1/`; bump the version in the name whenever a builder's output changes.
 
 
-def _tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModelWithProjection:
+def tiny_text_encoder(
+    tokenizer: CLIPTokenizer, projection_dim: int = TINY_EMBEDDING_DIM
+) -> CLIPTextModelWithProjection:
+    """The tiny CLIP text tower (random weights, seed 0); `projection_dim` the width of its `text_embeds`."""
     # diffusers' tests use bos 0 / eos 2 / pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids)
     # (legacy). We name our tokenizer's real ids instead, so pooling takes the first EOS token explicitly.
     config = CLIPTextConfig(
         hidden_size=TINY_EMBEDDING_DIM,
-        projection_dim=TINY_EMBEDDING_DIM,
+        projection_dim=projection_dim,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=5,
@@ -97,13 +100,14 @@ def _tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModelWithProjection:
     return CLIPTextModelWithProjection(config).eval()
 
 
-def _tiny_image_encoder() -> CLIPVisionModelWithProjection:
+def tiny_image_encoder(projection_dim: int = TINY_EMBEDDING_DIM) -> CLIPVisionModelWithProjection:
+    """The tiny CLIP vision tower (random weights, seed 0); `projection_dim` the width of its `image_embeds`."""
     # Wider, shallower and with larger initial weights than diffusers' test tower (width 32, 5 layers, factor 1):
     # optimisation-based priors (OVI) must be able to steer its output to a text direction (cosine >= 0.95), which
     # the test tower cannot. A 32 px image in 8 px patches (16 patches) keeps it cheap.
     config = CLIPVisionConfig(
         hidden_size=64,
-        projection_dim=TINY_EMBEDDING_DIM,
+        projection_dim=projection_dim,
         intermediate_size=128,
         num_attention_heads=4,
         num_hidden_layers=2,
@@ -132,11 +136,11 @@ def _tiny_prior() -> PriorTransformer:
 def build_tiny_kandinsky_prior(folder: Path) -> None:
     """Save a tiny KandinskyV22PriorPipeline into `folder`."""
     tokenizer = tiny_tokenizer()
-    image_encoder = _tiny_image_encoder()
+    image_encoder = tiny_image_encoder()
     pipeline = KandinskyV22PriorPipeline(
         prior=_tiny_prior(),
         image_encoder=image_encoder,
-        text_encoder=_tiny_text_encoder(tokenizer),
+        text_encoder=tiny_text_encoder(tokenizer),
         tokenizer=tokenizer,
         # The real prior's scheduler (x0 prediction).
         scheduler=UnCLIPScheduler(
@@ -251,13 +255,7 @@ def load_text_side(ref: str, device: torch.device, dtype: torch.dtype) -> TextSi
     resolved = resolve_prior_model(ref)
     tokenizer = load_tokenizer(resolved, subfolder="tokenizer")
     text_encoder = load_text_encoder(resolved, device, dtype, subfolder="text_encoder")
-    max_positions = text_encoder.config.max_position_embeddings
-    if tokenizer.model_max_length > max_positions:
-        raise ModelLoadError(
-            f"the tokenizer of '{ref}' pads to {tokenizer.model_max_length} tokens but its text encoder has only "
-            f"{max_positions} positions: set model_max_length in tokenizer/tokenizer_config.json."
-        )
-    return TextSide(tokenizer=tokenizer, text_encoder=text_encoder)
+    return checked_text_side(ref, tokenizer, text_encoder, tokenizer_config="tokenizer/tokenizer_config.json")
 
 
 def load_image_encoder(ref: str, device: torch.device, dtype: torch.dtype) -> CLIPVisionModelWithProjection:
@@ -301,35 +299,10 @@ def load_decoder_pipeline(ref: str, device: torch.device, dtype: torch.dtype) ->
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The zero-image embedding: Kandinsky 2.2's default negative embedding. It needs the (1.8 B parameter) vision tower
-# but never changes, so it is computed once per model and dtype and kept on disk.
+# The zero-image embedding, Kandinsky 2.2's default negative embedding, and the identity of the prior's image encoder
+# (`ovi_bench.models.zero_image`, for the tower saved in the prior's image_encoder/ sub-folder).
 
-_ZERO_EMBEDS_MEMO: dict[str, torch.Tensor] = {}
-_ZERO_EMBEDS_KEY = "zero_image_embeds"
-
-
-def clear_zero_image_embeds_memo() -> None:
-    """Forget the in-process copies (the files on disk stay)."""
-    _ZERO_EMBEDS_MEMO.clear()
-
-
-def _image_encoder_source(resolved: str) -> tuple[dict, str]:
-    """What identifies a resolved model's image encoder without loading it: its weights' source, and its config text."""
-    config_path = model_file(resolved, "image_encoder", "config.json")
-    config_text = config_path.read_text(encoding="utf-8")
-    folder = Path(resolved)
-    if folder.is_dir():
-        # A local folder can be rewritten in place: its weight files' names, sizes and times identify the version.
-        weights = sorted(
-            (path.name, path.stat().st_size, path.stat().st_mtime_ns)
-            for path in (folder / "image_encoder").iterdir()
-            if path.is_file() and path.name != "config.json"
-        )
-        source = {"folder": str(folder), "weights": weights}
-    else:
-        # A hub file lives in .../snapshots/<commit>/image_encoder/config.json: the commit names the weights.
-        source = {"hub_id": resolved, "commit": config_path.parent.parent.name}
-    return source, config_text
+IMAGE_ENCODER_SUBFOLDER = "image_encoder"
 
 
 def image_encoder_identity(ref: str) -> str:
@@ -339,43 +312,7 @@ def image_encoder_identity(ref: str) -> str:
     same hub snapshot commit; loads no weights. Embedding banks record it, so that a bank made by one image encoder is
     never used with another's embeddings.
     """
-    source, config_text = _image_encoder_source(resolve_prior_model(ref))
-    return sha256_text(canonical_json({"source": source, "config": config_text}))
-
-
-def _zero_image_embeds_key(resolved: str, dtype: torch.dtype) -> tuple[str, dict]:
-    """The cache key of a model's zero-image embedding, and the image encoder's config. Loads no weights."""
-    source, config_text = _image_encoder_source(resolved)
-    key = sha256_text(canonical_json({"source": source, "config": config_text, "dtype": str(dtype)}))
-    return key, json.loads(config_text)
-
-
-def _compute_zero_image_embeds(image_encoder: CLIPVisionModelWithProjection) -> torch.Tensor:
-    """What diffusers' `get_zero_embed` computes: the image embedding of an all-zeros image, as [1, D]."""
-    size = image_encoder.config.image_size
-    zeros = torch.zeros(1, 3, size, size, device=image_encoder.device, dtype=image_encoder.dtype)
-    with torch.no_grad():
-        return image_encoder(pixel_values=zeros).image_embeds.float().cpu()
-
-
-def _read_cached(path: Path, width: int) -> torch.Tensor | None:
-    """The cached embedding, or None when the file is missing; a corrupt file is deleted."""
-    if not path.is_file():
-        return None
-    try:
-        embeds = load_file(path)[_ZERO_EMBEDS_KEY]
-    except (SafetensorError, KeyError, OSError):
-        embeds = None
-    if (
-        embeds is None
-        or embeds.shape != (1, width)
-        or embeds.dtype != torch.float32
-        or not embeds.isfinite().all()
-    ):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        return None
-    return embeds
+    return vision_tower_identity(resolve_prior_model(ref), IMAGE_ENCODER_SUBFOLDER)
 
 
 def zero_image_embeds(
@@ -391,20 +328,10 @@ def zero_image_embeds(
     `device` is where it runs on a miss (the result may differ across devices by float rounding).
     """
     resolved = resolve_prior_model(ref)
-    key, config = _zero_image_embeds_key(resolved, dtype)
-    if key in _ZERO_EMBEDS_MEMO:
-        return _ZERO_EMBEDS_MEMO[key].clone()
-    path = cache_dir() / "zero-image-embeds" / f"{key}.safetensors"
-    embeds = _read_cached(path, width=config["projection_dim"])
-    if embeds is None:
-        if image_encoder is None:
-            image_encoder = load_image_encoder(resolved, device, dtype)
-        embeds = _compute_zero_image_embeds(image_encoder)
-        if not embeds.isfinite().all():
-            raise ModelLoadError(
-                f"the zero-image embedding of '{ref}' contains NaN or inf: are its weights corrupt?"
-            )
-        metadata = {"model": resolved, "dtype": str(dtype)}
-        atomic_write_bytes(path, save({_ZERO_EMBEDS_KEY: embeds.contiguous()}, metadata=metadata))
-    _ZERO_EMBEDS_MEMO[key] = embeds
-    return embeds.clone()
+    return cached_zero_image_embeds(
+        ref,
+        resolved,
+        IMAGE_ENCODER_SUBFOLDER,
+        lambda: image_encoder if image_encoder is not None else load_image_encoder(resolved, device, dtype),
+        dtype,
+    )

@@ -33,17 +33,16 @@ from ovi_bench.bank.folder import EmbeddingBank
 from ovi_bench.bank.neighbours import nearest_neighbours
 from ovi_bench.bank.statistics import BankStatistics
 from ovi_bench.bank.tiny import bank_needs, resolve_bank
-from ovi_bench.components import FileNeed, ModelNeed, Params
+from ovi_bench.components import FileNeed, ModelNeed
 from ovi_bench.errors import OviBenchError
-from ovi_bench.models.kandinsky import (
-    KANDINSKY22_PRIOR_ID,
-    PRIOR_IMAGE_ENCODER_FILES,
-    PRIOR_TEXT_SIDE_FILES,
-    load_image_encoder,
-    load_text_side,
-    zero_image_embeds,
+from ovi_bench.models.towers import (
+    load_towers_text_side,
+    load_towers_vision,
+    towers_files,
+    towers_zero_image_embeds,
 )
 from ovi_bench.priors.base import Prior, PriorOutput
+from ovi_bench.priors.towers import TowersParams
 from ovi_bench.spaces import DEFAULT_SPACE
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -254,9 +253,8 @@ def optimise_pseudo_tokens(
 # The registered priors.
 
 
-class OVIParams(Params):
-    model: str = KANDINSKY22_PRIOR_ID
-    """A Kandinsky 2.2 prior folder or id whose text encoder gives the target and whose image encoder is inverted."""
+class OVIParams(TowersParams):
+    # `model`: the space's towers; the text tower gives the target and the vision tower is inverted.
     pseudo_tokens: int = Field(4, ge=1)
     """Pseudo-tokens per prompt (published: 1 for ViT-B/32, 4 for ViT-L/14; Kandinsky's ViT-bigG/14 also has 14 px
     patches, hence 4)."""
@@ -281,7 +279,8 @@ class OVIParams(Params):
 
 class BankParams(OVIParams):
     bank: str = "tiny"
-    """Embedding bank folder made by `ovi-bench bank build` with this model's image encoder ("tiny": the tiny bank)."""
+    """Embedding bank folder made by `ovi-bench bank build` with this model's image encoder, in this space ("tiny":
+    the tiny bank of the space)."""
 
 
 class MahalanobisParams(BankParams):
@@ -310,11 +309,11 @@ class OVIPrior(Prior):
 
     @classmethod
     def embedding_space(cls, params: OVIParams) -> str:
-        return DEFAULT_SPACE  # the towers of a Kandinsky 2.2 prior
+        return params.space
 
     @classmethod
     def required_models(cls, params: OVIParams) -> list[ModelNeed]:
-        files = PRIOR_TEXT_SIDE_FILES + PRIOR_IMAGE_ENCODER_FILES
+        files = towers_files(params.space)
         return [ModelNeed(params.model, "text encoder and the image encoder it inverts", files)]
 
     def __init__(self, params: OVIParams, *, device: torch.device, dtype: torch.dtype) -> None:
@@ -324,10 +323,10 @@ class OVIPrior(Prior):
                 f"prior '{self.registered_as}': precision \"bfloat16-autocast\" is for GPUs; on {device.type} "
                 'use precision = "float32".'
             )
-        self.text_side = load_text_side(params.model, device, dtype)
-        self.image_encoder = load_image_encoder(params.model, device, dtype)
-        self.negative_image_embeds = zero_image_embeds(
-            params.model, device, dtype, image_encoder=self.image_encoder
+        self.text_side = load_towers_text_side(params.model, params.space, device, dtype)
+        self.image_encoder = load_towers_vision(params.model, params.space, device, dtype)
+        self.negative_image_embeds = towers_zero_image_embeds(
+            params.model, params.space, device, dtype, image_encoder=self.image_encoder
         )
 
     def constraints(self, batch_size: int) -> list[Constraint]:
@@ -367,12 +366,13 @@ class _BankConstrainedPrior(OVIPrior):
     @classmethod
     def content_identity(cls, values: dict[str, Any]) -> dict[str, Any]:
         # The bank is named by a path; its content digest makes a bank rebuilt in place a different prior.
-        return {"bank_digest": EmbeddingBank.load(resolve_bank(values["bank"])).info.digest}
+        bank = resolve_bank(values["bank"], values.get("space", DEFAULT_SPACE))
+        return {"bank_digest": EmbeddingBank.load(bank).info.digest}
 
     def __init__(self, params: BankParams, *, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.bank = EmbeddingBank.load(resolve_bank(params.bank))
-        self.bank.check_encoder(params.model)
+        self.bank = EmbeddingBank.load(resolve_bank(params.bank, params.space))
+        self.bank.check_encoder(params.model, params.space)
 
 
 class OVIMahalanobisPrior(_BankConstrainedPrior):

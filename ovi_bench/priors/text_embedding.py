@@ -10,24 +10,15 @@ import torch
 from pydantic import field_validator
 
 from ovi_bench.components import ModelNeed
-from ovi_bench.components import Params as BaseParams
-from ovi_bench.models.kandinsky import (
-    KANDINSKY22_PRIOR_ID,
-    PRIOR_IMAGE_ENCODER_FILES,
-    PRIOR_TEXT_SIDE_FILES,
-    load_text_side,
-    zero_image_embeds,
-)
+from ovi_bench.models.towers import load_towers_text_side, towers_files, towers_zero_image_embeds
 from ovi_bench.priors.base import Prior, PriorOutput
-from ovi_bench.spaces import DEFAULT_SPACE
+from ovi_bench.priors.towers import TowersParams
 
 
 class TextEmbeddingPrior(Prior):
-    """image_embeds = the prior's text encoder `text_embeds`; negative = the zero-image embedding. Deterministic."""
+    """image_embeds = the space's CLIP text `text_embeds`; negative = the zero-image embedding. Deterministic."""
 
-    class Params(BaseParams):
-        model: str = KANDINSKY22_PRIOR_ID
-        """A Kandinsky 2.2 prior: Hugging Face id, local folder, or "tiny" (random weights, for tests)."""
+    class Params(TowersParams):
         rescale: Literal["none", "zero-image-norm"] | float = "none"
         """Row norms: "none" keeps the text encoder's; "zero-image-norm" rescales each row to the L2 norm of the
         zero-image embedding (a real image embedding's scale); a positive number rescales each row to that norm."""
@@ -45,19 +36,19 @@ class TextEmbeddingPrior(Prior):
 
     @classmethod
     def embedding_space(cls, params: TextEmbeddingPrior.Params) -> str:
-        return DEFAULT_SPACE  # the towers of a Kandinsky 2.2 prior
+        return params.space
 
     @classmethod
     def required_models(cls, params: TextEmbeddingPrior.Params) -> list[ModelNeed]:
-        files = PRIOR_TEXT_SIDE_FILES + PRIOR_IMAGE_ENCODER_FILES
+        files = towers_files(params.space)
         return [ModelNeed(params.model, "text encoder, and image encoder (zero-image negative)", files)]
 
     def __init__(
         self, params: TextEmbeddingPrior.Params, *, device: torch.device, dtype: torch.dtype
     ) -> None:
         super().__init__(params, device=device, dtype=dtype)
-        self.text_side = load_text_side(params.model, device, dtype)
-        self.negative_image_embeds = zero_image_embeds(params.model, device, dtype)
+        self.text_side = load_towers_text_side(params.model, params.space, device, dtype)
+        self.negative_image_embeds = towers_zero_image_embeds(params.model, params.space, device, dtype)
 
     def embed(self, texts: Sequence[str], generators: Sequence[torch.Generator]) -> PriorOutput:
         # The generators are ignored: this prior has no randomness.

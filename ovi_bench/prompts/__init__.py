@@ -1,8 +1,10 @@
-"""Prompt sets: registered prompt sources (the official T2I-CompBench++ files, a small built-in list, a plugin's) or
-a user's .txt/.csv file.
+"""Prompt sets: registered prompt sources (the official T2I-CompBench++ files, PartiPrompts, DrawBench, a small
+built-in list, a plugin's) or a user's .txt/.csv file.
 
-Modules, in import order (each imports only those before it): `base` (records, `PromptSource`, helpers), `builtin`,
-`compbench` and `files` (the sources), `loading` (`load_prompts`). This package's namespace is their public surface.
+Modules, in import order (each imports only those before it): `base` (records, `PromptSource`, helpers), `pinned`
+(files pinned by commit and sha256), `builtin`, `compbench` and `files` (sources), `labelled` (what the published
+labelled tables share), `parti` and `drawbench` (sources), `loading` (`load_prompts`). This package's namespace is
+their public surface.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from ovi_bench.prompts.compbench import (
     normalise_complex_prompt,
     read_prompt_lines,
 )
+from ovi_bench.prompts.drawbench import DRAWBENCH_FILES, DRAWBENCH_SOURCE, load_drawbench
 from ovi_bench.prompts.files import load_prompt_file
 from ovi_bench.prompts.loading import load_prompts
+from ovi_bench.prompts.parti import PARTI_FILES, PARTI_SOURCE, load_partiprompts
+from ovi_bench.prompts.pinned import PinnedFiles
 
 __all__ = [
     "BUILTIN_PROMPTS",
@@ -41,8 +46,13 @@ __all__ = [
     "COMPBENCH_REPO",
     "COMPBENCH_SOURCE",
     "COMPLEX_SUBSETS",
+    "DRAWBENCH_FILES",
+    "DRAWBENCH_SOURCE",
     "FILE_SHA256",
+    "PARTI_FILES",
+    "PARTI_SOURCE",
     "SPLITS",
+    "PinnedFiles",
     "Prompt",
     "PromptSet",
     "PromptSource",
@@ -50,6 +60,8 @@ __all__ = [
     "complex_subsets",
     "load_builtin",
     "load_compbench",
+    "load_drawbench",
+    "load_partiprompts",
     "load_prompt_file",
     "load_prompts",
     "normalise_complex_prompt",

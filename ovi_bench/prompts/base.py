@@ -10,6 +10,7 @@ import abc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ovi_bench.errors import SpecError
 from ovi_bench.io import canonical_json, sha256_text
@@ -44,6 +45,9 @@ class Prompt:
     subset: str | None = None
     """Complex prompts: "spatial", "action" or "spatialaction", the routing of the official 3-in-1 metric (None:
     not known, which 3-in-1 treats as the official "otherwise", spatialaction)."""
+    challenge: str | None = None
+    """The source's challenge label where it has one (PartiPrompts: "Complex", "Fine-grained Detail", ...); not part
+    of the prompt set's digest, which predates it."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class PromptSet:
     """sha256 of the canonical JSON of [(id, category, text), ...]: equal digests mean identical prompt lists."""
     files: dict[str, str]
     """Provenance: file name -> sha256 of the file the prompts were read from ({} for the built-in list)."""
+    licence: str | None = None
+    """The licence the source states for its prompts, where ovi-bench records one (PartiPrompts, DrawBench)."""
 
     def by_category(self) -> dict[str, list[Prompt]]:
         grouped: dict[str, list[Prompt]] = {}
@@ -70,10 +76,14 @@ def prompt_set_digest(prompts: Iterable[Prompt]) -> str:
     return sha256_text(canonical_json([(prompt.id, prompt.category, prompt.text) for prompt in prompts]))
 
 
-def make_prompt_set(source: str, prompts: Iterable[Prompt], files: dict[str, str]) -> PromptSet:
+def make_prompt_set(
+    source: str, prompts: Iterable[Prompt], files: dict[str, str], licence: str | None = None
+) -> PromptSet:
     """Build a PromptSet whose digest is computed here, so no loader can get it out of step with its prompts."""
     prompts = tuple(prompts)
-    return PromptSet(source=source, prompts=prompts, digest=prompt_set_digest(prompts), files=dict(files))
+    return PromptSet(
+        source=source, prompts=prompts, digest=prompt_set_digest(prompts), files=dict(files), licence=licence
+    )
 
 
 def number_prompts(
@@ -84,10 +94,13 @@ def number_prompts(
     id_tag: str,
     limit: int | None,
     subsets: Sequence[str | None] | None = None,
+    challenges: Sequence[str | None] | None = None,
 ) -> list[Prompt]:
     """Turn texts (already stripped, empties dropped, source order) into Prompts with ids
-    f"{category}-{id_tag}-{index:04d}", keeping only the first `limit`; `subsets` runs parallel to `texts`."""
+    f"{category}-{id_tag}-{index:04d}", keeping only the first `limit`; `subsets` and `challenges` run parallel to
+    `texts`."""
     subsets = subsets if subsets is not None else [None] * len(texts)
+    challenges = challenges if challenges is not None else [None] * len(texts)
     return [
         Prompt(
             id=f"{category}-{id_tag}-{index:04d}",
@@ -96,8 +109,11 @@ def number_prompts(
             index=index,
             text=text,
             subset=subset,
+            challenge=challenge,
         )
-        for index, (text, subset) in enumerate(zip(texts[:limit], subsets[:limit], strict=True))
+        for index, (text, subset, challenge) in enumerate(
+            zip(texts[:limit], subsets[:limit], challenges[:limit], strict=True)
+        )
     ]
 
 
@@ -155,7 +171,7 @@ def select_prompts(prompt_set: PromptSet, categories: Sequence[str] | None, limi
     grouped = prompt_set.by_category()
     selected = resolve_categories(categories, known=tuple(grouped))
     prompts = [prompt for category in selected for prompt in grouped[category][:limit]]
-    return make_prompt_set(prompt_set.source, prompts, prompt_set.files)
+    return make_prompt_set(prompt_set.source, prompts, prompt_set.files, prompt_set.licence)
 
 
 class PromptSource(abc.ABC):
@@ -165,6 +181,10 @@ class PromptSource(abc.ABC):
     group `ovi_bench.prompts` (name = source name, value = `module:Class`), or a `--plugins` module with
     `@PROMPTS.register("name")` above the class. The first line of the class docstring describes the source.
     """
+
+    licence: ClassVar[str | None] = None
+    """The licence the source states for its prompts (an SPDX id such as "Apache-2.0", or a phrase such as "none
+    stated"); None where ovi-bench records none. `load` passes it on to the PromptSet, and so to the provenance."""
 
     @abc.abstractmethod
     def load(

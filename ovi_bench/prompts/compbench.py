@@ -6,15 +6,10 @@ verified against a hash table before use, whether it comes from a local folder o
 
 from __future__ import annotations
 
-import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from ovi_bench.errors import DataError, SpecError
-from ovi_bench.io import atomic_write_bytes, sha256_bytes, sha256_file
-from ovi_bench.paths import cache_dir, expand_user
+from ovi_bench.errors import DataError
 from ovi_bench.prompts.base import (
     COMPBENCH_SOURCE,
     Prompt,
@@ -25,13 +20,14 @@ from ovi_bench.prompts.base import (
     resolve_categories,
     validate_split,
 )
-from ovi_bench.text import did_you_mean
+from ovi_bench.prompts.pinned import PinnedFiles
+from ovi_bench.prompts.pinned import (
+    offline_setting as offline_setting,  # re-exported: callers import it from here
+)
 
 COMPBENCH_REPO = "Karine-Huang/T2I-CompBench"
 COMPBENCH_COMMIT = "1b7094991a57f3c22abdd4f6e8ba6c1a15517073"
 COMPBENCH_DIR_ENV = "OVI_BENCH_COMPBENCH_DIR"
-OFFLINE_ENVS: tuple[str, ...] = ("OVI_BENCH_OFFLINE", "HF_HUB_OFFLINE")
-DOWNLOAD_TIMEOUT_S = 30.0
 
 COMPLEX_SUBSETS: tuple[str, ...] = ("spatial", "action", "spatialaction")
 
@@ -68,103 +64,30 @@ _HOW_TO_PROVIDE = (
 )
 
 
+COMPBENCH_FILES = PinnedFiles(
+    title="T2I-CompBench",
+    repo=COMPBENCH_REPO,
+    commit=COMPBENCH_COMMIT,
+    folder="examples/dataset",
+    sha256=FILE_SHA256,
+    dir_env=COMPBENCH_DIR_ENV,
+    cache_name="t2i-compbench",
+    how_to_provide=_HOW_TO_PROVIDE,
+)
+
+
 def compbench_url(name: str) -> str:
-    return f"https://raw.githubusercontent.com/{COMPBENCH_REPO}/{COMPBENCH_COMMIT}/examples/dataset/{name}"
+    return COMPBENCH_FILES.url(name)
 
 
 def compbench_cache_dir() -> Path:
-    return cache_dir() / "t2i-compbench" / COMPBENCH_COMMIT
+    return COMPBENCH_FILES.cache_dir()
 
 
 def compbench_file(name: str, data_dir: str | Path | None = None) -> Path:
     """Path of a verified official file: from `data_dir`, else `$OVI_BENCH_COMPBENCH_DIR`, else the download cache
     (downloading it on first use)."""
-    if name not in FILE_SHA256:
-        raise SpecError(
-            f"'{name}' is not an official T2I-CompBench file that ovi-bench knows."
-            f"{did_you_mean(name, FILE_SHA256)} Known files: {', '.join(sorted(FILE_SHA256))}."
-        )
-    if data_dir is not None:
-        return _local_file(expand_user(data_dir), name, "the prompts data_dir")
-    if os.environ.get(COMPBENCH_DIR_ENV):
-        return _local_file(expand_user(os.environ[COMPBENCH_DIR_ENV]), name, f"${COMPBENCH_DIR_ENV}")
-    return _cached_file(name)
-
-
-def _local_file(folder: Path, name: str, origin: str) -> Path:
-    path = folder / name
-    if not path.is_file():
-        raise DataError(
-            f"{name} is missing from {folder} (given by {origin}). Put the official file there "
-            f"(upstream: {compbench_url(name)}), or point {origin} at a folder that has it."
-        )
-    _verify(path, name)
-    return path
-
-
-def _cached_file(name: str) -> Path:
-    path = compbench_cache_dir() / name
-    if path.is_file():
-        if sha256_file(path) == FILE_SHA256[name]:
-            return path
-        # Downloads are verified before caching, so a bad cached copy was damaged later: fetch it once more.
-        path.unlink()
-        if offline_setting():
-            raise DataError(
-                f"the cached copy of {name} at {path} was corrupt (its sha256 differs from the official file) "
-                f"and has been deleted; offline mode ({offline_setting()}) forbids downloading it again. "
-                f"{_HOW_TO_PROVIDE}"
-            )
-    atomic_write_bytes(path, _download(name))
-    return path
-
-
-def _download(name: str) -> bytes:
-    """The file's bytes from GitHub, refused unless they hash to the pinned value."""
-    if offline_setting():
-        raise DataError(
-            f"{name} is not in the download cache ({compbench_cache_dir()}) and offline mode "
-            f"({offline_setting()}) forbids downloading it. {_HOW_TO_PROVIDE}"
-        )
-    url = compbench_url(name)
-    try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            data = response.read()
-    except (urllib.error.URLError, OSError) as error:
-        raise DataError(f"could not download {name} from {url}: {error}. {_HOW_TO_PROVIDE}") from error
-    actual = sha256_bytes(data)
-    if actual != FILE_SHA256[name]:
-        raise DataError(
-            f"the download of {name} from {url} has sha256 {actual}, expected {FILE_SHA256[name]}; it was not "
-            f"cached. A proxy may have altered it. {_HOW_TO_PROVIDE}"
-        )
-    return data
-
-
-def _verify(path: Path, name: str) -> None:
-    actual = sha256_file(path)
-    expected = FILE_SHA256[name]
-    if actual != expected:
-        raise DataError(
-            f"{path} is not the official {name}: its sha256 is {actual}, expected {expected}. "
-            f"Delete or replace it with an unmodified copy from {COMPBENCH_REPO} at commit {COMPBENCH_COMMIT} "
-            f"({compbench_url(name)})."
-        )
-
-
-def offline_setting() -> str:
-    """What forbids downloading the official files, or '' when nothing does: 'NAME=value' of the first of
-    `OFFLINE_ENVS` set to a true value, or huggingface_hub's offline switch, which a run the preflight took offline
-    turns on (`ovi_bench.availability.hub_offline_mode`) without touching the environment."""
-    for name in OFFLINE_ENVS:
-        value = os.environ.get(name, "")
-        if value.strip().lower() in {"1", "true", "yes", "on"}:
-            return f"{name}={value}"
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE (offline mode)"
-    return ""
+    return COMPBENCH_FILES.file(name, data_dir)
 
 
 def read_prompt_lines(path: Path) -> list[str]:

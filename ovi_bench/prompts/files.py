@@ -92,7 +92,8 @@ def load_prompt_file_source(
     return select_prompts(load_prompt_file(path, txt_category), categories, limit)
 
 
-def _read_text(path: Path) -> str:
+def read_utf8_text(path: Path) -> str:
+    """The file's text (a UTF-8 byte-order mark dropped); a file that is not UTF-8 is a DataError naming it."""
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -103,14 +104,14 @@ def _read_txt(path: Path) -> list[str]:
     """Non-empty stripped lines in file order; line numbers as an editor counts them (LF, CRLF or CR), so that any
     other line or page break inside a line is reported rather than silently splitting a prompt in two."""
     texts = []
-    for number, line in enumerate(re.split(r"\r\n|\r|\n", _read_text(path)), start=1):
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", read_utf8_text(path)), start=1):
         if text := line.strip():
-            texts.append(_checked_prompt(text, path, number))
+            texts.append(checked_prompt(text, path, number))
     return texts
 
 
 def _read_csv(path: Path, default_category: str) -> dict[str, list[str]]:
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.DictReader(io.StringIO(read_utf8_text(path), newline=""))
     texts_by_category: dict[str, list[str]] = {}
     try:
         _check_csv_columns(path, reader.fieldnames or [])
@@ -118,7 +119,7 @@ def _read_csv(path: Path, default_category: str) -> dict[str, list[str]]:
             prompt_text = (row.get("prompt") or "").strip()
             if not prompt_text:
                 continue
-            prompt_text = _checked_prompt(prompt_text, path, reader.line_num)
+            prompt_text = checked_prompt(prompt_text, path, reader.line_num)
             category = (row.get("category") or "").strip() or default_category
             if not CATEGORY_NAME_PATTERN.fullmatch(category):
                 raise DataError(
@@ -130,7 +131,8 @@ def _read_csv(path: Path, default_category: str) -> dict[str, list[str]]:
     return texts_by_category
 
 
-def _checked_prompt(text: str, path: Path, line_number: int) -> str:
+def checked_prompt(text: str, path: Path, line_number: int) -> str:
+    """`text`, unless it breaks the display rule (module docstring): then a DataError naming the file and line."""
     problem = display_text_problem(text)
     if problem is not None:
         raise DataError(f"{path}, line {line_number}: the prompt {short_repr(text)} {problem}.")

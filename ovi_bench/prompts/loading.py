@@ -12,7 +12,9 @@ from pathlib import Path
 from ovi_bench.errors import SpecError
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.base import BUILTIN_SOURCE, COMPBENCH_SOURCE, PromptSet, validate_limit
+from ovi_bench.prompts.drawbench import DRAWBENCH_SOURCE
 from ovi_bench.prompts.files import is_prompt_file_path, load_prompt_file_source
+from ovi_bench.prompts.parti import PARTI_SOURCE
 from ovi_bench.registry import PROMPTS
 from ovi_bench.text import did_you_mean, short_repr
 
@@ -27,8 +29,9 @@ def load_prompts(
     """Load the prompts of a run.
 
     `source` is the name of a registered prompt source ("t2i-compbench": the official files, `data_dir` optionally
-    pointing at a local copy; "builtin": a small list shipped with ovi-bench, for smoke tests; or a plugin's) or the
-    path of a .txt/.csv prompt file. `limit` keeps the first N prompts of each category, in file order.
+    pointing at a local copy; "partiprompts" and "drawbench" likewise; "builtin": a small list shipped with
+    ovi-bench, for smoke tests; or a plugin's) or the path of a .txt/.csv prompt file. `limit` keeps the first N
+    prompts of each category, in file order.
     """
     validate_limit(limit)
     sources = PROMPTS.names()
@@ -36,10 +39,12 @@ def load_prompts(
         return PROMPTS.get(source)().load(categories, split, limit, data_dir)
     if is_prompt_file_path(source):
         return load_prompt_file_source(expand_user(source), categories, split, limit)
-    plugins = [name for name in sources if name not in (COMPBENCH_SOURCE, BUILTIN_SOURCE)]
+    shipped = (COMPBENCH_SOURCE, PARTI_SOURCE, DRAWBENCH_SOURCE, BUILTIN_SOURCE)
+    plugins = [name for name in sources if name not in shipped]
     plugin_hint = f", a plugin's ({', '.join(plugins)})" if plugins else ""
     raise SpecError(
         f"unknown prompt source {short_repr(source)}.{did_you_mean(str(source), sources)} "
-        f'Use "{COMPBENCH_SOURCE}" (official prompts), "{BUILTIN_SOURCE}" (small built-in list){plugin_hint} '
+        f'Use "{COMPBENCH_SOURCE}" (official prompts), "{PARTI_SOURCE}", "{DRAWBENCH_SOURCE}", '
+        f'"{BUILTIN_SOURCE}" (small built-in list){plugin_hint} '
         "or the path to a .txt or .csv prompt file."
     )
