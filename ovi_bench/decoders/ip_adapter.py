@@ -60,7 +60,9 @@ class IpAdapterDecoder(Decoder):
     """The registered name, for messages."""
     trained_size: ClassVar[int]
     """The base model's training resolution (height = width), for messages."""
-    negative_embedding = "zeros (diffusers' unconditional IP-Adapter image embedding); the prior's negative embedding is not used"
+    negative_embedding = (
+        "zeros (diffusers' unconditional IP-Adapter image embedding); the prior's negative is not used"
+    )
 
     params: IpAdapterParams
 
