@@ -174,6 +174,7 @@ PRIORS: Registry = Registry(
         "ovi-mahalanobis": "ovi_bench.priors.ovi:OVIMahalanobisPrior",
         "ovi-nn": "ovi_bench.priors.ovi:OVINearestNeighbourPrior",
         "eclipse": "ovi_bench.priors.eclipse:EclipsePrior",
+        "karlo": "ovi_bench.priors.karlo:KarloPrior",
     },
 )
 DECODERS: Registry = Registry(
@@ -183,6 +184,7 @@ DECODERS: Registry = Registry(
     builtins={
         "kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder",
         "stable-unclip": "ovi_bench.decoders.stable_unclip:StableUnclipDecoder",
+        "karlo-decoder": "ovi_bench.decoders.karlo:KarloDecoder",
         "sdxl-ip-adapter": "ovi_bench.decoders.ip_adapter:SdxlIpAdapterDecoder",
         "sd15-ip-adapter": "ovi_bench.decoders.ip_adapter:Sd15IpAdapterDecoder",
     },

@@ -132,8 +132,8 @@ def list_registry(registry: Registry, *, spaces: bool = False) -> None:
 
 
 def space_column(component: type) -> str:
-    """The space of a component with its default parameters; "<default>|params.space" when the space is one of its
-    parameters (the training-free priors); "any" when it declares none."""
+    """The space of a component with its default parameters, followed by "|params.<name>" when a parameter chooses
+    the space (the training-free priors' `space`, stable-unclip's `variant`); "any" when it declares none."""
     params = getattr(component, "Params", None)
     declared = getattr(component, "embedding_space", None)
     if params is None or declared is None:
@@ -144,7 +144,8 @@ def space_column(component: type) -> str:
         return "per params"
     if space is None:
         return "any"
-    return f"{space}|params.space" if "space" in params.model_fields else space
+    chooser = getattr(component, "space_parameter", None)
+    return f"{space}|params.{chooser}" if chooser else space
 
 
 @app.command()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import ClassVar
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -20,6 +22,9 @@ class Decoder(Component, abc.ABC):
 
     negative_embedding: str = "the prior's negative embedding"
     """What the decoder uses as the negative (unconditional) embedding of classifier-free guidance, in words."""
+
+    space_parameter: ClassVar[str | None] = None
+    """The parameter that chooses the space, when one does (listings show it beside the default space)."""
 
     reads_prompts: bool = False
     """Whether `decode` takes the prompts (keyword `prompts`), for a decoder that conditions on the text as well as
@@ -97,3 +102,9 @@ def check_decode_inputs(
                 f"decoder '{decoder}' got NaN or inf in {name} at row(s) {bad_rows}: the prior that produced them "
                 "failed."
             )
+
+
+def rgb_images(images: np.ndarray) -> list[Image.Image]:
+    """A diffusers pipeline's `output_type="np"` batch ([B, H, W, 3] floats in [0, 1]) as uint8 RGB images."""
+    pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
+    return [Image.fromarray(image) for image in pixels]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder, check_decode_inputs
+from ovi_bench.decoders.base import Decoder, check_decode_inputs, rgb_images
 from ovi_bench.models.kandinsky import (
     DECODER_PIPELINE_FILES,
     KANDINSKY22_DECODER_ID,
@@ -83,5 +82,4 @@ class KandinskyDecoder(Decoder):
                 generator=list(generators),
                 output_type="np",
             ).images
-        pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
-        return [Image.fromarray(image) for image in pixels]
+        return rgb_images(images)

@@ -7,14 +7,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from pydantic import Field, model_validator
 
 from ovi_bench.components import ModelNeed
 from ovi_bench.components import Params as BaseParams
-from ovi_bench.decoders.base import Decoder, check_decode_inputs
+from ovi_bench.decoders.base import Decoder, check_decode_inputs, rgb_images
 from ovi_bench.errors import ModelLoadError, SpecError
 from ovi_bench.models.stable_unclip import (
     PIPELINE_FILES,
@@ -35,6 +34,8 @@ class StableUnclipDecoder(Decoder):
 
     The pipeline's PNDM scheduler, its noise augmentation of the embedding (`noise_level`), and classifier-free
     guidance against a zero embedding."""
+
+    space_parameter = "variant"
 
     negative_embedding = (
         "zeros: the pipeline's unconditional branch is an all-zero class label (noised embedding and noise-level "
@@ -168,5 +169,4 @@ class StableUnclipDecoder(Decoder):
                 generator=list(generators),
                 output_type="np",
             ).images
-        pixels = (images * 255).round().clip(0, 255).astype(np.uint8)
-        return [Image.fromarray(image) for image in pixels]
+        return rgb_images(images)

@@ -362,23 +362,36 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TINY_TEXT_MAX_LENGTH)
 
 
-def tiny_text_config(tokenizer: CLIPTokenizer, *, projection_dim: int | None = None) -> CLIPTextConfig:
-    """The tiny CLIP text tower of the diffusion pipelines' tiny folders (Stable unCLIP, SDXL, SD 1.5): width 32, two
-    layers, 77 positions, and the tokenizer's real special ids, so that pooling finds the first EOS token.
-    `projection_dim`: for a tower with a projection (SDXL's second text encoder); None keeps transformers' default."""
-    projection = {} if projection_dim is None else {"projection_dim": projection_dim}
+def tiny_text_config(
+    width: int, *, layers: int, heads: int, intermediate_size: int, projection_dim: int | None = None
+) -> CLIPTextConfig:
+    """A random-weight CLIP text tower's config for the tiny tokenizer: hidden size `width`, projection
+    `projection_dim` (default `width`), 77 positions, and pooling at the tiny tokenizer's real EOS id (diffusers' tests
+    use bos 0 / eos 2 / pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids), the legacy rule)."""
+    tokenizer = tiny_tokenizer()
     return CLIPTextConfig(
-        **projection,
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
+        hidden_size=width,
+        projection_dim=projection_dim or width,
+        intermediate_size=intermediate_size,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
         vocab_size=1000,
         max_position_embeddings=TINY_TEXT_MAX_LENGTH,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+def tiny_text_encoder(
+    width: int, *, layers: int, heads: int, intermediate_size: int, projection_dim: int | None = None
+) -> CLIPTextModelWithProjection:
+    """A random-weight CLIP text tower with projection (seed 0) of `tiny_text_config`."""
+    config = tiny_text_config(
+        width, layers=layers, heads=heads, intermediate_size=intermediate_size, projection_dim=projection_dim
+    )
+    torch.manual_seed(0)
+    return CLIPTextModelWithProjection(config).eval()
 
 
 def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:

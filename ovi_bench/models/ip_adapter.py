@@ -27,7 +27,7 @@ from diffusers import (
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ovi_bench.components import model_files
 from ovi_bench.errors import ModelLoadError
@@ -82,6 +82,11 @@ def _tokenizer_files(subfolder: str) -> str:
 # whenever a builder's output changes.
 
 
+def _tiny_text_config() -> CLIPTextConfig:
+    # Width 32 (SDXL's UNet reads two of them side by side, 64), with a projection of 32 where one is used.
+    return tiny_text_config(32, layers=2, heads=4, intermediate_size=37)
+
+
 def _tiny_vae(scaling_factor: float) -> AutoencoderKL:
     torch.manual_seed(0)
     return AutoencoderKL(
@@ -132,9 +137,9 @@ def _tiny_sd15_unet() -> UNet2DConditionModel:
 def build_tiny_sdxl(folder: Path) -> None:
     """Save a tiny StableDiffusionXLPipeline (two CLIP text encoders, UNet, VAE, Euler scheduler) into `folder`."""
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(tiny_text_config(tiny_tokenizer())).eval()
+    text_encoder = CLIPTextModel(_tiny_text_config()).eval()
     torch.manual_seed(1)
-    text_encoder_2 = CLIPTextModelWithProjection(tiny_text_config(tiny_tokenizer(), projection_dim=32)).eval()
+    text_encoder_2 = CLIPTextModelWithProjection(_tiny_text_config()).eval()
     pipeline = StableDiffusionXLPipeline(
         vae=_tiny_vae(scaling_factor=0.13025),
         text_encoder=text_encoder,
@@ -169,7 +174,7 @@ def build_tiny_sd15(folder: Path) -> None:
     torch.manual_seed(0)
     pipeline = StableDiffusionPipeline(
         vae=_tiny_vae(scaling_factor=0.18215),
-        text_encoder=CLIPTextModel(tiny_text_config(tiny_tokenizer())).eval(),
+        text_encoder=CLIPTextModel(_tiny_text_config()).eval(),
         tokenizer=tiny_tokenizer(),
         unet=_tiny_sd15_unet(),
         # The real base model's scheduler_config.json.

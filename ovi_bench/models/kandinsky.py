@@ -20,9 +20,6 @@ from diffusers import (
     VQModel,
 )
 from transformers import (
-    CLIPTextConfig,
-    CLIPTextModelWithProjection,
-    CLIPTokenizer,
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
 )
@@ -31,7 +28,6 @@ from ovi_bench.components import model_files
 from ovi_bench.io import publish_directory
 from ovi_bench.models.clip import (
     TINY_EMBEDDING_DIM,
-    TINY_TEXT_MAX_LENGTH,
     ClipImageEncoder,
     TextSide,
     checked_text_side,
@@ -40,6 +36,7 @@ from ovi_bench.models.clip import (
     load_text_encoder,
     load_tokenizer,
     load_vision_tower,
+    tiny_text_encoder,
     tiny_tokenizer,
 )
 from ovi_bench.models.eclipse import refuse_eclipse_checkpoint
@@ -76,28 +73,6 @@ DECODER_PIPELINE_FILES = ("model_index.json", "scheduler/scheduler_config.json",
 # They let tests and dry runs go through the real `from_pretrained` loading code without any download (the same
 # approach as diffusers' own tests, whose configs these follow). Each folder is built once into
 # `cache_dir()/tiny/<name>-v1/`; bump the version in the name whenever a builder's output changes.
-
-
-def tiny_text_encoder(
-    tokenizer: CLIPTokenizer, projection_dim: int = TINY_EMBEDDING_DIM
-) -> CLIPTextModelWithProjection:
-    """The tiny CLIP text tower (random weights, seed 0); `projection_dim` the width of its `text_embeds`."""
-    # diffusers' tests use bos 0 / eos 2 / pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids)
-    # (legacy). We name our tokenizer's real ids instead, so pooling takes the first EOS token explicitly.
-    config = CLIPTextConfig(
-        hidden_size=TINY_EMBEDDING_DIM,
-        projection_dim=projection_dim,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        vocab_size=1000,
-        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return CLIPTextModelWithProjection(config).eval()
 
 
 def tiny_image_encoder(projection_dim: int = TINY_EMBEDDING_DIM) -> CLIPVisionModelWithProjection:
@@ -140,7 +115,7 @@ def build_tiny_kandinsky_prior(folder: Path) -> None:
     pipeline = KandinskyV22PriorPipeline(
         prior=_tiny_prior(),
         image_encoder=image_encoder,
-        text_encoder=tiny_text_encoder(tokenizer),
+        text_encoder=tiny_text_encoder(TINY_EMBEDDING_DIM, layers=5, heads=4, intermediate_size=37),
         tokenizer=tokenizer,
         # The real prior's scheduler (x0 prediction).
         scheduler=UnCLIPScheduler(

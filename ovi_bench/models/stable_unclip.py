@@ -25,6 +25,7 @@ from diffusers import (
 )
 from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
 from transformers import (
+    CLIPTextConfig,
     CLIPTextModel,
     CLIPTokenizer,
     CLIPVisionConfig,
@@ -36,8 +37,8 @@ from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.clip import (
     TINY_CLIP_IMAGE_SIZE,
+    TINY_TEXT_MAX_LENGTH,
     clip_image_processor,
-    tiny_text_config,
     tiny_tokenizer,
 )
 from ovi_bench.models.hub import load_pretrained, model_file, resolve_model
@@ -90,8 +91,20 @@ TINY_TEXT_WIDTH = 32
 
 
 def _tiny_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    # Our tokenizer's real special ids, so that pooling finds the first EOS token (as for the tiny Kandinsky prior).
+    config = CLIPTextConfig(
+        hidden_size=TINY_TEXT_WIDTH,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=1000,
+        max_position_embeddings=TINY_TEXT_MAX_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
-    return CLIPTextModel(tiny_text_config(tokenizer)).eval()
+    return CLIPTextModel(config).eval()
 
 
 def _tiny_image_encoder(width: int) -> CLIPVisionModelWithProjection:

@@ -35,6 +35,7 @@ from ovi_bench.errors import OviBenchError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.clip import (
     TINY_CLIP_IMAGE_SIZE,
+    TINY_EMBEDDING_DIM,
     ClipImageEncoder,
     TextSide,
     checked_text_side,
@@ -42,6 +43,7 @@ from ovi_bench.models.clip import (
     load_image_processor,
     load_text_encoder,
     load_tokenizer,
+    tiny_text_encoder,
     tiny_tokenizer,
 )
 from ovi_bench.models.hub import load_pretrained, resolve_model
@@ -55,7 +57,6 @@ from ovi_bench.models.kandinsky import (
     load_text_side,
     resolve_prior_model,
     tiny_image_encoder,
-    tiny_text_encoder,
     zero_image_embeds,
 )
 from ovi_bench.models.zero_image import cached_zero_image_embeds, vision_tower_identity
@@ -97,7 +98,9 @@ def build_tiny_clip_towers(folder: Path, width: int) -> None:
     tokenizer = tiny_tokenizer()
     # The towers are built alone (as in the tiny Kandinsky 2.2 prior) and copied into the CLIPModel: its own
     # initialisation would give a vision tower that OVI cannot steer (see `tiny_image_encoder`).
-    text_encoder = tiny_text_encoder(tokenizer, projection_dim=width)
+    text_encoder = tiny_text_encoder(
+        TINY_EMBEDDING_DIM, layers=5, heads=4, intermediate_size=37, projection_dim=width
+    )
     image_encoder = tiny_image_encoder(projection_dim=width)
     config = CLIPConfig(
         text_config=text_encoder.config.to_dict(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -36,6 +36,9 @@ class Prior(Component, abc.ABC):
         self.params = params
         self.device = device
         self.dtype = dtype
+
+    space_parameter: ClassVar[str | None] = None
+    """The parameter that chooses the space, when one does (listings show it beside the default space)."""
 
     @classmethod
     def embedding_space(cls, params: Params) -> str | None:

@@ -302,6 +302,8 @@ class NearestNeighbourParams(BankParams):
 class OVIPrior(Prior):
     """Training-free: pseudo-tokens through the frozen CLIP vision tower, optimised toward the text embedding."""
 
+    space_parameter = "space"
+
     Params = OVIParams
     version = "1"
     registered_as: ClassVar[str] = "ovi"

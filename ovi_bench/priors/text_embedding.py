@@ -18,6 +18,8 @@ from ovi_bench.priors.towers import TowersParams
 class TextEmbeddingPrior(Prior):
     """image_embeds = the space's CLIP text `text_embeds`; negative = the zero-image embedding. Deterministic."""
 
+    space_parameter = "space"
+
     class Params(TowersParams):
         rescale: Literal["none", "zero-image-norm"] | float = "none"
         """Row norms: "none" keeps the text encoder's; "zero-image-norm" rescales each row to the L2 norm of the
