@@ -72,7 +72,8 @@ class Evaluation:
         if table.empty:
             return table
         means = [column for column in table.columns if column.endswith(".mean")]
-        summary = table.set_index("prior")[means]
+        # A run with several decoders has a row per prior × decoder.
+        summary = table.set_index([key for key in ("prior", "decoder") if key in table.columns])[means]
         summary.columns = [column.removesuffix(".mean") for column in means]
         return summary
 

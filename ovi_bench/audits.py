@@ -122,15 +122,23 @@ def _png_sha(image: Image.Image) -> str:
 def run_audits(
     scorer: Scorer, items: Sequence[WorkItem], rows: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Audit every per-image metric of the run; one row per metric × category and audit kind."""
+    """Audit every per-image metric of the run; one row per metric × decoder × category and audit kind (each
+    decoder's images are audited on their own, against canaries of its image size)."""
     spec = scorer.spec
     settings = spec.audits
     if settings is None:
         return []
     matched = {(row["image"], row["metric"]): row["score"] for row in rows}
     records = scorer.store.manifest
-    canaries = canary_images(spec.decoder.width, spec.decoder.height, settings.seed)
-    canary_keys = {name: _png_sha(image) for name, image in canaries.items()}
+    canaries_of = {
+        decoder.display_name: canary_images(decoder.width, decoder.height, settings.seed)
+        for decoder in spec.decoder_specs
+    }
+    canary_keys = {
+        (decoder, name): _png_sha(image)
+        for decoder, canaries in canaries_of.items()
+        for name, image in canaries.items()
+    }
     audit_rows: list[dict[str, Any]] = []
     for metric_spec in spec.metrics:
         if metric_kind(metric_spec) != "image":
@@ -142,12 +150,12 @@ def run_audits(
             for item in items
             if item.image_key in records and (records[item.image_key].path, metric_spec.name) in matched
         ]
-        by_category: dict[str, list[WorkItem]] = defaultdict(list)
+        by_category: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
         for item in scored:
-            by_category[item.prompt.category].append(item)
+            by_category[(item.decoder, item.prompt.category)].append(item)
         requests: list[ScoreRequest] = []
-        plans: list[tuple[str, str, list[tuple[WorkItem, ScoreRequest]], list[ScoreRequest]]] = []
-        for category, category_items in by_category.items():
+        plans: list[tuple[str, tuple[str, str], list[tuple[WorkItem, ScoreRequest]], list[ScoreRequest]]] = []
+        for (decoder, category), category_items in by_category.items():
             prompts = {item.prompt.id: item.prompt for item in category_items}
             shuffled_pairs: list[tuple[WorkItem, ScoreRequest]] = []
             if settings.shuffle:
@@ -167,11 +175,11 @@ def run_audits(
                     shuffled_pairs.append((item, request))
             canary_requests: list[ScoreRequest] = []
             if settings.canaries:
-                for name, image in canaries.items():
+                for name, image in canaries_of[decoder].items():
                     for prompt in prompts.values():
                         canary_requests.append(
                             ScoreRequest(
-                                RowCache.score_key(canary_keys[name], prompt.text, category),
+                                RowCache.score_key(canary_keys[(decoder, name)], prompt.text, category),
                                 lambda image=image: image,
                                 prompt.text,
                                 category,
@@ -179,12 +187,14 @@ def run_audits(
                             )
                         )
             requests += [request for _, request in shuffled_pairs] + canary_requests
-            plans.append((metric_spec.name, category, shuffled_pairs, canary_requests))
+            plans.append((metric_spec.name, (decoder, category), shuffled_pairs, canary_requests))
         # A pair asked for twice (two seeds of one image content, a canary for a repeated prompt) is scored once.
         distinct = list({request.cache_key: request for request in requests}.values())
         scorer.score_requests(metric_spec, distinct, cache, task="audit")
-        for name, category, shuffled_pairs, canary_requests in plans:
-            real = [matched[(records[item.image_key].path, name)] for item in by_category[category]]
+        for name, (decoder, category), shuffled_pairs, canary_requests in plans:
+            real = [
+                matched[(records[item.image_key].path, name)] for item in by_category[(decoder, category)]
+            ]
             if shuffled_pairs:
                 gap = shuffle_gap(
                     [item.prompt.id for item, _ in shuffled_pairs],
@@ -197,6 +207,7 @@ def run_audits(
                 audit_rows.append(
                     {
                         "metric": name,
+                        "decoder": decoder,
                         "category": category,
                         "audit": "prompt-shuffle",
                         "value": gap.gap,
@@ -216,6 +227,7 @@ def run_audits(
                 audit_rows.append(
                     {
                         "metric": name,
+                        "decoder": decoder,
                         "category": category,
                         "audit": "canaries",
                         "value": float(np.mean(canary_scores)),

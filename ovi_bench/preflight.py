@@ -170,11 +170,14 @@ class PreflightReport:
 
 
 def _components(spec: RunSpec) -> list[tuple[str, Any, Any]]:
-    """(who, registered component, validated params) for every prior, the decoder and every metric, in run order."""
+    """(who, registered component, validated params) for every prior, every decoder and every metric, in run order."""
     entries = [
         (f"prior '{prior.display_name}'", PRIORS.get(prior.name), prior.params) for prior in spec.priors
     ]
-    entries.append((f"decoder '{spec.decoder.name}'", DECODERS.get(spec.decoder.name), spec.decoder.params))
+    entries += [
+        (f"decoder '{decoder.display_name}'", DECODERS.get(decoder.name), decoder.params)
+        for decoder in spec.decoder_specs
+    ]
     entries += [
         (f"metric '{metric.name}'", METRICS.get(metric.name), metric.params) for metric in spec.metrics
     ]
@@ -256,7 +259,10 @@ def _mark_pending(runner: CheckedRun, report: PreflightReport, users_pending: di
         return
     report.stored = {item.image_key for item in items if store.has_image(item.image_key)}
     missing = [item for item in items if item.image_key not in report.stored]
-    users_pending[f"decoder '{spec.decoder.name}'"] = bool(missing)
+    for decoder in spec.decoder_specs:
+        users_pending[f"decoder '{decoder.display_name}'"] = any(
+            item.decoder == decoder.display_name for item in missing
+        )
     for prior in spec.priors:
         users_pending[f"prior '{prior.display_name}'"] = any(
             item.prior == prior.display_name and not store.embedding_path(item.embedding_key).is_file()

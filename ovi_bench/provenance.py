@@ -4,13 +4,16 @@ the writing of the run's result files.
 The runner fills a `RunResult`; `provenance` turns it into the record of fingerprints, package versions, model
 revisions and prompt digests that the result files carry, and `write_results` writes them into the run folder:
 
-    scores.csv          one row per image and metric, with its reason
+    scores.csv          one row per image and metric, with its reason (and its prior and decoder)
     embeddings.csv      one row per prior × prompt × seed: the prior's facts and the embedding diagnostics
-    leaderboard.csv     one row per prior × category × metric (mean, 95% interval, std, prompts, images, direction)
-    leaderboard.md      the official-metric table (priors × categories), then every row; headed by the fingerprint
+    leaderboard.csv     one row per prior × decoder × category × metric (mean, 95% interval, std, prompts, images,
+                        direction)
+    leaderboard.md      the official-metric table (priors × categories), the generalisation view when two decoders
+                        share a space (`ovi_bench.results.generalisation`), then every row; headed by the fingerprint
     leaderboard.tex     the official-metric table for a paper (booktabs)
     leaderboard.json    every row plus the provenance
-    set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × category and per prior ("all")
+    set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × decoder × category and per prior ×
+                        decoder ("all")
     audit.csv           the metric audits, when configured
     results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest,
                         and the set scores and audits: what every later command reads (ovi_bench.results.records)
@@ -38,7 +41,8 @@ from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.prompts import PromptSet
 from ovi_bench.prompts.base import prompt_set_digest
-from ovi_bench.registry import METRICS
+from ovi_bench.registry import DECODERS, METRICS
+from ovi_bench.results.generalisation import generalisation, generalisation_records
 from ovi_bench.results.leaderboard import (
     LeaderboardHeader,
     leaderboard_frame,
@@ -48,7 +52,7 @@ from ovi_bench.results.leaderboard import (
     with_set_scores,
     write_leaderboard,
 )
-from ovi_bench.spec import RunSpec
+from ovi_bench.spec import RunSpec, component_space
 from ovi_bench.text import markdown_text
 from ovi_bench.version import __version__
 
@@ -105,7 +109,10 @@ def package_versions() -> dict[str, str]:
 def model_revisions(spec: RunSpec) -> dict[str, dict[str, str]]:
     """Every model a component's parameters name, with the revision it resolved to (see `model_revision`)."""
     components = [(f"priors[{prior.display_name}]", prior.params) for prior in spec.priors]
-    components.append(("decoder", spec.decoder.params))
+    if spec.decoders is None:
+        components.append(("decoder", spec.decoder.params))
+    else:
+        components += [(f"decoders[{decoder.display_name}]", decoder.params) for decoder in spec.decoders]
     components += [(f"metrics[{metric.name}]", metric.params) for metric in spec.metrics]
     return {
         f"{where}.{name}": model_revision(value)
@@ -151,6 +158,16 @@ def provenance(result: RunResult) -> dict[str, Any]:
             "params": spec.decoder.params,
             "fingerprint": decoder_fingerprint(spec),
         },
+        # Every decoder by display name (the first is `decoder` above, which runs before [[decoders]] had alone).
+        "decoders": {
+            decoder.display_name: {
+                "name": decoder.name,
+                "params": decoder.params,
+                "embedding_space": component_space(DECODERS, decoder.name, decoder.params),
+                "fingerprint": decoder_fingerprint(spec, decoder),
+            }
+            for decoder in spec.decoder_specs
+        },
         "metrics": {
             metric.name: {
                 "version": METRICS.get(metric.name).version,
@@ -188,7 +205,9 @@ def _write_results(result: RunResult) -> pd.DataFrame:
     out = Path(result.output_dir)
     scores = pd.DataFrame(result.score_rows)
     if scores.empty:
-        scores = pd.DataFrame(columns=["prior", "category", "metric", "prompt_id", "prompt", "seed", "score"])
+        scores = pd.DataFrame(
+            columns=["prior", "decoder", "category", "metric", "prompt_id", "prompt", "seed", "score"]
+        )
     embeddings = pd.DataFrame(result.embedding_rows)
     run_provenance = provenance(result)
     directions = leaderboard_directions(run_provenance, result.set_metrics)
@@ -199,6 +218,8 @@ def _write_results(result: RunResult) -> pd.DataFrame:
     audits = pd.DataFrame(result.audit_rows)
     board = with_audits(board, audits)
     fingerprint = result.spec.fingerprint()
+    spaces = {name: entry["embedding_space"] for name, entry in run_provenance["decoders"].items()}
+    view = generalisation(scores, spaces, directions)
     if result.audit_rows:
         write_csv(audits.assign(spec_fingerprint=fingerprint), out / "audit.csv")
     write_csv(scores, out / "scores.csv")
@@ -206,16 +227,20 @@ def _write_results(result: RunResult) -> pd.DataFrame:
         write_csv(set_scores.assign(spec_fingerprint=fingerprint), out / "set_scores.csv")
     write_csv(embeddings.assign(spec_fingerprint=fingerprint), out / "embeddings.csv")
     prompts = result.prompt_set
+    decoders = [f"{markdown_text(name)} ({space or 'undeclared space'})" for name, space in spaces.items()]
     header = LeaderboardHeader(
         title=result.spec.name,
         lines=[
             f"spec fingerprint `{fingerprint}` · prompts {markdown_text(prompts.source)} ({prompts.digest[:12]}) · "
             f"{result.spec.images_per_prompt} image(s) per prompt · seeds {_seed_range(result.spec.seeds)}"
+            + (f" · decoders {', '.join(decoders)}" if len(decoders) > 1 else "")
         ],
         caption=f"{prompts.source} prompts, {result.spec.images_per_prompt} image(s) per prompt; "
         f"spec {fingerprint[:12]}",
     )
-    write_leaderboard(out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance})
+    write_leaderboard(
+        out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance}, view
+    )
     payload = {
         **run_provenance,
         "counts": vars(result.counts),
@@ -227,6 +252,8 @@ def _write_results(result: RunResult) -> pd.DataFrame:
         payload["set_scores"] = result.set_rows
     if result.audit_rows:
         payload["audits"] = result.audit_rows
+    if not view.empty:
+        payload["generalisation"] = generalisation_records(view)
     # Last: a folder with results.json is a finished run (see ovi_bench.results.records.load_run).
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     return board

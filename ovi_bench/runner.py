@@ -15,36 +15,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.markup import escape
 
 from ovi_bench.audits import run_audits
 from ovi_bench.caches import RowCache
-from ovi_bench.components import build_component, free_memory, resolve_device, resolve_dtype
-from ovi_bench.decoders.base import Decoder
+from ovi_bench.components import resolve_device, resolve_dtype
 from ovi_bench.diagnostics import diagnose, diagnostics_cache_path, embedding_rows
 from ovi_bench.errors import DataError
+from ovi_bench.generation import ImageMaker
+from ovi_bench.generation import seeded_generators as seeded_generators
 from ovi_bench.interrupts import stop_signals_raise
-from ovi_bench.io import atomic_write_text, canonical_json, png_bytes
+from ovi_bench.io import atomic_write_text, canonical_json
 from ovi_bench.models.hub import remote_code_policy
 from ovi_bench.paths import expand_user
-from ovi_bench.plan import WorkItem, load_run_prompts, plan, run_data
+from ovi_bench.plan import WorkItem, distinct_embeddings, load_run_prompts, plan, run_data
 from ovi_bench.preflight import checked_run
-from ovi_bench.priors.base import Prior, check_prior_output
 from ovi_bench.progress import Reporter
 from ovi_bench.provenance import RunCounts, RunResult
-from ovi_bench.registry import DECODERS, PRIORS
 from ovi_bench.run_folder import RunFolderHold
-from ovi_bench.scoring import Scorer, batched, metric_kind
+from ovi_bench.scoring import Scorer, metric_kind
 from ovi_bench.sharding import Shard
 from ovi_bench.spec import RunSpec
 from ovi_bench.store import RunStore
-
-
-def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
-    """One CPU generator per sample: results do not depend on the batch, the device or the batch size."""
-    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
 class Runner:
@@ -82,6 +75,7 @@ class Runner:
         self.verify = verify
         self.hold = RunFolderHold(self.output_dir, shard.writer, alone=shard.count == 1)
         self.counts = RunCounts()
+        self.maker = ImageMaker(spec, self.store, self.device, self.dtype, self.report, self.counts)
         self.scorer = Scorer(
             spec,
             self.store,
@@ -122,9 +116,12 @@ class Runner:
         if self.shard.is_main:
             run_record = {"fingerprint": fingerprint, "spec": self.spec.model_dump(mode="json")}
             atomic_write_text(self.output_dir / "run.json", canonical_json(run_record))
+        decoders = (
+            f" × {len(self.spec.decoders)} decoders (of each prior's space)" if self.spec.decoders else ""
+        )
         self.report.say(
             f"[bold]{escape(self.spec.name)}[/]: {len(self.spec.priors)} prior(s) × {len(prompt_set.prompts)} prompts × "
-            f"{self.spec.images_per_prompt} seed(s) = {len(items)} images → {escape(str(self.output_dir))}"
+            f"{self.spec.images_per_prompt} seed(s){decoders} = {len(items)} images → {escape(str(self.output_dir))}"
         )
         if self.shard.count > 1:
             self.run_share(items)
@@ -201,79 +198,17 @@ class Runner:
         raise DataError(f"images in {self.output_dir / 'images'} keep reading back corrupt; check the disk.")
 
     def embed(self, items: Sequence[WorkItem]) -> None:
-        """Compute the embeddings the missing images need, loading each prior once and only when needed."""
-        for prior_spec in self.spec.priors:
-            todo = [
-                item
-                for item in items
-                if item.prior == prior_spec.display_name
-                and not self.store.embedding_path(item.embedding_key).is_file()
-            ]
-            if not todo:
-                continue
-            self.report.say(
-                f"loading prior [bold]{escape(prior_spec.display_name)}[/] ({escape(prior_spec.name)})"
-            )
-            prior_class = PRIORS.get(prior_spec.name)
-            prior: Prior = build_component(
-                prior_class, prior_spec.params, device=self.device, dtype=self.dtype
-            )
-            # Finished embeddings are committed in groups, and the last group even when a batch fails.
-            with self.report.bars() as progress, self.store.grouped_commits():
-                task = progress.add_task(f"embed {escape(prior_spec.display_name)}", total=len(todo))
-                for batch in batched(todo, self.spec.prior_batch_size):
-                    texts = [item.prompt.text for item in batch]
-                    output = check_prior_output(
-                        prior_spec.name, texts, prior.embed(texts, seeded_generators([i.seed for i in batch]))
-                    )
-                    for row, item in enumerate(batch):
-                        self.store.put_embedding(
-                            item.embedding_key,
-                            output.image_embeds[row],
-                            output.negative_image_embeds[row],
-                            output.per_prompt[row] if output.per_prompt else {},
-                        )
-                    self.counts.embeddings_computed += len(batch)
-                    progress.advance(task, len(batch))
-            del prior
-            free_memory()
+        """Compute the embeddings the missing images need, each once, loading each prior only when needed."""
+        self.maker.embed(items)
 
     def decode(self, items: Sequence[WorkItem]) -> None:
-        decoder_spec = self.spec.decoder
-        self.report.say(f"loading decoder [bold]{decoder_spec.name}[/]")
-        decoder: Decoder = build_component(
-            DECODERS.get(decoder_spec.name), decoder_spec.params, device=self.device, dtype=self.dtype
-        )
-        with self.report.bars() as progress, self.store.grouped_commits():
-            task = progress.add_task("decode", total=len(items))
-            for batch in batched(items, self.spec.decoder_batch_size):
-                pairs = [self.store.get_embedding(item.embedding_key) for item in batch]
-                # An unreadable embedding was removed by the store; the next generation pass recomputes it.
-                ready = [(item, pair) for item, pair in zip(batch, pairs, strict=True) if pair is not None]
-                if ready:
-                    images = decoder.decode(
-                        torch.stack([pair[0] for _, pair in ready]),
-                        torch.stack([pair[1] for _, pair in ready]),
-                        seeded_generators([item.seed for item, _ in ready]),
-                        height=decoder_spec.height,
-                        width=decoder_spec.width,
-                        steps=decoder_spec.steps,
-                        guidance=decoder_spec.guidance,
-                        **decoder.prompt_keywords([item.prompt.text for item, _ in ready]),
-                    )
-                    self.store.put_images(
-                        [
-                            (item.image_key, png_bytes(image), item.image_metadata())
-                            for (item, _), image in zip(ready, images, strict=True)
-                        ]
-                    )
-                    self.counts.images_generated += len(ready)
-                progress.advance(task, len(batch))
-        del decoder
-        free_memory()
+        """Render the missing images, each decoder loaded once for the images it renders."""
+        self.maker.decode(items)
 
     def describe_embeddings(self, items: Sequence[WorkItem]) -> list[dict[str, Any]]:
-        """Per embedding: the prior's facts (e.g. optimisation steps) and the diagnostics, cached like scores."""
+        """Per embedding: the prior's facts (e.g. optimisation steps) and the diagnostics, cached like scores. One row
+        per embedding, however many decoders render it."""
+        items = distinct_embeddings(items)
         # An embedding file deleted (or removed as damaged) after its image was made: its facts are computed again,
         # never left out of embeddings.csv.
         unreadable = [item for item in items if self.store.embedding_facts(item.embedding_key) is None]

@@ -149,6 +149,7 @@ class Scorer:
     ) -> dict[str, Any]:
         return {
             "prior": item.prior,
+            "decoder": item.decoder,
             "category": item.prompt.category,
             "metric": metric,
             "prompt_id": item.prompt.id,
@@ -324,8 +325,8 @@ class Scorer:
                 del metric
 
     def score_sets(self, items: Sequence[WorkItem]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """Set-level metrics, after the per-image ones: one value per prior × category and per prior ("all"), and
-        each metric's provenance for the result files."""
+        """Set-level metrics, after the per-image ones: one value per prior × decoder × category and per prior ×
+        decoder ("all"), and each metric's provenance for the result files."""
         rows: list[dict[str, Any]] = []
         provenance: dict[str, dict[str, Any]] = {}
         for metric_spec in self.spec.metrics:
@@ -342,13 +343,13 @@ class Scorer:
         cache = self.extract_features(metric_spec, metric, items)
         reference = metric.reference_features()
         name = metric.leaderboard_name(metric_spec.name)
-        groups: dict[tuple[str, str], list[WorkItem]] = {}
+        groups: dict[tuple[str, str, str], list[WorkItem]] = {}
         for item in self.applicable(metric_spec, items):  # without the images found corrupt meanwhile
             if records[item.image_key].sha256 in cache.features:
-                groups.setdefault((item.prior, item.prompt.category), []).append(item)
-                groups.setdefault((item.prior, "all"), []).append(item)
+                groups.setdefault((item.prior, item.decoder, item.prompt.category), []).append(item)
+                groups.setdefault((item.prior, item.decoder, "all"), []).append(item)
         rows = []
-        for (prior, category), members in groups.items():
+        for (prior, decoder, category), members in groups.items():
             details: dict[str, Any] = {}
             value: float | None = None
             if len(members) < 2:
@@ -363,6 +364,7 @@ class Scorer:
             rows.append(
                 {
                     "prior": prior,
+                    "decoder": decoder,
                     "category": category,
                     "metric": name,
                     "value": value,

@@ -8,7 +8,6 @@ Values that replace spec fields for one run (`--limit`, `evaluate(limit=...)`) a
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
 from pathlib import Path
@@ -19,18 +18,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from ovi_bench.components import check_device_name, stored_params
 from ovi_bench.errors import OviBenchError, SpecError
 from ovi_bench.io import canonical_json, sha256_text
+from ovi_bench.pairing import component_space, renders, unrenderable_prior
 from ovi_bench.paths import expand_user
 from ovi_bench.prompts.files import CATEGORY_NAME_PATTERN, CATEGORY_NAME_RULE
 from ovi_bench.registry import DECODERS, METRICS, PRIORS, Registry
-from ovi_bench.spaces import pairing_problem
 from ovi_bench.text import did_you_mean, display_text_problem, short_repr
 from ovi_bench.text import string_problem as _string_problem
 
@@ -122,6 +123,9 @@ class PriorSpec(_Frozen):
 class DecoderSpec(_Frozen):
     name: str = "kandinsky-2.2-decoder"
     """Registered decoder name (see `ovi-bench decoders`)."""
+    label: str | None = None
+    """Name shown in the `decoder` column; defaults to `name`. Lets one run render with two settings of the same
+    decoder ([[decoders]]). Left out of the fingerprint when not given."""
     params: dict[str, Any] = Field(default_factory=dict)
     """The decoder's parameters (for Kandinsky 2.2: `model`, an id, a local folder or "tiny")."""
     steps: int = Field(50, ge=1)
@@ -149,12 +153,29 @@ class DecoderSpec(_Frozen):
             )
         return value
 
+    @field_validator("label")
+    @classmethod
+    def _check_label(cls, value: str | None) -> str | None:
+        return None if value is None else _check_display_text(value)
+
     @model_validator(mode="after")
     def _check_params(self) -> DecoderSpec:
         object.__setattr__(
             self, "params", _validate_component(DECODERS, self.name, self.params, "decoder.params")
         )
         return self
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Added after results were published: a decoder without a label keeps the fingerprint it always had.
+        data = handler(self)
+        if self.label is None:
+            data.pop("label", None)
+        return data
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
 
 
 def _check_category_name(category: str) -> str:
@@ -270,7 +291,11 @@ class RunSpec(_Frozen):
     priors: list[PriorSpec] = Field(min_length=1)
     """The priors to compare, each an [[priors]] table."""
     decoder: DecoderSpec = Field(default_factory=DecoderSpec)
-    """How embeddings become images."""
+    """How embeddings become images: the run's one decoder ([decoder] table). With [[decoders]], the first of them."""
+    decoders: list[DecoderSpec] | None = Field(None, min_length=1)
+    """Several decoders in one run, each a [[decoders]] table (instead of [decoder]): every prior's embeddings are
+    made once and rendered by every decoder of the prior's embedding space. Use `decoder_specs` to read either form.
+    One entry is the same run as a [decoder] table (same fingerprint, same images)."""
     prompts: PromptSpec = Field(default_factory=PromptSpec)
     """Which prompts."""
     metrics: list[MetricSpec] = Field(default_factory=official_metric_specs)
@@ -307,13 +332,7 @@ class RunSpec(_Frozen):
 
     @model_validator(mode="after")
     def _check_unique_names(self) -> RunSpec:
-        labels = [prior.display_name for prior in self.priors]
-        repeated = sorted({label for label in labels if labels.count(label) > 1})
-        if repeated:
-            raise ValueError(
-                f"priors: the name {short_repr(repeated[0])} is used by more than one [[priors]] table; "
-                "give each a distinct `label`"
-            )
+        _check_distinct_names("priors", [prior.display_name for prior in self.priors])
         metric_names = [metric.name for metric in self.metrics]
         if len(set(metric_names)) != len(metric_names):
             raise ValueError("metrics: a metric is listed twice; list each metric once")
@@ -329,15 +348,45 @@ class RunSpec(_Frozen):
         return self
 
     @model_validator(mode="after")
-    def _check_spaces(self) -> RunSpec:
-        # Before anything loads: a prior's embeddings are only meaningful to decoders of its own space.
-        decoder_space = component_space(DECODERS, self.decoder.name, self.decoder.params)
-        for index, prior in enumerate(self.priors):
-            prior_space = component_space(PRIORS, prior.name, prior.params)
-            problem = pairing_problem(prior.display_name, prior_space, self.decoder.name, decoder_space)
-            if problem:
-                raise ValueError(f"priors[{index}]: {problem}. {pairing_fix(prior_space, decoder_space)}")
+    def _check_decoders(self) -> RunSpec:
+        if self.decoders is None:
+            return self
+        if "decoder" in self.model_fields_set:
+            raise ValueError(
+                "decoders: give either one [decoder] table or a list of [[decoders]] tables, not both; move the "
+                "[decoder] table into the list as one more [[decoders]] entry"
+            )
+        _check_distinct_names("decoders", [decoder.display_name for decoder in self.decoders])
+        # `decoder` is always the first decoder, for code that needs one (audit canary size); one entry is
+        # exactly a [decoder] table, so that it keeps that run's fingerprint and image keys.
+        object.__setattr__(self, "decoder", self.decoders[0])
+        if len(self.decoders) == 1:
+            object.__setattr__(self, "decoders", None)
         return self
+
+    @model_validator(mode="after")
+    def _check_spaces(self) -> RunSpec:
+        # Before anything loads: a prior's embeddings are only meaningful to decoders of its own space. A prior is
+        # rendered by every decoder of its space; one that no decoder of the run can read is refused.
+        decoders = [
+            (decoder.display_name, component_space(DECODERS, decoder.name, decoder.params))
+            for decoder in self.decoder_specs
+        ]
+        for index, prior in enumerate(self.priors):
+            problem = unrenderable_prior(
+                prior.display_name, component_space(PRIORS, prior.name, prior.params), decoders
+            )
+            if problem:
+                raise ValueError(f"priors[{index}]: {problem}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # One of the two forms, as given: a [decoder] run dumps (and fingerprints) exactly as before [[decoders]]
+        # existed, and a dumped spec parses back.
+        data = handler(self)
+        data.pop("decoder" if self.decoders is not None else "decoders", None)
+        return data
 
     @model_validator(mode="after")
     def _check_last_seed(self) -> RunSpec:
@@ -348,6 +397,20 @@ class RunSpec(_Frozen):
                 f"{MAX_SEED} (2**63 - 1); choose a smaller first_seed"
             )
         return self
+
+    @property
+    def decoder_specs(self) -> list[DecoderSpec]:
+        """The run's decoders, whichever form the spec used ([decoder] or [[decoders]])."""
+        return list(self.decoders) if self.decoders is not None else [self.decoder]
+
+    def decoders_for(self, prior: PriorSpec) -> list[DecoderSpec]:
+        """The decoders that render the prior's embeddings: those of its space (all, for an undeclared space)."""
+        prior_space = component_space(PRIORS, prior.name, prior.params)
+        return [
+            decoder
+            for decoder in self.decoder_specs
+            if renders(component_space(DECODERS, decoder.name, decoder.params), prior_space)
+        ]
 
     @property
     def seeds(self) -> list[int]:
@@ -361,32 +424,6 @@ class RunSpec(_Frozen):
         """
         excluded = {"output_dir", "name"} | (set() if self.trust_remote_code else {"trust_remote_code"})
         return sha256_text(canonical_json(self.model_dump(mode="json", exclude=excluded)))
-
-
-def component_space(registry: Registry, name: str, params: dict[str, Any]) -> str | None:
-    """The embedding space a prior produces or a decoder consumes with these (validated) parameters."""
-    component = registry.get(name)
-    declared = getattr(
-        component, "embedding_space", None
-    )  # a registered stand-in may not derive from the bases
-    return declared(component.Params.model_validate(params)) if declared else None
-
-
-def pairing_fix(prior_space: str | None, decoder_space: str | None) -> str:
-    """How to pair a prior of `prior_space` with a decoder that reads it: the decoders of its space, or the
-    training-free priors' `space` parameter."""
-    decoders = []
-    for name in DECODERS.names():
-        with contextlib.suppress(
-            Exception
-        ):  # a plugin decoder without defaults for every parameter: not listed
-            if component_space(DECODERS, name, {}) == prior_space:
-                decoders.append(name)
-    choices = f" ({', '.join(decoders)})" if decoders else ""
-    return (
-        f"Render it with a decoder of {prior_space}{choices}, or, for a prior that takes the space as a parameter "
-        f'(text-embedding, ovi, ovi-mahalanobis, ovi-nn), set its params.space = "{decoder_space}"'
-    )
 
 
 def _format_validation_error(
@@ -425,6 +462,16 @@ def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
         if current is None:
             return []
     return list(current.model_fields)
+
+
+def _check_distinct_names(field: str, names: list[str]) -> None:
+    """Refuse two [[priors]] (or [[decoders]]) tables shown under one name: their rows would be one."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"{field}: the name {short_repr(repeated[0])} is used by more than one [[{field}]] table; "
+            "give each a distinct `label`"
+        )
 
 
 def _check_display_text(value: str) -> str:

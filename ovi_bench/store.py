@@ -81,6 +81,8 @@ class ImageRecord:
     category: str
     prompt: str
     seed: int
+    decoder: str | None = None
+    """The decoder's display name; None in manifests written before runs had several decoders."""
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def show_results(board, title: str, every_row: bool) -> None:
 
 
 def show_leaderboard(board, title: str) -> None:
-    show_table(board, title, text_columns=("run", "prior", "category", "metric", "audit"))
+    show_table(board, title, text_columns=("run", "prior", "decoder", "category", "metric", "audit"))
 
 
 def check_device_option(device: str) -> None:

@@ -248,7 +248,7 @@ def check(
         show_table(
             verdict_display(report)[shown.to_numpy()],
             f"{run_dir} against {baseline_file}",
-            ("prior", "category", "metric", "status", "95% interval"),
+            ("prior", "decoder", "category", "metric", "status", "95% interval"),
         )
     if hidden:
         console.print(f"({hidden} ok row(s) not shown; --every-row prints them)", soft_wrap=True)

@@ -26,7 +26,7 @@ from ovi_bench.results.records import RunRecord, load_run, protocol
 
 BASELINE_FORMAT = "ovi-bench-baseline"
 BASELINE_FORMAT_VERSION = 1
-SCORE_KEYS = ["prior", "category", "metric", "prompt_id", "seed"]
+SCORE_KEYS = ["prior", "decoder", "category", "metric", "prompt_id", "seed"]
 """What identifies one image's score (paired on these between a baseline and a run)."""
 
 
@@ -37,7 +37,7 @@ class Baseline:
     path: Path | None
     protocol: dict[str, Any]
     scores: pd.DataFrame
-    """One row per image: prior, category, metric, prompt_id, seed, score."""
+    """One row per image: prior, decoder, category, metric, prompt_id, seed, score."""
     higher_is_better: dict[str, bool]
     prior_fingerprints: dict[str, str]
     packages: dict[str, str]
@@ -48,10 +48,12 @@ class Baseline:
 def baseline_document(run: RunRecord) -> dict[str, Any]:
     """What a baseline file holds, as a JSON-ready dict."""
     scores = run.scores.dropna(subset=["score"])
-    nested: dict[str, dict[str, dict[str, list[list[Any]]]]] = {}
-    for (prior, category, metric), group in scores.groupby(["prior", "category", "metric"], sort=False):
+    nested: dict[str, dict[str, dict[str, dict[str, list[list[Any]]]]]] = {}
+    for (decoder, prior, category, metric), group in scores.groupby(
+        ["decoder", "prior", "category", "metric"], sort=False
+    ):
         images = group.sort_values(["prompt_id", "seed"])
-        nested.setdefault(prior, {}).setdefault(category, {})[metric] = [
+        nested.setdefault(decoder, {}).setdefault(prior, {}).setdefault(category, {})[metric] = [
             [str(prompt_id), int(seed), float(score)]
             for prompt_id, seed, score in zip(
                 images["prompt_id"], images["seed"], images["score"], strict=True
@@ -73,6 +75,9 @@ def baseline_document(run: RunRecord) -> dict[str, Any]:
             prior: entry.get("fingerprint") for prior, entry in run.provenance.get("priors", {}).items()
         },
         "higher_is_better": {metric: run.higher_is_better(metric) for metric in metrics},
+        # `decoders` says that `scores` nests by decoder first; baselines written before runs had several decoders
+        # lack it and nest by prior (their decoder is the protocol's one).
+        "decoders": list(nested),
         "scores": nested,
     }
 
@@ -146,12 +151,23 @@ def load_baseline(path: str | Path) -> Baseline:
 
 
 def _parse_baseline(document: dict[str, Any], source: Path | None) -> Baseline:
+    protocol_fields = _mapping(document["protocol"], "protocol")
+    if "decoders" in document:
+        by_decoder = {
+            str(decoder): (priors, f"scores.{decoder}")
+            for decoder, priors in _mapping(document["scores"], "scores").items()
+        }
+    else:  # written before runs had several decoders: the protocol's one decoder
+        by_decoder = {str(protocol_fields.get("decoder.name")): (document["scores"], "scores")}
     rows = []
-    for prior, categories in _mapping(document["scores"], "scores").items():
-        for category, metrics in _mapping(categories, f"scores.{prior}").items():
-            for metric, images in _mapping(metrics, f"scores.{prior}.{category}").items():
-                where = f"scores.{prior}.{category}.{metric}"
-                rows += [(prior, category, metric, *_image_row(image, where)) for image in images]
+    for decoder, (priors, at) in by_decoder.items():
+        for prior, categories in _mapping(priors, at).items():
+            for category, metrics in _mapping(categories, f"{at}.{prior}").items():
+                for metric, images in _mapping(metrics, f"{at}.{prior}.{category}").items():
+                    where = f"{at}.{prior}.{category}.{metric}"
+                    rows += [
+                        (prior, decoder, category, metric, *_image_row(image, where)) for image in images
+                    ]
     scores = pd.DataFrame(rows, columns=[*SCORE_KEYS, "score"])
     if scores.empty:
         # A check against no scores would call every row `new` and pass whatever the run did.
@@ -161,7 +177,7 @@ def _parse_baseline(document: dict[str, Any], source: Path | None) -> Baseline:
     run = _mapping(document.get("run", {}), "run")
     return Baseline(
         path=source,
-        protocol=dict(_mapping(document["protocol"], "protocol")),
+        protocol=dict(protocol_fields),
         scores=scores,
         higher_is_better={
             str(k): bool(v) for k, v in _mapping(document["higher_is_better"], "higher_is_better").items()

@@ -22,16 +22,18 @@ import pandas as pd
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.prompts import CATEGORIES
-from ovi_bench.results.records import RunRecord, check_same_protocol, contributed_priors
+from ovi_bench.results.records import RunRecord, check_same_protocol, contributed_priors, contributed_rows
 from ovi_bench.results.statistics import PairedDifference, paired_difference
 from ovi_bench.results.summary import markdown_table
 from ovi_bench.spec import OFFICIAL_METRICS
 from ovi_bench.text import did_you_mean, short_repr
 
-PAIR_KEYS = ["category", "metric", "prompt_id", "seed"]
+PAIR_KEYS = ["decoder", "category", "metric", "prompt_id", "seed"]
+"""Two priors' images are paired when one decoder rendered both, for the same prompt and seed."""
 COMPARISON_COLUMNS = [
     "first",
     "second",
+    "decoder",
     "category",
     "metric",
     "official",
@@ -87,11 +89,14 @@ def compare_scores(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per category × metric: `second` against `first` on paired images (COMPARISON_COLUMNS).
+    """One row per decoder × category × metric: `second` against `first` on paired images (COMPARISON_COLUMNS).
 
-    `scores` has the columns of scores.csv (prior, category, metric, prompt_id, seed, score). `higher_is_better`
-    maps a metric to its direction (default: every metric higher is better).
+    `scores` has the columns of scores.csv (prior, decoder, category, metric, prompt_id, seed, score; without a
+    `decoder` column, all of one decoder). `higher_is_better` maps a metric to its direction (default: every metric
+    higher is better).
     """
+    if "decoder" not in scores.columns:
+        scores = scores.assign(decoder="")
     check_priors(scores, [first, second])
     chosen_metrics = choose_metrics(scores, metrics)
     usable = scores[scores["metric"].isin(chosen_metrics) & scores["score"].notna()]
@@ -102,7 +107,7 @@ def compare_scores(
         _comparison_row(
             group, (first, second), _direction(higher_is_better, metric), resamples, confidence, seed
         )
-        for (_, metric), group in pairs.groupby(["category", "metric"], sort=False)
+        for (_, _, metric), group in pairs.groupby(["decoder", "category", "metric"], sort=False)
     ]
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS[2:])
     table.insert(0, "second", second)
@@ -152,10 +157,13 @@ def verdict(difference: PairedDifference, first: str, second: str, higher_is_bet
 
 
 def in_comparison_order(table: pd.DataFrame) -> pd.DataFrame:
-    """The benchmark's category order; within a category the official metric first, then the others by name."""
+    """Decoders in order of appearance, then the benchmark's category order; within a category the official metric
+    first, then the others by name."""
     category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
+    decoder_rank = {decoder: rank for rank, decoder in enumerate(dict.fromkeys(table["decoder"]))}
     keys = pd.DataFrame(
         {
+            "decoder": table["decoder"].map(decoder_rank),
             "category": table["category"].map(
                 lambda category: category_rank.get(category, len(category_rank))
             ),
@@ -164,7 +172,9 @@ def in_comparison_order(table: pd.DataFrame) -> pd.DataFrame:
             "metric": table["metric"],
         }
     )
-    order = keys.sort_values(["category", "category_name", "not_official", "metric"], kind="stable").index
+    order = keys.sort_values(
+        ["decoder", "category", "category_name", "not_official", "metric"], kind="stable"
+    ).index
     return table.loc[order].reset_index(drop=True)
 
 
@@ -196,7 +206,7 @@ def _comparison_row(
     confidence: float,
     seed: int,
 ) -> dict[str, object]:
-    category, metric = group["category"].iloc[0], group["metric"].iloc[0]
+    decoder, category, metric = group["decoder"].iloc[0], group["category"].iloc[0], group["metric"].iloc[0]
     paired = group.dropna(subset=["score_first", "score_second"]).sort_values(["prompt_id", "seed"])
     result = paired_difference(
         list(paired["prompt_id"]),
@@ -209,6 +219,7 @@ def _comparison_row(
     # paired_difference counts a win as "second scored higher"; for a lower-is-better metric a win is a lower score.
     wins, losses = (result.wins, result.losses) if higher_is_better else (result.losses, result.wins)
     return {
+        "decoder": decoder,
         "category": category,
         "metric": metric,
         "official": OFFICIAL_METRICS.get(category) == metric,
@@ -278,13 +289,12 @@ def combine_run_scores(
     contributions, notes = contributed_priors(runs, protocols_differ=bool(differences))
     frames = []
     for run, names in zip(runs, contributions, strict=True):
-        scores = run.scores[run.scores["prior"].isin(names)]
-        frames.append(scores.assign(prior=scores["prior"].map(names)))
+        frames.append(contributed_rows(run.scores, names))
     directions: dict[str, bool] = {}
     for run in runs:
         for metric in dict.fromkeys(run.scores["metric"]):
             directions.setdefault(metric, run.higher_is_better(metric))
-    priors = [name for names in contributions for name in names.values()]
+    priors = list(dict.fromkeys(name for names in contributions for name in names.values()))
     return CombinedScores(pd.concat(frames, ignore_index=True), priors, directions, differences, notes)
 
 
@@ -297,8 +307,11 @@ def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["category", "metric", "verdict"])
     first, second = table["first"].iloc[0], table["second"].iloc[0]
+    # The decoder column only where there is a choice: a one-decoder comparison reads as it always did.
+    decoder = {"decoder": table["decoder"]} if table["decoder"].nunique() > 1 else {}
     return pd.DataFrame(
         {
+            **decoder,
             "category": table["category"],
             "metric": table["metric"] + table["official"].map({True: " *", False: ""}),
             "prompts": table["n_prompts"],

@@ -17,11 +17,13 @@ import pandas as pd
 
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, write_csv
+from ovi_bench.results.generalisation import Generalisation, generalisation_markdown, generalisation_records
 from ovi_bench.results.records import (
     LEADERBOARD_COLUMNS,
     RunRecord,
     check_same_protocol,
     contributed_priors,
+    contributed_rows,
     in_board_order,
     protocol,
 )
@@ -39,15 +41,18 @@ from ovi_bench.text import markdown_text
 def leaderboard_frame(
     scores: pd.DataFrame, prior_order: list[str], higher_is_better: Mapping[str, bool]
 ) -> pd.DataFrame:
-    """Mean, standard deviation and counts of per-image scores, per prior × category × metric.
+    """Mean, standard deviation and counts of per-image scores, per prior × decoder × category × metric.
 
     The category score is the mean over all images, as T2I-CompBench defines it. Rows follow the spec's prior
     order and the benchmark's category order; there is deliberately no "overall" row. `higher_is_better` maps each
-    metric of `scores` to its direction, which every row carries.
+    metric of `scores` to its direction, which every row carries. Scores without a `decoder` column are one
+    decoder's (the rows get none either).
     """
+    columns = [column for column in LEADERBOARD_COLUMNS if column != "decoder" or "decoder" in scores.columns]
     if scores.empty:
-        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    grouped = scores.groupby(["prior", "category", "metric"], sort=False)
+        return pd.DataFrame(columns=columns)
+    keys = [column for column in ("prior", "decoder", "category", "metric") if column in columns]
+    grouped = scores.groupby(keys, sort=False)
     table = grouped.agg(
         mean=("score", "mean"), std=("score", "std"), n_prompts=("prompt_id", "nunique"), n=("score", "size")
     ).reset_index()
@@ -56,9 +61,9 @@ def leaderboard_frame(
     intervals = {
         key: prompt_bootstrap_interval(list(group.prompt_id), list(group.score)) for key, group in grouped
     }
-    keys = zip(table.prior, table.category, table.metric, strict=True)
+    rows = zip(*(table[key] for key in keys), strict=True)
     table["ci_low"], table["ci_high"] = zip(
-        *((intervals[key][1], intervals[key][2]) for key in keys), strict=True
+        *((intervals[row][1], intervals[row][2]) for row in rows), strict=True
     )
     # Marks the row that is the category's T2I-CompBench++ metric; the others are extra views of the same images.
     table["official"] = [
@@ -66,7 +71,7 @@ def leaderboard_frame(
         for category, metric in zip(table.category, table.metric, strict=True)
     ]
     table["higher_is_better"] = [higher_is_better[metric] for metric in table.metric]
-    return in_board_order(table, prior_order)[LEADERBOARD_COLUMNS]
+    return in_board_order(table, prior_order)[columns]
 
 
 def with_diagnostics(
@@ -83,6 +88,7 @@ def with_diagnostics(
 
 SET_SCORE_COLUMNS = [
     "prior",
+    "decoder",
     "category",
     "metric",
     "value",
@@ -100,7 +106,7 @@ def set_score_frame(set_rows: list[dict[str, Any]]) -> pd.DataFrame:
         return pd.DataFrame(columns=SET_SCORE_COLUMNS)
     table = pd.DataFrame(set_rows)
     table["details"] = [json.dumps(details, sort_keys=True) for details in table["details"]]
-    return table[SET_SCORE_COLUMNS]
+    return table[[column for column in SET_SCORE_COLUMNS if column in table.columns]]
 
 
 def with_set_scores(
@@ -110,9 +116,11 @@ def with_set_scores(
     carries its direction (`higher_is_better`, by leaderboard name) and its `feature_space`."""
     if set_scores.empty:
         return board
+    decoder = {"decoder": set_scores["decoder"]} if "decoder" in set_scores.columns else {}
     rows = pd.DataFrame(
         {
             "prior": set_scores["prior"],
+            **decoder,
             "category": set_scores["category"],
             "metric": set_scores["metric"],
             "official": False,
@@ -130,12 +138,16 @@ def with_set_scores(
 
 
 def with_audits(board: pd.DataFrame, audits: pd.DataFrame) -> pd.DataFrame:
-    """An `audit` column next to each audited metric × category: "ok", or what the audits flagged."""
+    """An `audit` column next to each audited metric × category (× decoder, where both tables have decoders): "ok",
+    or what the audits flagged."""
     if board.empty or audits.empty:
         return board
+    keys = ["metric", "category"] + (
+        ["decoder"] if "decoder" in audits.columns and "decoder" in board.columns else []
+    )
     flags = (
         audits[audits.flagged]
-        .groupby(["metric", "category"])["audit"]
+        .groupby(keys)["audit"]
         .agg(
             lambda kinds: "; ".join(
                 {"prompt-shuffle": "cannot tell prompts apart", "canaries": "canaries score high"}[k]
@@ -143,11 +155,11 @@ def with_audits(board: pd.DataFrame, audits: pd.DataFrame) -> pd.DataFrame:
             )
         )
     )
-    audited = set(zip(audits.metric, audits.category, strict=True))
+    audited = set(zip(*(audits[key] for key in keys), strict=True))
     board = board.copy()
     board["audit"] = [
-        flags.get((metric, category), "ok") if (metric, category) in audited else ""
-        for metric, category in zip(board.metric, board.category, strict=True)
+        flags.get(row, "ok") if row in audited else ""
+        for row in zip(*(board[key] for key in keys), strict=True)
     ]
     return board
 
@@ -168,10 +180,14 @@ class LeaderboardHeader:
 
 
 def write_leaderboard(
-    out: Path, board: pd.DataFrame, header: LeaderboardHeader, meta: dict[str, Any]
+    out: Path,
+    board: pd.DataFrame,
+    header: LeaderboardHeader,
+    meta: dict[str, Any],
+    view: Generalisation | None = None,
 ) -> None:
-    """leaderboard.csv (every row), .md (the official table, then every row), .tex (the official table) and .json
-    (every row plus `meta`: the provenance)."""
+    """leaderboard.csv (every row), .md (the official table, the generalisation view when there is one, then every
+    row), .tex (the official table) and .json (every row plus `meta`: the provenance; and the view's tables)."""
     out.mkdir(parents=True, exist_ok=True)
     summary = official_summary(board)
     write_csv(board, out / "leaderboard.csv")
@@ -179,6 +195,8 @@ def write_leaderboard(
     markdown = [f"# {markdown_text(header.title)}", "", *header.lines, ""]
     if not summary.empty:
         markdown += ["## Official metric per category", "", summary_markdown(summary), ""]
+    if view is not None and not view.empty:
+        markdown += [generalisation_markdown(view), ""]
     markdown += [
         "## Every metric",
         "",
@@ -191,6 +209,8 @@ def write_leaderboard(
     else:
         (out / "leaderboard.tex").unlink(missing_ok=True)  # never leave a stale table next to fresh results
     payload = {**meta, "leaderboard": json.loads(board.to_json(orient="records"))}
+    if view is not None and not view.empty:
+        payload["generalisation"] = generalisation_records(view)
     atomic_write_text(out / "leaderboard.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -253,13 +273,14 @@ def merge_runs(runs: list[RunRecord], *, allow_protocol_mismatch: bool = False) 
     for run, names in zip(runs, contributions, strict=True):
         board = run.leaderboard
         if not board.empty:
-            board = board[board["prior"].isin(names)]
-            frames.append(board.assign(prior=board["prior"].map(names), run=run.name))
+            frames.append(contributed_rows(board, names).assign(run=run.name))
     board = (
         pd.concat(frames, ignore_index=True)
         if frames
         else pd.DataFrame(columns=[*LEADERBOARD_COLUMNS, "run"])
     )
-    board = in_board_order(board, [name for names in contributions for name in names.values()])
+    board = in_board_order(
+        board, list(dict.fromkeys(name for names in contributions for name in names.values()))
+    )
     columns = ["run", *[column for column in board.columns if column != "run"]]
     return MergedLeaderboard(board[columns], runs, differences, notes)

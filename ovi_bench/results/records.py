@@ -21,10 +21,12 @@ import pandas as pd
 from ovi_bench.errors import DataError
 from ovi_bench.io import read_csv
 from ovi_bench.prompts.base import CATEGORIES
+from ovi_bench.spec import DecoderSpec
 
 RESULTS_FILE = "results.json"
 LEADERBOARD_COLUMNS = [
     "prior",
+    "decoder",
     "category",
     "metric",
     "official",
@@ -74,11 +76,18 @@ class RunRecord:
         return list(self.provenance.get("priors", {}))
 
     @property
+    def decoders(self) -> list[str]:
+        """Decoder display names in the spec's order (one for a [decoder] run)."""
+        return [display_name(decoder) for decoder in spec_decoders(self.provenance.get("spec", {}))]
+
+    @property
     def leaderboard(self) -> pd.DataFrame:
         """The leaderboard rows, each with its metric's `higher_is_better` (filled in from the provenance for runs
-        written before the rows carried it)."""
+        written before the rows carried it) and its `decoder` (filled in from the spec for runs written before
+        runs had several decoders)."""
         board = pd.DataFrame(self.provenance.get("leaderboard", []))
-        return with_directions(board, recorded_directions(self.provenance), self.path / RESULTS_FILE)
+        board = with_directions(board, recorded_directions(self.provenance), self.path / RESULTS_FILE)
+        return with_decoder(board, self)
 
     def higher_is_better(self, metric: str) -> bool:
         """The direction of `metric` (a leaderboard name: `clip`, `fid[dinov2]`) from the run's own rows."""
@@ -94,7 +103,7 @@ class RunRecord:
     def scores(self) -> pd.DataFrame:
         """scores.csv: one row per image and per-image metric (read on first use)."""
         if self._scores is None:
-            self._scores = read_scores(self.path / SCORES_FILE)
+            self._scores = with_decoder(read_scores(self.path / SCORES_FILE), self)
         return self._scores
 
     @property
@@ -103,11 +112,42 @@ class RunRecord:
         if not path.is_file():
             return pd.DataFrame()
         try:
-            return read_csv(path)
+            return with_decoder(read_csv(path), self)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
             raise DataError(
                 f"{path} is not a readable CSV file ({error}); run `ovi-bench run` again."
             ) from error
+
+
+def spec_decoders(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decoder tables of a spec as results.json stores it: its [[decoders]], else its one [decoder] (a spec
+    without one renders with the default decoder)."""
+    decoders = spec.get("decoders")
+    if isinstance(decoders, list) and decoders:
+        return [decoder for decoder in decoders if isinstance(decoder, dict)]
+    decoder = spec.get("decoder")
+    return [decoder] if isinstance(decoder, dict) else [{"name": DecoderSpec.model_fields["name"].default}]
+
+
+def display_name(decoder: dict[str, Any]) -> str:
+    """A decoder table's display name: its label, else its registered name."""
+    return str(decoder.get("label") or decoder.get("name") or "")
+
+
+def with_decoder(frame: pd.DataFrame, run: RunRecord) -> pd.DataFrame:
+    """`frame` with a `decoder` column: kept where the rows have it; for a run written before runs had several
+    decoders (no column), its one decoder, from the spec. A run with several decoders and no column cannot be read
+    that way: a DataError names the fix."""
+    if "decoder" in frame.columns or ("prior" not in frame.columns and "metric" not in frame.columns):
+        return frame
+    decoders = run.decoders
+    if len(decoders) != 1:
+        raise DataError(
+            f"{run.path} has {len(decoders)} decoders but its result files have no `decoder` column; {_REWRITE}"
+        )
+    frame = frame.copy()
+    frame.insert(1 if "prior" in frame.columns else 0, "decoder", decoders[0])
+    return frame
 
 
 _REWRITE = "run `ovi-bench run` into the folder again to rewrite its result files (finished work is reused)."
@@ -245,7 +285,6 @@ def protocol(provenance: dict[str, Any]) -> dict[str, Any]:
     """
     spec = provenance.get("spec", {})
     prompts = spec.get("prompts", {})
-    decoder_spec = spec.get("decoder", {})
     fields: dict[str, Any] = {
         "prompts.source": provenance.get("prompts", {}).get("source", prompts.get("source")),
         "prompts.split": prompts.get("split"),
@@ -254,9 +293,20 @@ def protocol(provenance: dict[str, Any]) -> dict[str, Any]:
         "first_seed": spec.get("first_seed"),
         "dtype": provenance.get("dtype"),
     }
-    for name in _DECODER_FIELDS:
-        fields[f"decoder.{name}"] = decoder_spec.get(name)
-    fields["decoder.fingerprint"] = provenance.get("decoder", {}).get("fingerprint")
+    decoders = spec_decoders(spec)
+    if "decoders" not in spec:  # one [decoder]: the fields every run had before runs had several decoders
+        for name in _DECODER_FIELDS:
+            fields[f"decoder.{name}"] = decoders[0].get(name) if decoders else None
+        fields["decoder.fingerprint"] = provenance.get("decoder", {}).get("fingerprint")
+    # Per decoder, by display name: a run with several decoders compares with another where both have a decoder.
+    fingerprints = provenance.get("decoders") or {}
+    for decoder in decoders:
+        where = f"decoders[{display_name(decoder)}]"
+        for name in _DECODER_FIELDS:
+            fields[f"{where}.{name}"] = decoder.get(name)
+        fields[f"{where}.fingerprint"] = (fingerprints.get(display_name(decoder)) or {}).get(
+            "fingerprint", provenance.get("decoder", {}).get("fingerprint") if len(decoders) == 1 else None
+        )
     for category, digest in (provenance.get("prompts", {}).get("category_digests") or {}).items():
         fields[f"prompts[{category}].digest"] = digest
     for metric, entry in provenance.get("metrics", {}).items():
@@ -266,8 +316,9 @@ def protocol(provenance: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_optional(path: str) -> bool:
-    """Fields that one side may lack (another category or metric) without a mismatch."""
-    return path.startswith(("prompts[", "metrics["))
+    """Fields that one side may lack (another category, metric or decoder) without a mismatch. `decoder.*` are a
+    one-decoder run's; a run with several has `decoders[...]` only, compared decoder by decoder."""
+    return path.startswith(("prompts[", "metrics[", "decoders[", "decoder."))
 
 
 def protocol_differences(
@@ -275,14 +326,22 @@ def protocol_differences(
 ) -> list[str]:
     """One line per differing field, `path: value in A, value in B`; fingerprints only when nothing else explains them."""
     lines = []
+    # Two one-decoder runs: their `decoder.*` fields say it all, and `decoders[...]` would say it twice.
+    both_single = any(path.startswith("decoder.") for path in first) and any(
+        path.startswith("decoder.") for path in second
+    )
     for path in dict.fromkeys([*first, *second]):
         if (path not in first or path not in second) and _is_optional(path):
+            continue
+        if both_single and path.startswith("decoders["):
             continue
         a, b = first.get(path), second.get(path)
         if a == b or path.endswith(".fingerprint"):
             continue
         lines.append(f"{path}: {_show(a)} in {names[0]}, {_show(b)} in {names[1]}")
     for path in first:
+        if both_single and path.startswith("decoders["):
+            continue
         if path.endswith(".fingerprint") and path in second and first[path] != second[path]:
             component = path.rsplit(".", 1)[0]
             if not any(line.startswith(f"{component}.") for line in lines):
@@ -331,29 +390,32 @@ def check_same_protocol(
 
 def contributed_priors(
     runs: list[RunRecord], *, protocols_differ: bool
-) -> tuple[list[dict[str, str]], list[str]]:
-    """Which priors each run contributes to a combined table, under which name; and notes on those left out.
+) -> tuple[list[dict[tuple[str, str], str]], list[str]]:
+    """Which (prior, decoder) pairs each run contributes to a combined table, under which prior name; and notes on
+    those left out.
 
-    A prior in two runs of one protocol with the same fingerprint (the baselines re-run beside a new prior) gives the
-    same numbers, so it is taken from the first run only; with different fingerprints it is an error, since one name
-    would stand for two models. Under protocols that differ (allowed by the caller) each copy is kept, as
-    `prior @ run`.
+    A prior rendered by one decoder in two runs of one protocol with the same fingerprint (the baselines re-run beside
+    a new prior) gives the same numbers, so it is taken from the first run only; with different fingerprints it is an
+    error, since one name would stand for two models. Under protocols that differ (allowed by the caller) each copy is
+    kept, as `prior @ run`. The same prior rendered by another decoder is another pair, kept.
     """
-    first_run: dict[str, RunRecord] = {}
-    contributions: list[dict[str, str]] = []
+    first_run: dict[tuple[str, str], RunRecord] = {}
+    contributions: list[dict[tuple[str, str], str]] = []
     notes: list[str] = []
     for run in runs:
-        names: dict[str, str] = {}
-        for prior in run.priors:
-            first = first_run.get(prior)
+        names: dict[tuple[str, str], str] = {}
+        for pair in run_pairs(run):
+            prior, decoder = pair
+            first = first_run.get(pair)
             if first is None:
-                first_run[prior] = run
-                names[prior] = prior
+                first_run[pair] = run
+                names[pair] = prior
             elif protocols_differ:
-                names[prior] = f"{prior} @ {run.name}"
+                names[pair] = f"{prior} @ {run.name}"
             elif _prior_fingerprint(first, prior) == _prior_fingerprint(run, prior):
+                shown = prior if len(run.decoders) == 1 else f"{prior} ({decoder})"
                 notes.append(
-                    f"'{prior}' from {run.path} left out: the same prior and protocol as in {first.path}"
+                    f"'{shown}' from {run.path} left out: the same prior and protocol as in {first.path}"
                 )
             else:
                 raise DataError(
@@ -364,21 +426,44 @@ def contributed_priors(
     return contributions, notes
 
 
+def run_pairs(run: RunRecord) -> list[tuple[str, str]]:
+    """The run's (prior, decoder) pairs: priors in the spec's order, each with the decoders that rendered it (every
+    decoder, for a prior without leaderboard rows)."""
+    board = run.leaderboard
+    rendered: dict[str, list[str]] = {}
+    if not board.empty:
+        for prior, decoder in dict.fromkeys(zip(board["prior"], board["decoder"], strict=True)):
+            rendered.setdefault(str(prior), []).append(str(decoder))
+    priors = list(dict.fromkeys([*run.priors, *rendered]))
+    return [(prior, decoder) for prior in priors for decoder in rendered.get(prior, run.decoders)]
+
+
+def contributed_rows(frame: pd.DataFrame, names: dict[tuple[str, str], str]) -> pd.DataFrame:
+    """The rows of `frame` (leaderboard or scores) that a run contributes (`contributed_priors`), priors renamed."""
+    pairs = list(zip(frame["prior"], frame["decoder"], strict=True))
+    kept = frame[[pair in names for pair in pairs]]
+    return kept.assign(prior=[names[pair] for pair in zip(kept["prior"], kept["decoder"], strict=True)])
+
+
 def _prior_fingerprint(run: RunRecord, prior: str) -> str:
     return str(run.provenance.get("priors", {}).get(prior, {}).get("fingerprint", ""))
 
 
 def in_board_order(table: pd.DataFrame, prior_order: list[str]) -> pd.DataFrame:
-    """Rows in the given prior order (others after), the benchmark's category order (others after), then metric."""
+    """Rows in the given prior order (others after), each prior's decoders in order of appearance, the benchmark's
+    category order (others after), then metric."""
     category_rank = {category: rank for rank, category in enumerate(CATEGORIES)}
     prior_rank = {prior: rank for rank, prior in enumerate(dict.fromkeys([*prior_order, *table["prior"]]))}
+    decoders = table["decoder"] if "decoder" in table.columns else pd.Series("", index=table.index)
+    decoder_rank = {decoder: rank for rank, decoder in enumerate(dict.fromkeys(decoders))}
     keys = pd.DataFrame(
         {
             "prior": table["prior"].map(prior_rank),
+            "decoder": decoders.map(decoder_rank),
             "category": table["category"].map(lambda category: category_rank.get(category, len(CATEGORIES))),
             "name": table["category"],
             "metric": table["metric"],
         }
     )
-    order = keys.sort_values(["prior", "category", "name", "metric"], kind="stable").index
+    order = keys.sort_values(["prior", "decoder", "category", "name", "metric"], kind="stable").index
     return table.loc[order].reset_index(drop=True)

@@ -78,6 +78,7 @@ ALL_STATUSES = (OK, IMPROVED, REGRESSED, INCOMPLETE, MISSING, NEW)
 
 VERDICT_COLUMNS = [
     "prior",
+    "decoder",
     "category",
     "metric",
     "status",
@@ -113,18 +114,24 @@ def verdict_table(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One row per prior × category × metric of either frame (VERDICT_COLUMNS), paired on (prompt_id, seed).
+    """One row per prior × decoder × category × metric of either frame (VERDICT_COLUMNS), paired on (prompt_id,
+    seed).
 
-    Both frames have the columns prior, category, metric, prompt_id, seed, score; images without a score are not used.
+    Both frames have the columns prior, category, metric, prompt_id, seed, score, and `decoder` (where one lacks it,
+    every row of both is taken as one decoder's); images without a score are not used.
     """
+    if "decoder" not in baseline_scores.columns or "decoder" not in run_scores.columns:
+        baseline_scores, run_scores = baseline_scores.assign(decoder=""), run_scores.assign(decoder="")
     baseline = baseline_scores.loc[baseline_scores["score"].notna(), [*SCORE_KEYS, "score"]]
     run = run_scores.loc[run_scores["score"].notna(), [*SCORE_KEYS, "score"]]
     run = run.assign(seed=run["seed"].astype(int), prompt_id=run["prompt_id"].astype(str))
     baseline = baseline.assign(seed=baseline["seed"].astype(int), prompt_id=baseline["prompt_id"].astype(str))
     joined = baseline.merge(run, on=SCORE_KEYS, how="outer", suffixes=("_baseline", "_run"))
     rows = []
-    for (prior, category, metric), group in joined.groupby(["prior", "category", "metric"], sort=False):
-        row = {"prior": prior, "category": category, "metric": metric}
+    for (prior, decoder, category, metric), group in joined.groupby(
+        ["prior", "decoder", "category", "metric"], sort=False
+    ):
+        row = {"prior": prior, "decoder": decoder, "category": category, "metric": metric}
         rows.append(
             row
             | row_verdict(
@@ -219,7 +226,11 @@ class CheckReport:
     """The fraction of a row's baseline images the run may lack."""
 
     def rows(self, status_name: str) -> pd.DataFrame:
-        return self.verdicts[self.verdicts["status"] == status_name]
+        """The verdicts of that status; with several decoders, each names its decoder (`decoder_shown`)."""
+        rows = self.verdicts[self.verdicts["status"] == status_name]
+        if self.verdicts["decoder"].nunique() > 1:
+            rows = rows.assign(decoder_shown=rows["decoder"])
+        return rows
 
     @property
     def failed(self) -> bool:
@@ -266,14 +277,24 @@ def _what_in(rows: pd.DataFrame, category: str) -> str:
     """`spatial (ovi spatial-2d)`, or for many rows `spatial (24 rows: metrics …; priors …)`."""
     items = rows[rows["category"] == category]
     if len(items) <= 3:
-        return f"{category} (" + ", ".join(f"{row.prior} {row.metric}" for row in items.itertuples()) + ")"
+        return (
+            f"{category} ("
+            + ", ".join(f"{_prior_shown(row)} {row.metric}" for row in items.itertuples())
+            + ")"
+        )
     metrics = ", ".join(dict.fromkeys(items["metric"]))
     priors = ", ".join(dict.fromkeys(items["prior"]))
     return f"{category} ({len(items)} rows: metrics {metrics}; priors {priors})"
 
 
 def _where(row: Any) -> str:
-    return f"{row.prior} {row.category} {row.metric}"
+    return f"{_prior_shown(row)} {row.category} {row.metric}"
+
+
+def _prior_shown(row: Any) -> str:
+    """`ovi`, or `ovi (sdxl-ip-adapter)` in a check of several decoders (`CheckReport.summary` marks those rows)."""
+    decoder = getattr(row, "decoder_shown", "")
+    return f"{row.prior} ({decoder})" if decoder else str(row.prior)
 
 
 def _first_few(items: Iterable[str], shown: int = 3) -> str:
@@ -401,6 +422,7 @@ def verdict_display(report: CheckReport) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "prior": table["prior"],
+            "decoder": table["decoder"],
             "category": table["category"],
             "metric": table["metric"],
             "status": table["status"].map(lambda name: name.upper() if name in FAILING_STATUSES else name),

@@ -28,24 +28,30 @@ CATEGORY_TITLES = {
 
 
 def official_summary(board: pd.DataFrame) -> pd.DataFrame:
-    """One row per prior, one column group per category: the official metric's mean and interval.
+    """One row per prior (per prior × decoder, with a `decoder` column, when the board has several decoders), one
+    column group per category: the official metric's mean and interval.
 
     Columns `<category>.mean`, `.ci_low`, `.ci_high`, `.metric`, `.best` (the best mean of its column: the highest,
-    or the lowest where the rows' `higher_is_better` is false; ties are all best); empty when the board has no
-    official rows.
+    or the lowest where the rows' `higher_is_better` is false; ties are all best, across decoders too); empty when
+    the board has no official rows.
     """
     official = board[board["official"].astype(bool)] if not board.empty else board
     if official.empty:
         return pd.DataFrame()
     directions = metric_directions(official)
-    priors = list(dict.fromkeys(official["prior"]))
+    several = "decoder" in official.columns and official["decoder"].nunique() > 1
+    keys = ["prior", "decoder"] if several else ["prior"]
+    entries = list(dict.fromkeys(zip(*(official[key] for key in keys), strict=True)))
     categories = [category for category in CATEGORIES if category in set(official["category"])]
     categories += sorted(set(official["category"]) - set(categories))
-    summary = pd.DataFrame({"prior": priors})
+    summary = pd.DataFrame(entries, columns=keys)
     for category in categories:
-        rows = official[official["category"] == category].set_index("prior")
+        rows = official[official["category"] == category].set_index(keys)
         for column in ("mean", "ci_low", "ci_high", "metric"):
-            summary[f"{category}.{column}"] = [rows[column].get(prior) for prior in priors]
+            values = rows[column].to_dict()
+            summary[f"{category}.{column}"] = [
+                values.get(entry if several else entry[0]) for entry in entries
+            ]
         means = pd.to_numeric(summary[f"{category}.mean"], errors="coerce")
         best = means.max() if directions[str(rows["metric"].iloc[0])] else means.min()
         summary[f"{category}.best"] = means == best
@@ -59,7 +65,7 @@ def _summary_categories(summary: pd.DataFrame) -> list[str]:
 def summary_cells(summary: pd.DataFrame, bold: Callable[[str], str] = str) -> pd.DataFrame:
     """The official-metric table as text cells: `mean [low, high]`, the best of each column passed through `bold`."""
     categories = _summary_categories(summary)
-    table = pd.DataFrame({"prior": summary["prior"]})
+    table = summary[[column for column in ("prior", "decoder") if column in summary.columns]].copy()
     for category in categories:
         cells = [
             _interval_text(mean, low, high)
@@ -81,7 +87,8 @@ def summary_cells(summary: pd.DataFrame, bold: Callable[[str], str] = str) -> pd
 def summary_markdown(summary: pd.DataFrame) -> str:
     """The official-metric table in Markdown, the best of each column in bold."""
     table = summary_cells(summary, bold=lambda cell: f"**{cell}**")
-    return markdown_table(table, colalign=["left"] + ["center"] * (len(table.columns) - 1))
+    names = 2 if "decoder" in table.columns else 1
+    return markdown_table(table, colalign=["left"] * names + ["center"] * (len(table.columns) - names))
 
 
 def _interval_text(mean: Any, low: Any, high: Any, digits: int = 4) -> str:
@@ -149,7 +156,8 @@ def summary_latex(summary: pd.DataFrame, caption: str) -> str:
             intervals.append(
                 "" if low is None or pd.isna(low) else f"{{\\scriptsize [{low:.4f}, {high:.4f}]}}"
             )
-        lines.append(latex_escape(record["prior"]) + " & " + " & ".join(means) + " \\\\")
+        name = record["prior"] if "decoder" not in record else f"{record['prior']} ({record['decoder']})"
+        lines.append(latex_escape(name) + " & " + " & ".join(means) + " \\\\")
         lines.append(" & " + " & ".join(intervals) + " \\\\")
     lines += [
         "\\bottomrule",

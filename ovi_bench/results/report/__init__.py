@@ -30,6 +30,7 @@ from markupsafe import Markup
 
 from ovi_bench.errors import DataError
 from ovi_bench.io import atomic_write_text
+from ovi_bench.results.generalisation import generalisation_from_records
 from ovi_bench.results.records import (
     RESULTS_FILE,
     SCORE_COLUMNS,
@@ -44,6 +45,7 @@ from ovi_bench.results.report.plots import IntervalRow, interval_plot
 from ovi_bench.results.report.tables import (
     as_float,
     audit_table,
+    generalisation_sections,
     leaderboard_columns,
     leaderboard_rows,
     summary_table,
@@ -174,7 +176,9 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
         for metric, entry in provenance.get("metrics", {}).items():
             metrics.setdefault(metric, entry)
         directions.update(recorded_directions(provenance))
-        scores, note = _source_run_scores(folder, run, name, names)
+        scores, note = _source_run_scores(
+            folder, run, name, names, board_frame[board_frame["run"].astype(str) == name]
+        )
         if note:
             notes.append(note)
         if scores is not None:
@@ -196,6 +200,7 @@ def load_merged_leaderboard(folder: Path) -> tuple[RunRecord, list[str]]:
             for run in runs
         ],
         "protocol_differences": [str(line) for line in document.get("protocol_differences") or []],
+        "generalisation": None,  # a run's own view, not the merged runs'
     }
     scores = (
         pd.concat(score_frames, ignore_index=True)
@@ -221,10 +226,11 @@ def _merged_prior_names(provenance: dict[str, Any], run_name: str, board: pd.Dat
 
 
 def _source_run_scores(
-    folder: Path, run: dict[str, Any], name: str, names: dict[str, str]
+    folder: Path, run: dict[str, Any], name: str, names: dict[str, str], board: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame | None, str]:
     """The source run's per-image scores under the merged prior names, with the folder their image paths are
-    relative to; or None and a note saying why its images are left out."""
+    relative to; or None and a note saying why its images are left out. `board`: the merged board's rows from this
+    run, whose (prior, decoder) pairs the scores are kept to."""
     recorded = str(run.get("path", ""))
     candidates = [Path(recorded).expanduser()] if recorded else []
     if candidates and not candidates[0].is_absolute():
@@ -249,7 +255,12 @@ def _source_run_scores(
     except DataError as error:
         return None, f"images of run '{name}' left out: {error}"
     scores = scores[scores["prior"].astype(str).isin(names)]
-    return scores.assign(prior=scores["prior"].astype(str).map(names), run_root=str(source.resolve())), ""
+    scores = scores.assign(prior=scores["prior"].astype(str).map(names), run_root=str(source.resolve()))
+    if board is not None and "decoder" in board.columns:
+        # A prior the merge took from this run for one decoder and from another run for another.
+        on_board = set(zip(board["prior"].astype(str), board["decoder"].astype(str), strict=True))
+        scores = scores[[pair in on_board for pair in zip(scores["prior"], scores["decoder"], strict=True)]]
+    return scores, ""
 
 
 @dataclass(frozen=True)
@@ -273,11 +284,16 @@ def render_report(
 
     `notes` are shown above the summary; `merged` marks a record made from a merged leaderboard folder."""
     board = checked_leaderboard(record)
-    priors = _ordered([*record.priors, *board["prior"]])
+    scores = record.scores
+    several_decoders = "decoder" in board.columns and board["decoder"].nunique() > 1
+    if several_decoders:
+        # Each prior × decoder is one entry of the summary, the plots and the image grids: `prior · decoder`.
+        board, scores = decoder_faceted(board), decoder_faceted(scores)
+    priors = _ordered(board["prior"]) if several_decoders else _ordered([*record.priors, *board["prior"]])
     categories = _ordered([*(c for c in board["category"] if c != ALL_IMAGES_CATEGORY), *board["category"]])
     metrics = _ordered(board["metric"])
     grids = sample_grids(
-        record.scores,
+        scores,
         run_dir=record.path,
         report_dir=report_dir,
         priors=priors,
@@ -303,6 +319,9 @@ def render_report(
         "plots": category_plots(board, priors, categories, metrics),
         "grids": grids,
         "audits": audit_table(record.audits),
+        "generalisation": generalisation_sections(
+            generalisation_from_records(record.provenance.get("generalisation"))
+        ),
         "options": {
             "prompts_per_category": prompts_per_category,
             "seeds_per_prompt": seeds_per_prompt,
@@ -315,6 +334,11 @@ def render_report(
     html = _environment().get_template("template.html.j2").render(context)
     thumbnails = sum(1 for image in grids.images if image.thumbnail)
     return RenderedReport(html, thumbnails, grids.missing)
+
+
+def decoder_faceted(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (leaderboard or scores) with each prior named with its decoder, `prior · decoder`."""
+    return frame.assign(prior=frame["prior"].astype(str) + " · " + frame["decoder"].astype(str))
 
 
 def checked_leaderboard(record: RunRecord) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from ovi_bench.results.generalisation import Generalisation
 from ovi_bench.results.records import LEADERBOARD_COLUMNS, metric_directions
 from ovi_bench.results.report.plots import format_value
 from ovi_bench.results.summary import official_summary
@@ -175,6 +176,12 @@ def extra_columns(board: pd.DataFrame) -> list[str]:
 
 def leaderboard_columns(board: pd.DataFrame) -> list[Column]:
     columns = list(BASE_COLUMNS)
+    if (
+        "decoder" in board.columns and board["decoder"].nunique() > 1
+    ):  # one decoder's board reads as it always did
+        columns.insert(
+            1, Column("decoder", "decoder", False, "the decoder that rendered the prior's embeddings")
+        )
     if "run" in board.columns:  # a merged leaderboard: which run each row comes from
         columns.insert(1, Column("run", "run", False, "the run folder the row comes from"))
     columns += [
@@ -226,6 +233,7 @@ def leaderboard_rows(board: pd.DataFrame, columns: Sequence[Column]) -> list[Lea
             "n": _count_cell(record.get("n")),
             "audit": _audit_cell(record.get("audit")),
             "run": Cell(str(record.get("run", "")), str(record.get("run", ""))),
+            "decoder": Cell(str(record.get("decoder", "")), str(record.get("decoder", ""))),
         }
         for column in columns:  # the extra (diagnostic) columns
             if column.key not in cells:
@@ -273,3 +281,70 @@ def _audit_text(value: Any) -> str:
     if isinstance(value, float):
         return format_value(value) if math.isfinite(value) else "–"
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The generalisation view (results.json's `generalisation`).
+
+
+@dataclass
+class GeneralisationSection:
+    """One pair of decoders of one space: the rank agreement per category × metric, then each prior's change."""
+
+    title: str
+    agreement_columns: list[str]
+    agreement_rows: list[list[str]]
+    change_columns: list[str]
+    change_rows: list[list[str]]
+
+
+def generalisation_sections(view: Generalisation) -> list[GeneralisationSection]:
+    """The view as text tables for the template, one section per decoder pair (none when the view is empty)."""
+    sections = []
+    for (space, decoder_a, decoder_b), rows in view.agreement.groupby(
+        ["space", "decoder_a", "decoder_b"], sort=False
+    ):
+        changes = view.changes[
+            (view.changes["space"] == space)
+            & (view.changes["decoder_a"] == decoder_a)
+            & (view.changes["decoder_b"] == decoder_b)
+        ]
+        sections.append(
+            GeneralisationSection(
+                f"{decoder_a} vs {decoder_b} ({space})",
+                ["category", "metric", "priors", "prompts", "Kendall τ", "95% interval"],
+                [
+                    [
+                        str(row.category),
+                        str(row.metric),
+                        str(row.n_priors),
+                        str(row.n_prompts),
+                        format_value(as_float(row.tau)) if math.isfinite(as_float(row.tau)) else "–",
+                        interval_text(as_float(row.ci_low), as_float(row.ci_high)) or "–",
+                    ]
+                    for row in rows.itertuples(index=False)
+                ],
+                [
+                    "prior",
+                    "category",
+                    "metric",
+                    f"mean {decoder_a}",
+                    f"mean {decoder_b}",
+                    "change",
+                    "rank a → b",
+                ],
+                [
+                    [
+                        str(row.prior),
+                        str(row.category),
+                        str(row.metric),
+                        format_value(as_float(row.mean_a)),
+                        format_value(as_float(row.mean_b)),
+                        f"{as_float(row.change):+.4f}",
+                        f"{row.rank_a} → {row.rank_b}",
+                    ]
+                    for row in changes.itertuples(index=False)
+                ],
+            )
+        )
+    return sections
