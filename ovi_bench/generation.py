@@ -118,6 +118,7 @@ class ImageMaker:
                             width=decoder_spec.width,
                             steps=decoder_spec.steps,
                             guidance=decoder_spec.guidance,
+                            **decoder.prompt_keywords([item.prompt.text for item, _ in ready]),
                         )
                         self.store.put_images(
                             [

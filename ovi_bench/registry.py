@@ -185,6 +185,8 @@ DECODERS: Registry = Registry(
         "kandinsky-2.2-decoder": "ovi_bench.decoders.kandinsky:KandinskyDecoder",
         "stable-unclip": "ovi_bench.decoders.stable_unclip:StableUnclipDecoder",
         "karlo-decoder": "ovi_bench.decoders.karlo:KarloDecoder",
+        "sdxl-ip-adapter": "ovi_bench.decoders.ip_adapter:SdxlIpAdapterDecoder",
+        "sd15-ip-adapter": "ovi_bench.decoders.ip_adapter:Sd15IpAdapterDecoder",
     },
 )
 METRICS: Registry = Registry(

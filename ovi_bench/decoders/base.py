@@ -26,6 +26,11 @@ class Decoder(Component, abc.ABC):
     space_parameter: ClassVar[str | None] = None
     """The parameter that chooses the space, when one does (listings show it beside the default space)."""
 
+    reads_prompts: bool = False
+    """Whether `decode` takes the prompts (keyword `prompts`), for a decoder that conditions on the text as well as
+    on the embeddings. Only such a decoder is given them (`prompt_keywords`), so decoders written before the keyword
+    existed keep working."""
+
     @classmethod
     def embedding_space(cls, params: Params) -> str | None:
         """The image-embedding space (`ovi_bench.spaces`) this decoder renders with these parameters; None: not
@@ -48,8 +53,13 @@ class Decoder(Component, abc.ABC):
         width: int,
         steps: int,
         guidance: float,
+        prompts: Sequence[str] | None = None,
     ) -> list[Image.Image]:
-        """Return one RGB image per embedding row."""
+        """Return one RGB image per embedding row; `prompts` (one per row) only if `reads_prompts`."""
+
+    def prompt_keywords(self, prompts: Sequence[str]) -> dict[str, list[str]]:
+        """The `prompts` keyword of `decode` for a decoder that reads them, else nothing."""
+        return {"prompts": list(prompts)} if self.reads_prompts else {}
 
 
 def check_decode_inputs(

@@ -374,14 +374,14 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TINY_TEXT_MAX_LENGTH)
 
 
-def tiny_text_encoder(
+def tiny_text_config(
     width: int, *, layers: int, heads: int, intermediate_size: int, projection_dim: int | None = None
-) -> CLIPTextModelWithProjection:
-    """A random-weight CLIP text tower with projection (seed 0) for the tiny tokenizer: hidden size `width`,
-    projection `projection_dim` (default `width`), 77 positions, and pooling at the tiny tokenizer's real EOS id (diffusers' tests use bos 0 / eos 2 /
-    pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids), the legacy rule)."""
+) -> CLIPTextConfig:
+    """A random-weight CLIP text tower's config for the tiny tokenizer: hidden size `width`, projection
+    `projection_dim` (default `width`), 77 positions, and pooling at the tiny tokenizer's real EOS id (diffusers' tests
+    use bos 0 / eos 2 / pad 1, and eos_token_id == 2 makes transformers pool at argmax(input_ids), the legacy rule)."""
     tokenizer = tiny_tokenizer()
-    config = CLIPTextConfig(
+    return CLIPTextConfig(
         hidden_size=width,
         projection_dim=projection_dim or width,
         intermediate_size=intermediate_size,
@@ -392,6 +392,15 @@ def tiny_text_encoder(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def tiny_text_encoder(
+    width: int, *, layers: int, heads: int, intermediate_size: int, projection_dim: int | None = None
+) -> CLIPTextModelWithProjection:
+    """A random-weight CLIP text tower with projection (seed 0) of `tiny_text_config`."""
+    config = tiny_text_config(
+        width, layers=layers, heads=heads, intermediate_size=intermediate_size, projection_dim=projection_dim
     )
     torch.manual_seed(0)
     return CLIPTextModelWithProjection(config).eval()
