@@ -25,8 +25,11 @@ from ovi_bench.bank.tiny import resolve_bank
 from ovi_bench.caches import RowCache
 from ovi_bench.components import free_memory
 from ovi_bench.errors import DataError, OviBenchError
+from ovi_bench.pairing import component_space
 from ovi_bench.plan import WorkItem
 from ovi_bench.progress import Reporter
+from ovi_bench.registry import PRIORS
+from ovi_bench.spaces import DEFAULT_SPACE
 from ovi_bench.spec import RunSpec
 from ovi_bench.store import RunStore, item_key
 
@@ -66,6 +69,14 @@ class EmbeddingDiagnostics:
         return [dict(zip(values, row, strict=True)) for row in zip(*values.values(), strict=True)]
 
 
+def diagnosable(spec: RunSpec, items: Sequence[WorkItem]) -> list[WorkItem]:
+    """The items whose embeddings the diagnostics can describe: those of priors in the diagnostics model's space.
+    `diagnostics.model` is a Kandinsky 2.2 prior (ViT-bigG/14); the embeddings of priors of other spaces keep empty
+    diagnostic columns rather than being compared with a text embedding of another space."""
+    spaces = {prior.display_name: component_space(PRIORS, prior.name, prior.params) for prior in spec.priors}
+    return [item for item in items if spaces.get(item.prior) in (DEFAULT_SPACE, None)]
+
+
 def diagnose(
     spec: RunSpec,
     store: RunStore,
@@ -78,7 +89,9 @@ def diagnose(
 ) -> int:
     """Diagnose the stored embeddings of `items` into `cache`, loading the text encoder only if there are some;
     return how many. An unreadable embedding is skipped: the store has removed it, and the next run computes it."""
-    available = [item for item in items if store.embedding_path(item.embedding_key).is_file()]
+    available = [
+        item for item in diagnosable(spec, items) if store.embedding_path(item.embedding_key).is_file()
+    ]
     settings = spec.diagnostics
     if not available or settings is None:
         return 0

@@ -47,7 +47,7 @@ from ovi_bench.availability import (
 from ovi_bench.bank.tiny import bank_needs
 from ovi_bench.caches import FeatureCache, RowCache
 from ovi_bench.components import FileNeed, ModelNeed, build_component
-from ovi_bench.diagnostics import diagnostics_cache_path
+from ovi_bench.diagnostics import diagnosable, diagnostics_cache_path
 from ovi_bench.errors import OviBenchError, PreflightError
 from ovi_bench.metrics.base import MetricKind
 from ovi_bench.models.clip import CLIP_TOKENIZER_FILES
@@ -311,7 +311,7 @@ def _mark_pending(runner: CheckedRun, report: PreflightReport, users_pending: di
         pending = True
         with contextlib.suppress(OviBenchError):
             rows = RowCache(diagnostics_cache_path(runner.output_dir, spec)).rows
-            pending = any(item.embedding_key not in rows for item in items)
+            pending = any(item.embedding_key not in rows for item in diagnosable(spec, items))
         users_pending["diagnostics"] = pending
 
 

@@ -287,19 +287,24 @@ def test_the_readme_is_short() -> None:
 # Fingerprints are cache keys and provenance stamps: moving code must never move them. Values recorded from the
 # shipped configs; a change here invalidates every stored run and must come with a version bump, on purpose.
 SPEC_FINGERPRINTS = {
-    "smoke": "ed7aaf7632dc6be7be10379107bfe42e90e9866d016c14cfff9dbb972fdcda1d",
+    "smoke": "bb7da5138c6149a4f4e6c59252285764cd79aef5670f5306868c5f8821962cee",
     "compbench-kandinsky22": "ced77efb2576f932c2838211fd03fc4b31a4eef018acb5d2ec1a74ef3bab3008",
     "ci-gpu": "d004d4eff079564a8c6b1c03fadf4d0fdd32460c3224c4f139b90cce21f20330",
     "sweep-ovi-constraints": "0ecad54f28743ab7cab7273e63a0d4badf3e1f86f890be5b35c4cc8db3e59f62",
 }
 SMOKE_COMPONENT_FINGERPRINTS = {
-    "decoder": "4c72137a71d4e9756fd6f85b5663eb4791bfdc0db865dd485a616aacfa1a8013",
+    "decoder kandinsky-2.2-decoder": "4c72137a71d4e9756fd6f85b5663eb4791bfdc0db865dd485a616aacfa1a8013",
+    "decoder sdxl-ip-adapter": "ce0c32323406e1a0e7db9964a0869d94258e1edcf14fe11e4bee2bc844a0c74a",
+    "decoder karlo-decoder": "f5e9953a8362ce8d7ff4e9b9ad527e22ec908bb85862a3351c61b9f2dcec4ffa",
     "prior text-embedding": "5b7a5defb2bc0649c98cfef47ed1280043357c34facf1da4b3e70ec041ebde23",
     "prior kandinsky-2.2": "460f894f91ff7d2a4760f84c36c3076cdddb6cb4117862763a739ffbb39c62ec",
     "prior eclipse": "9256fdbc7bbc3d2837153f65bbad5000606ab4ef88e660a56a08d823343a0359",
     "prior ovi": "022ae44cc70b11b4e5d54913f2c77e1838f8287b48c79211a3f800e74987ac92",
     "prior ovi-mahalanobis": "48213bc48baebb5fe30c4dfac548713e22a1f1613ab436535d688ac90ab25620",
     "prior ovi-nn": "23b305fda2da59af55d4a13b6f7ba84c60dcf58454c2726682cb7619a1f0144b",
+    "prior karlo": "87645789c47c9d1013a4589611887d75e1d8cf2a70f83aeac0ea588a33a2cd1c",
+    "prior text-embedding-l": "fc07a9c5f5d25c5a7eea4b37d7d0a461c630cdca89ee0a3162e4175751b2a7a7",
+    "prior ovi-l": "477c94f31ddfa47979d92583ccfc208c34abb57450d5c8c7009b8f7bcf2bf56c",
     "metric b-vqa": "55e5d6240cd07573f9991231aca1b21e3133fc70a355bbbcb86f8bd4752b8ae4",
     "metric spatial-2d": "aacd6b571676de7fadbfe34f0a4c72b61709b339fcfdade73d3d773aecf6b7c1",
     "metric spatial-3d": "61e79becde2991ba11572bb1504eb7a346b7f63ae23e4c9a6dcee04d15c2dee8",
@@ -321,7 +326,10 @@ def test_spec_fingerprints_do_not_move(config: str) -> None:
 
 def test_smoke_component_fingerprints_do_not_move() -> None:
     spec = load_spec(REPOSITORY / "configs" / "smoke.toml")
-    found = {"decoder": decoder_fingerprint(spec)}
+    found = {
+        f"decoder {decoder.display_name}": decoder_fingerprint(spec, decoder)
+        for decoder in spec.decoder_specs
+    }
     found |= {f"prior {prior.display_name}": prior_fingerprint(spec, prior) for prior in spec.priors}
     found |= {f"metric {metric.name}": metric_fingerprint(spec, metric) for metric in spec.metrics}
     assert found == SMOKE_COMPONENT_FINGERPRINTS
