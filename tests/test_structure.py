@@ -313,7 +313,7 @@ SMOKE_COMPONENT_FINGERPRINTS = {
     "metric 3-in-1": "e851d40e3938aedefbfcbeac9fffa2ae2fe27ce9b28528883a82e68fac9f4a78",
     "metric fid": "2946d66719f258fb243f49de02764dea087f67bef906ac83f919249185011eff",
     "metric cmmd": "1ed274e58e8de407d67edf8e127b7f26879330551aec7d0b8517d14a4d947c20",
-    "metric kid": "11d03714519729cf32b12795615474d5b46b7a6f9fe5f76d007d71d7f942c9f6",
+    "metric kid": "16b204e08c1ab47146306b4c779e4b9a06c4f430d07d1de315bc56eee39472d1",
     "metric aesthetic": "18023c882f5ee5be2b5bb8d2495dee0ceac922158443d5a3c0e5f51f34e9799b",
     "metric vqascore": "781a6d73dc8ca2fef999bbc106f941b6ae1ee5b64727734cd9e54b8043985f83",
 }
