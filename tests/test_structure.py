@@ -289,6 +289,7 @@ def test_the_readme_is_short() -> None:
 SPEC_FINGERPRINTS = {
     "smoke": "bb7da5138c6149a4f4e6c59252285764cd79aef5670f5306868c5f8821962cee",
     "compbench-kandinsky22": "ced77efb2576f932c2838211fd03fc4b31a4eef018acb5d2ec1a74ef3bab3008",
+    "cross-decoder": "a8900c3bc48119f26ff2c8f4889c5730e67b5f88129dea3abe13610a62cfb548",
     "ci-gpu": "d004d4eff079564a8c6b1c03fadf4d0fdd32460c3224c4f139b90cce21f20330",
     "sweep-ovi-constraints": "0ecad54f28743ab7cab7273e63a0d4badf3e1f86f890be5b35c4cc8db3e59f62",
 }
