@@ -9,7 +9,7 @@ A prompt's count is `clip_tokens`: its CLIP BPE tokens before truncation, start 
 above 77 means truncated). Every CLIP ViT-L/H/bigG text tower uses the same BPE vocabulary, so the count does not
 depend on which tower a run used. The counts come from a `clip_tokens` column of the scores when it has one, else
 from `token_counts` (prompt text -> count), which the caller computes with a CLIP tokenizer
-(`ovi_bench.models.clip.clip_token_counts`; the default tokenizer is `PROMPT_LENGTH_TOKENIZER`). This module is the
+(`ovi_bench.models.clip.clip_token_counts`; a run's tokenizer is its spec's `[prompt_length] tokenizer`). This module is the
 pure computation: it reads frames and never loads a model.
 """
 
@@ -31,7 +31,6 @@ from ovi_bench.text import short_repr
 CLIP_CONTEXT_LENGTH = 77
 """Token positions a CLIP text tower reads, start and end tokens included; longer prompts are truncated."""
 TOKEN_COLUMN = "clip_tokens"
-PROMPT_LENGTH_TOKENIZER = "openai/clip-vit-large-patch14"
 """The tokenizer the counts are taken with by default (any CLIP ViT-L/H/bigG tokenizer gives the same counts)."""
 
 
@@ -238,8 +237,7 @@ def run_prompt_length(
     run: RunRecord, count_tokens: Callable[[Sequence[str]], Sequence[int]] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(view, summary) of a run folder's scores.csv. Its `clip_tokens` column is used when it has one; otherwise
-    `count_tokens` counts the prompts (e.g. `functools.partial(clip_token_counts, tokenizer)` with the tokenizer of
-    `PROMPT_LENGTH_TOKENIZER`)."""
+    `count_tokens` counts the prompts (e.g. `ovi_bench.models.clip.load_token_counter(ref)`)."""
     scores = run.scores
     token_counts = None
     if TOKEN_COLUMN not in scores.columns and count_tokens is not None:
