@@ -42,6 +42,8 @@ def test_every_built_in_component_declares_a_known_space() -> None:
     for registry in (PRIORS, DECODERS):
         for name in registry.names():
             component = registry.get(name)
+            if not component.__module__.startswith("ovi_bench."):
+                continue  # a test's or a plugin's stand-in, registered by another test
             assert component.embedding_space(component.Params()) in SPACES, name
 
 

@@ -17,14 +17,29 @@ MINIMAL = {"priors": [{"name": "text-embedding", "params": {"model": "tiny"}}]}
 def test_shipped_configs_are_valid() -> None:
     smoke = load_spec(ROOT / "configs" / "smoke.toml")
     assert smoke.device == "cpu"
-    assert [prior.name for prior in smoke.priors] == [
+    assert [prior.display_name for prior in smoke.priors] == [
         "text-embedding",
         "kandinsky-2.2",
         "eclipse",
         "ovi",
         "ovi-mahalanobis",
         "ovi-nn",
+        "karlo",
+        "text-embedding-l",
+        "ovi-l",
     ]
+    # Two decoders of one space and one of another, each prior rendered by the decoders of its own space.
+    assert {
+        prior.display_name: [d.display_name for d in smoke.decoders_for(prior)] for prior in smoke.priors
+    } == {
+        **dict.fromkeys(
+            ["text-embedding", "kandinsky-2.2", "eclipse", "ovi", "ovi-mahalanobis", "ovi-nn"],
+            ["kandinsky-2.2-decoder", "sdxl-ip-adapter"],
+        ),
+        **dict.fromkeys(["karlo", "text-embedding-l", "ovi-l"], ["karlo-decoder"]),
+    }
+    cross = load_spec(ROOT / "configs" / "cross-decoder.toml")
+    assert {len(cross.decoders_for(prior)) for prior in cross.priors} == {2}
     sweep = load_spec(ROOT / "configs" / "sweep-ovi-constraints.toml")
     assert {prior.name for prior in sweep.priors} == {"ovi", "ovi-mahalanobis", "ovi-nn"}
     assert len({prior.display_name for prior in sweep.priors}) == len(sweep.priors) == 14

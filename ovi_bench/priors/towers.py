@@ -27,7 +27,9 @@ class TowersParams(Params):
     def _default_towers_of_the_space(cls, values: Any) -> Any:
         # The default model depends on the space; for bigG it is the field's own default, so existing specs are
         # unchanged.
-        if isinstance(values, dict) and "model" not in values and values.get("space") in SPACES:
+        space = values.get("space") if isinstance(values, dict) else None
+        # Only a known name picks the towers; anything else (a typo, a list) is left to the field's own check.
+        if isinstance(space, str) and space in SPACES and "model" not in values:
             values = {**values, "model": SPACES[values["space"]].towers}
         return values
 
