@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,9 @@ from ovi_bench.results.regression import (
 from ovi_bench.spec import load_spec
 
 COMMITTED_BASELINE = Path(__file__).resolve().parent / "baselines" / "smoke.json"
+DECODER = "kandinsky-2.2-decoder"
+"""One of the smoke run's decoders, rendering `ovi`, `ovi-nn` and the other ViT-bigG/14 priors (as sdxl-ip-adapter
+does too): a baseline of several decoders nests its scores by decoder first."""
 
 
 def ovi_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
@@ -87,12 +91,13 @@ def write_document(document: dict[str, Any], path: Path) -> Path:
 
 
 def shifted(document: dict[str, Any], category: str, shift: float) -> dict[str, Any]:
-    """A copy with every score of one category (every prior and metric) moved by `shift`."""
+    """A copy with every score of one category (every decoder, prior and metric) moved by `shift`."""
     changed = copy.deepcopy(document)
-    for categories in changed["scores"].values():
-        for images in categories.get(category, {}).values():
-            for image in images:
-                image[2] += shift
+    for priors in changed["scores"].values():
+        for categories in priors.values():
+            for images in categories.get(category, {}).values():
+                for image in images:
+                    image[2] += shift
     return changed
 
 
@@ -183,6 +188,21 @@ def test_missing_and_new_rows() -> None:
     assert table.loc[table.status == MISSING, "n_missing"].item() == 8
 
 
+def test_allow_missing_is_a_fraction_of_each_rows_images() -> None:
+    # 6 of 8 images (4 prompts × 2 seeds) have no score in the run: incomplete up to allow_missing 0.75.
+    baseline, run = image_scores([0.0] * 8)
+    lost = run.assign(score=[float("nan")] * 6 + [0.5] * 2)
+    for allow_missing, expected in [(0.0, INCOMPLETE), (0.74, INCOMPLETE), (0.75, OK)]:
+        row = verdict_table(
+            baseline,
+            lost,
+            higher_is_better=lambda metric: True,
+            tolerance_for=lambda metric: 0.01,
+            allow_missing=allow_missing,
+        ).iloc[0]
+        assert (row["status"], row["n_missing"], row["n_pairs"]) == (expected, 6, 2)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # ovi-bench's own regression check, and what `check` does with a changed, foreign or broken baseline.
 
@@ -195,7 +215,7 @@ def test_the_smoke_run_passes_the_committed_baseline(smoke_run: Path) -> None:
     assert report.exit_code == 0, report.summary()
     assert not set(verdicts.status) & {REGRESSED, INCOMPLETE, MISSING, NEW}
     baseline = load_baseline(COMMITTED_BASELINE)
-    assert len(verdicts) == len(baseline.scores.groupby(["prior", "category", "metric"]))
+    assert len(verdicts) == len(baseline.scores.groupby(["prior", "decoder", "category", "metric"]))
     assert verdicts.n_pairs.sum() == len(baseline.scores) and verdicts.n_missing.sum() == 0
 
 
@@ -262,22 +282,30 @@ def test_a_prior_missing_from_the_run_fails_and_a_new_one_does_not(
     smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
 ) -> None:
     with_extra = copy.deepcopy(own_baseline)
-    with_extra["scores"]["retired-prior"] = copy.deepcopy(with_extra["scores"]["ovi"])
+    with_extra["scores"][DECODER]["retired-prior"] = copy.deepcopy(with_extra["scores"][DECODER]["ovi"])
     report = check_run(smoke_run, write_document(with_extra, tmp_path / "extra.json"))
     assert report.exit_code == 1
-    assert set(report.verdicts[report.verdicts.prior == "retired-prior"].status) == {MISSING}
-    assert "missing from the run: retired-prior" in report.summary()
+    retired = report.verdicts[report.verdicts.prior == "retired-prior"]
+    assert set(retired.status) == {MISSING} and set(retired.decoder) == {DECODER}
+    assert set(report.verdicts[report.verdicts.prior != "retired-prior"].status) == {OK}
+    assert f"missing from the run: retired-prior ({DECODER})" in report.summary()
 
+    # ovi-nn gone from one decoder's scores: new with that decoder only, still compared with the other.
     without_one = own_baseline
-    del without_one["scores"]["ovi-nn"]
+    del without_one["scores"][DECODER]["ovi-nn"]
     report = check_run(smoke_run, write_document(without_one, tmp_path / "fewer.json"))
     assert report.exit_code == 0
-    assert set(report.verdicts[report.verdicts.prior == "ovi-nn"].status) == {NEW}
+    ovi_nn = report.verdicts[report.verdicts.prior == "ovi-nn"]
+    assert set(ovi_nn[ovi_nn.decoder == DECODER].status) == {NEW}
+    assert set(ovi_nn[ovi_nn.decoder != DECODER].status) == {OK} and (ovi_nn.decoder != DECODER).any()
 
 
 @pytest.mark.parametrize(
     ("field", "change"),
-    [("decoder.steps", lambda value: value + 1), ("metrics[clip].version", lambda value: f"{value}-changed")],
+    [
+        (f"decoders[{DECODER}].steps", lambda value: value + 1),
+        ("metrics[clip].version", lambda value: f"{value}-changed"),
+    ],
 )
 def test_a_baseline_of_another_protocol_is_refused_naming_the_field(
     smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any], field: str, change: Any
@@ -294,12 +322,13 @@ def test_the_check_command_exits_2_on_another_protocol(
     smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any]
 ) -> None:
     document = own_baseline
-    document["protocol"]["decoder.steps"] += 1
+    field = f"decoders[{DECODER}].steps"
+    document["protocol"][field] += 1
     done = ovi_bench(
         "check", str(smoke_run), "--baseline", str(write_document(document, tmp_path / "other.json"))
     )
     assert done.returncode == 2
-    assert "decoder.steps" in done.stderr and "Traceback" not in done.stderr
+    assert field in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_check_command_exits_2_on_a_corrupt_baseline(smoke_run: Path, tmp_path: Path) -> None:
@@ -319,12 +348,14 @@ def test_the_check_command_exits_2_on_a_corrupt_baseline(smoke_run: Path, tmp_pa
         (lambda document: document.update(format="something-else"), "not an ovi-bench baseline file"),
         (lambda document: document.pop("protocol"), "no 'protocol' field"),
         (
-            lambda document: document["scores"]["ovi"]["color"]["clip"].append(["color-builtin-0000"]),
-            r"scores\.ovi\.color\.clip",
+            lambda document: document["scores"][DECODER]["ovi"]["color"]["clip"].append(
+                ["color-builtin-0000"]
+            ),
+            rf"scores\.{re.escape(DECODER)}\.ovi\.color\.clip",
         ),
         (
-            lambda document: document["scores"]["ovi"]["color"]["clip"].append(
-                document["scores"]["ovi"]["color"]["clip"][0]
+            lambda document: document["scores"][DECODER]["ovi"]["color"]["clip"].append(
+                document["scores"][DECODER]["ovi"]["color"]["clip"][0]
             ),
             "listed twice",
         ),
@@ -343,7 +374,7 @@ def test_a_baseline_round_trips_every_score_exactly(smoke_run: Path, tmp_path: P
     path = write_baseline(smoke_run, tmp_path / "baseline.json")
     stored = load_baseline(path)
     run_scores = load_run(smoke_run).scores
-    keys = ["prior", "category", "metric", "prompt_id", "seed"]
+    keys = ["prior", "decoder", "category", "metric", "prompt_id", "seed"]
     merged = stored.scores.merge(run_scores[[*keys, "score"]], on=keys, how="outer", validate="one_to_one")
     assert (
         len(merged) == len(run_scores) and (merged.score_x == merged.score_y).all()
@@ -361,15 +392,15 @@ def test_the_baseline_command_writes_a_checkable_file(smoke_run: Path, tmp_path:
     runner = CliRunner()
     result = runner.invoke(app, ["baseline", str(smoke_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "1584 image scores of 6 prior(s)" in result.output
+    assert "990 image scores of 9 prior(s)" in result.output
     result = runner.invoke(
         app, ["check", str(smoke_run), "--baseline", str(out), "--tolerance-for", "clip=0.02"]
     )
     assert result.exit_code == 0, result.output
-    assert not table_rows(result.output) and "(198 ok row(s) not shown;" in result.output
+    assert not table_rows(result.output) and "(495 ok row(s) not shown;" in result.output
     result = runner.invoke(app, ["check", str(smoke_run), "--baseline", str(out), "--every-row"])
     assert result.exit_code == 0, result.output
-    assert len(table_rows(result.output)) == 198 and "not shown" not in result.output
+    assert len(table_rows(result.output)) == 495 and "not shown" not in result.output
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -386,12 +417,14 @@ def run_with_images_removed(run: Path, folder: Path, keep: Any) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("lost", [0.5, 0.75])
+# Every row of the smoke run has 2 images (2 prompts × 1 seed), so half is the one fraction of each row it can lose
+# without a row going missing; other fractions are `test_allow_missing_is_a_fraction_of_each_rows_images`.
+@pytest.mark.parametrize("lost", [0.5])
 def test_a_run_that_lost_images_of_every_row_fails_unless_allowed(
     smoke_run: Path, tmp_path: Path, own_baseline: dict[str, Any], lost: float
 ) -> None:
     baseline = write_document(own_baseline, tmp_path / "own.json")
-    per_row = ["prior", "category", "metric"]
+    per_row = ["prior", "decoder", "category", "metric"]
 
     def keep_the_first(scores: pd.DataFrame) -> pd.DataFrame:
         rank = scores.sort_values(["prompt_id", "seed"]).groupby(per_row).cumcount()
@@ -447,9 +480,22 @@ def test_one_lost_image_or_one_missing_score_fails_its_row_only(
     ("edit", "message"),
     [
         (lambda document: document.update(scores={}), "holds no image scores"),
-        (lambda document: document.update(scores={"ovi": {"color": {"clip": []}}}), "holds no image scores"),
-        (lambda document: document["scores"]["ovi"]["color"]["clip"][0].__setitem__(2, float("nan")), "nan"),
-        (lambda document: document["scores"]["ovi"]["color"]["clip"][1].__setitem__(2, float("inf")), "inf"),
+        (
+            lambda document: document.update(scores={DECODER: {"ovi": {"color": {"clip": []}}}}),
+            "holds no image scores",
+        ),
+        (
+            lambda document: document["scores"][DECODER]["ovi"]["color"]["clip"][0].__setitem__(
+                2, float("nan")
+            ),
+            "nan",
+        ),
+        (
+            lambda document: document["scores"][DECODER]["ovi"]["color"]["clip"][1].__setitem__(
+                2, float("inf")
+            ),
+            "inf",
+        ),
     ],
     ids=["empty", "empty-metric", "nan", "infinity"],
 )

@@ -189,9 +189,10 @@ def test_the_smoke_run_in_two_processes_gives_the_single_process_results(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     keys = _manifest_keys(out)
-    assert len(keys) == 384 and max(keys.values()) == 1
+    assert len(keys) == 240 and max(keys.values()) == 1
     assert {path.name for path in out.glob("manifest*.jsonl")} == {"manifest.jsonl", "manifest.rank1.jsonl"}
-    columns = ["prior", "category", "metric", "prompt_id", "seed"]
+    # The decoder too: the same prior, prompt and seed has one image per decoder of its space.
+    columns = ["prior", "decoder", "category", "metric", "prompt_id", "seed"]
     sharded = pd.read_csv(out / "scores.csv").sort_values(columns).reset_index(drop=True)
     single = pd.read_csv(smoke_run / "scores.csv").sort_values(columns).reset_index(drop=True)
     pd.testing.assert_frame_equal(sharded[[*columns, "image"]], single[[*columns, "image"]])
