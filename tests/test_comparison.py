@@ -232,16 +232,25 @@ def test_duplicate_scores_for_one_image_are_refused() -> None:
 def test_compare_priors_on_the_smoke_run(smoke_run: Path) -> None:
     run = load_run(smoke_run)
     table = compare_priors(run, "text-embedding", "ovi")
-    per_image = run.scores.groupby(["category", "metric"]).size()
-    assert len(table) == len(per_image)  # every category × per-image metric of the run, nothing else
+    both = run.scores[run.scores.prior.isin(["text-embedding", "ovi"])]
+    per_image = both.groupby(["decoder", "category", "metric"]).size()
+    # Every decoder × category × per-image metric of the two priors (both ViT-bigG/14: two decoders), nothing else.
+    assert len(table) == len(per_image)
+    assert set(table.decoder) == {"kandinsky-2.2-decoder", "sdxl-ip-adapter"}
     assert set(table.metric) == set(run.scores.metric)
-    assert (table.n_pairs == 8).all() and (table.n_prompts == 4).all() and (table.unpaired == 0).all()
+    # 2 prompts × 1 image per prompt of each category, per decoder.
+    assert (table.n_pairs == 2).all() and (table.n_prompts == 2).all() and (table.unpaired == 0).all()
     official = table[table.official]
-    assert dict(zip(official.category, official.metric, strict=True)) == OFFICIAL_METRICS
+    for _, rows in official.groupby("decoder"):
+        assert dict(zip(rows.category, rows.metric, strict=True)) == OFFICIAL_METRICS
     # One row recomputed by hand from scores.csv.
-    scores = run.scores[(run.scores.category == "spatial") & (run.scores.metric == "spatial-2d")]
+    scores = both[
+        (both.decoder == "sdxl-ip-adapter") & (both.category == "spatial") & (both.metric == "spatial-2d")
+    ]
     by_image = scores.pivot_table(index=["prompt_id", "seed"], columns="prior", values="score")
-    row = table[(table.category == "spatial") & (table.metric == "spatial-2d")].iloc[0]
+    row = table[
+        (table.decoder == "sdxl-ip-adapter") & (table.category == "spatial") & (table.metric == "spatial-2d")
+    ].iloc[0]
     assert row["difference"] == pytest.approx(
         (by_image["ovi"] - by_image["text-embedding"]).mean(), abs=1e-12
     )
@@ -268,9 +277,9 @@ def test_two_runs_of_one_protocol_are_combined_and_mismatches_refused(
 
     other = _results_only_copy(smoke_run, tmp_path / "other")
     results = json.loads((other / "results.json").read_text())
-    results["spec"]["decoder"]["steps"] += 1
+    results["spec"]["decoders"][0]["steps"] += 1
     (other / "results.json").write_text(json.dumps(results))
-    with pytest.raises(ProtocolMismatchError, match=r"decoder\.steps"):
+    with pytest.raises(ProtocolMismatchError, match=r"decoders\[kandinsky-2\.2-decoder\]\.steps"):
         compare_priors([first, load_run(other)], "eclipse", "ovi")
     # Allowed: the second run's priors are kept under their own names, so a prior meets its copy, image by image.
     table = compare_priors([first, load_run(other)], "ovi", "ovi @ smoke", allow_protocol_mismatch=True)
@@ -298,9 +307,11 @@ def test_compare_command_prints_and_writes_the_table(smoke_run: Path, tmp_path: 
         assert "ovi − text-embedding" in result.output
         assert out.is_file()
     written = pd.read_csv(tmp_path / "comparison.csv")
-    assert list(written.metric.unique()) == ["clip"] and len(written) == 8  # clip scores every category
+    # clip scores every category, on each of the two decoders both priors were rendered by
+    assert list(written.metric.unique()) == ["clip"] and len(written) == 2 * 8
+    assert set(written.decoder) == {"kandinsky-2.2-decoder", "sdxl-ip-adapter"}
     document = json.loads((tmp_path / "comparison.json").read_text())
-    assert document["runs"] == [str(smoke_run)] and len(document["rows"]) == 8
+    assert document["runs"] == [str(smoke_run)] and len(document["rows"]) == 2 * 8
     assert "| verdict" in (tmp_path / "comparison.md").read_text()
 
 

@@ -386,7 +386,9 @@ def test_dry_run_of_the_smoke_config_prints_the_plan_and_writes_nothing(
     main()  # returns: exit code 0
     printed = capsys.readouterr().out
     assert "dry run: nothing is generated" in printed and "hub: unused" in printed
-    assert "| ovi-mahalanobis | 0/8 " in printed and "0/64" in printed  # 8 categories × 4 prompts × 2 seeds
+    # ViT-bigG/14 priors: 2 prompts × 1 seed × 2 decoders per category, 8 categories; ViT-L/14 ones: 1 decoder.
+    assert "| ovi-mahalanobis  | 0/4 " in printed and "| 0/32    |" in printed
+    assert "| ovi-l            | 0/2 " in printed and "| 0/16    |" in printed
     assert "built in code" in printed and "missing" not in printed
     assert "| numeracy   | numeracy " in printed
     assert not out.exists()

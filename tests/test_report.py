@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pandas as pd
 import pytest
@@ -273,6 +273,11 @@ def smoke_report(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         return write_report(smoke_run, out)
 
 
+def _with_decoder(frame: pd.DataFrame) -> pd.Series:
+    """The report's name of each row's prior in a run with several decoders (the smoke run): `prior · decoder`."""
+    return frame["prior"].astype(str) + " · " + frame["decoder"].astype(str)
+
+
 def test_smoke_report_holds_every_leaderboard_row_and_a_bounded_image_sample(
     smoke_run: Path, smoke_report: Path
 ) -> None:
@@ -282,20 +287,21 @@ def test_smoke_report_holds_every_leaderboard_row_and_a_bounded_image_sample(
     rows = page.find("table", id="leaderboard").find("tbody").find_all("tr")
     assert len(rows) == len(board)
     assert [(row.attributes["data-prior"], row.attributes["data-metric"]) for row in rows] == list(
-        zip(board.prior, board.metric, strict=True)
+        zip(_with_decoder(board), board.metric, strict=True)
     )
     headers = [th.all_text.lower() for th in page.find_all("th")]
     assert not [header for header in headers if "overall" in header or "average" in header]
 
     scores = record.scores
     categories = list(dict.fromkeys(scores.category))
+    # One grid row per prior × decoder (15 in the smoke run), each with the run's first seeds (it has one).
     expected_thumbnails = (
         sum(
             min(scores[scores.category == category].prompt_id.nunique(), DEFAULT_PROMPTS_PER_CATEGORY)
             for category in categories
         )
-        * len(record.priors)
-        * DEFAULT_SEEDS_PER_PROMPT
+        * _with_decoder(scores).nunique()
+        * min(scores.seed.nunique(), DEFAULT_SEEDS_PER_PROMPT)
     )
     thumbnails = [a for a in page.find_all("a", class_="thumb") if a.find_all("img")]
     assert len(thumbnails) == expected_thumbnails
@@ -333,7 +339,7 @@ def test_smoke_report_summary_marks_one_best_prior_per_official_column(
     for category in header:
         rows = official[official.category == category]
         better = rows["mean"].max() if record.higher_is_better(rows.metric.iloc[0]) else rows["mean"].min()
-        expected = set(rows[rows["mean"] == better].prior)
+        expected = set(_with_decoder(rows[rows["mean"] == better]))  # one summary row per prior × decoder
         marked = {
             row.find("th").all_text
             for row in table.find("tbody").find_all("tr")
@@ -666,19 +672,23 @@ def test_browser_filters_hide_rows_plots_and_grids(
     for figure in dom.find_all("figure", class_="plot"):
         assert figure.hidden == (figure.attributes["data-category"] != "color")
 
-    dom = dump_dom(smoke_report, "#prior=ovi,eclipse&metric=b-vqa", tmp_path)
+    # The prior filter's values are the report's `prior · decoder` names: ovi and eclipse on both their decoders.
+    chosen = set(_with_decoder(board[board.prior.isin(["ovi", "eclipse"])]))
+    assert len(chosen) == 4
+    dom = dump_dom(smoke_report, "#prior=" + ",".join(map(quote, sorted(chosen))) + "&metric=b-vqa", tmp_path)
     shown = [row for row in _leaderboard_rows(dom) if not row.hidden]
     assert len(shown) == ((board.metric == "b-vqa") & board.prior.isin(["ovi", "eclipse"])).sum() > 0
+    assert {row.attributes["data-prior"] for row in shown} == chosen
     for svg in dom.find_all("svg", class_="interval-plot"):
         visible = [row for row in svg.find_all("g", class_="plot-row") if not row.hidden]
-        assert {row.attributes["data-prior"] for row in visible} <= {"ovi", "eclipse"}
+        assert {row.attributes["data-prior"] for row in visible} <= chosen
         # The visible rows close up: the plot shrinks to their height.
         top, row_height = int(svg.attributes["data-top"]), int(svg.attributes["data-row-height"])
         expected_height = top + row_height * len(visible) + int(svg.attributes["data-axis-height"])
         assert int(svg.attributes["height"]) == expected_height
     for header in dom.find_all("th", class_="filterable"):
         if "data-prior" in header.attributes:
-            assert header.hidden == (header.attributes["data-prior"] not in {"ovi", "eclipse"})
+            assert header.hidden == (header.attributes["data-prior"] not in chosen)
 
 
 @pytest.mark.parametrize("direction", ["desc", "asc"])
