@@ -55,15 +55,17 @@ class KarloDecoder(Decoder):
         """The only side the cascade renders (256 for the real one): the super-resolution UNet's sample size."""
         return self.pipeline.super_res_first.config.sample_size
 
-    def _check_inputs(
+    def decode(
         self,
         image_embeds: torch.Tensor,
         negative_image_embeds: torch.Tensor,
         generators: Sequence[torch.Generator],
+        *,
         height: int,
         width: int,
         steps: int,
-    ) -> None:
+        guidance: float,
+    ) -> list[Image.Image]:
         size = self.image_size
         if (height, width) != (size, size):
             decoder_size = self.pipeline.decoder.config.sample_size
@@ -84,19 +86,6 @@ class KarloDecoder(Decoder):
             size_advice=f"set height = width = {size}",
             embedding_width=self.pipeline.text_proj.config.clip_embeddings_dim,
         )
-
-    def decode(
-        self,
-        image_embeds: torch.Tensor,
-        negative_image_embeds: torch.Tensor,
-        generators: Sequence[torch.Generator],
-        *,
-        height: int,
-        width: int,
-        steps: int,
-        guidance: float,
-    ) -> list[Image.Image]:
-        self._check_inputs(image_embeds, negative_image_embeds, generators, height, width, steps)
         decoder = self.pipeline.decoder
         with torch.inference_mode():
             images = self.pipeline(
