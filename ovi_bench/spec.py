@@ -273,6 +273,49 @@ class PromptLengthSpec(_Frozen):
     of every prior's text encoder."""
 
 
+Question = Literal["overall", "text", "realism"]
+"""The questions a rating study can ask (their wording is `ovi_bench.rate.judgements.QUESTIONS`)."""
+
+
+class RatingSimulationSpec(_Frozen):
+    """Simulated raters who vote through the rating app's HTTP API after the run (the smoke run's rating session),
+    so that `ovi-bench human` has judgements offline. Every vote they cast is marked `source = "simulated"`."""
+
+    raters: int = Field(3, ge=1, le=100)
+    """Number of simulated raters (named simulated-1, simulated-2, ...)."""
+    judgements_per_rater: int = Field(30, ge=1, le=100_000)
+    """Trials each simulated rater answers (attention checks included)."""
+    utility: str = "clip"
+    """The per-image metric of the run whose score is the simulated raters' utility: a rater prefers the image with
+    the higher standardised score, with logistic noise (a Bradley–Terry rater)."""
+    noise: float = Field(0.5, gt=0)
+    """Scale of the logistic noise, in standard deviations of the utility: small values give near-deterministic
+    raters, large ones near-random raters."""
+    tie_margin: float = Field(0.05, ge=0)
+    """A rater answers "tie" when the noisy utilities differ by less than this (in standard deviations)."""
+    seed: int = Field(0, ge=0)
+    """Seed of the simulated votes."""
+
+
+class RatingSpec(_Frozen):
+    """A pairwise human-rating study of the run's images ([rating] table): read by `ovi-bench rate` and
+    `ovi-bench human`. A study of the images, not of how they were made: never part of the fingerprint."""
+
+    question: Question = "overall"
+    """What raters are asked: "overall" (which image do you prefer), "text" (which matches the text better) or
+    "realism" (which looks more realistic). `ovi-bench rate --question` overrides it."""
+    attention_every: int = Field(10, ge=0, le=1000)
+    """One attention check (a repeated pair with its sides swapped, or a canary pair with a broken image) every this
+    many trials; 0 for none."""
+    active: bool = False
+    """Prefer pairs of priors whose current Bradley–Terry strengths are closest (the most uncertain comparisons)
+    over plain balanced sampling."""
+    seed: int = Field(0, ge=0)
+    """Seed of the pair sampling and of the side randomisation."""
+    simulation: RatingSimulationSpec | None = None
+    """Simulated raters voting after the run ([rating.simulation] table); none when omitted."""
+
+
 class RunSpec(_Frozen):
     """A benchmark run: which priors, rendered how, on which prompts, scored by which metrics."""
 
@@ -316,6 +359,9 @@ class RunSpec(_Frozen):
     """The prompt-length view ([prompt_length] table): every per-image metric by the prompt's CLIP token count, and
     the share of prompts cut at 77 tokens; off when omitted. A view of the scores that changes none of them, so never
     part of the fingerprint."""
+    rating: RatingSpec | None = None
+    """The pairwise human-rating study of the run's images ([rating] table): the question asked, attention checks,
+    sampling, simulated raters. Changes no image or score, so never part of the fingerprint; off when omitted."""
     trust_remote_code: bool = Field(False, strict=True)
     """Allow models whose repository ships its own Python code (`from_pretrained(..., trust_remote_code=True)`) to be
     loaded by plugin components that ask for it. Off by default; built-in components never need it and never ask.
@@ -397,8 +443,9 @@ class RunSpec(_Frozen):
         # existed, and a dumped spec parses back.
         data = handler(self)
         data.pop("decoder" if self.decoders is not None else "decoders", None)
-        if self.prompt_length is None:
-            data.pop("prompt_length", None)  # a view added later: specs without it dump as they always did
+        for added_later in ("prompt_length", "rating"):  # specs without these tables dump as they always did
+            if getattr(self, added_later) is None:
+                data.pop(added_later, None)
         return data
 
     @model_validator(mode="after")
@@ -435,7 +482,7 @@ class RunSpec(_Frozen):
         `trust_remote_code` enters only when true, so that the specs written before the field existed keep their
         fingerprints.
         """
-        excluded = {"output_dir", "name", "prompt_length"}
+        excluded = {"output_dir", "name", "prompt_length", "rating"}
         excluded |= set() if self.trust_remote_code else {"trust_remote_code"}
         return sha256_text(canonical_json(self.model_dump(mode="json", exclude=excluded)))
 

@@ -84,7 +84,15 @@ FORBIDDEN_IMPORTS: dict[str, tuple[str, ...]] = {
         "ovi_bench.models",
         "ovi_bench.bank",
     ),
-    "ovi_bench.spec": (*RUN_MACHINERY, "ovi_bench.plan", "ovi_bench.results"),
+    "ovi_bench.spec": (*RUN_MACHINERY, "ovi_bench.plan", "ovi_bench.results", "ovi_bench.rate"),
+    # The rating app reads finished run folders (as results code does) and never runs models.
+    "ovi_bench.rate": (
+        *RUN_MACHINERY,
+        "ovi_bench.plan",
+        "ovi_bench.priors",
+        "ovi_bench.decoders",
+        "ovi_bench.metrics",
+    ),
     "ovi_bench.plan": (*RUN_MACHINERY, "ovi_bench.results"),
 }
 

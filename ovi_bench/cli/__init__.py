@@ -12,14 +12,14 @@ from typing import NoReturn
 import typer
 from rich.markup import escape
 
-from ovi_bench.cli import result_commands, run_commands
+from ovi_bench.cli import rating_commands, result_commands, run_commands
 from ovi_bench.cli.application import app, console, errors
 from ovi_bench.errors import OviBenchError
 from ovi_bench.interrupts import Terminated, stop_signals_raise
 from ovi_bench.io import unwritable_error
 from ovi_bench.text import did_you_mean
 
-__all__ = ["app", "console", "errors", "main", "result_commands", "run_commands"]
+__all__ = ["app", "console", "errors", "main", "rating_commands", "result_commands", "run_commands"]
 
 # `--help` lists the commands in the order a user meets them, whatever the order the modules registered them in.
 COMMAND_ORDER = (
@@ -30,6 +30,8 @@ COMMAND_ORDER = (
     "compare",
     "baseline",
     "check",
+    "rate",
+    "human",
     "priors",
     "decoders",
     "metrics",
