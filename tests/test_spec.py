@@ -80,6 +80,25 @@ def test_fingerprint_ignores_output_dir_but_not_protocol() -> None:
     assert parse_spec(explicit).fingerprint() == base.fingerprint()
 
 
+def test_a_rating_study_is_outside_the_fingerprint_and_dumps_only_when_given() -> None:
+    base = parse_spec(MINIMAL)
+    rated = parse_spec(
+        {**MINIMAL, "rating": {"question": "text", "simulation": {"raters": 2, "utility": "clip"}}}
+    )
+    assert rated.fingerprint() == base.fingerprint()
+    assert "rating" not in base.model_dump(mode="json")  # specs without the table dump as they always did
+    dumped = rated.model_dump(mode="json")
+    assert dumped["rating"]["question"] == "text" and dumped["rating"]["simulation"]["raters"] == 2
+    assert parse_spec({**MINIMAL, **dumped}) == rated
+
+
+def test_a_bad_rating_question_names_the_field_and_the_choices() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**MINIMAL, "rating": {"question": "prettier"}})
+    message = str(caught.value)
+    assert "rating.question" in message and "prettier" in message and "realism" in message
+
+
 def test_misspelled_top_level_field_suggests_the_right_one() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec({**MINIMAL, "images_per_promt": 3})
