@@ -59,7 +59,13 @@ class HPSv2Metric(Metric):
 
     @classmethod
     def required_models(cls, params: HPSv2Params) -> list[ModelNeed]:
-        needs = [ModelNeed(params.model, "HPS v2 architecture (config and tokenizer)", ("config.json", *CLIP_TOKENIZER_FILES))]
+        needs = [
+            ModelNeed(
+                params.model,
+                "HPS v2 architecture (config and tokenizer)",
+                ("config.json", *CLIP_TOKENIZER_FILES),
+            )
+        ]
         if params.weights != "tiny" and not is_checkpoint_file(params.weights):
             needs.append(ModelNeed(params.weights, "HPS v2 checkpoint", (params.weights_file,)))
         return needs

@@ -51,7 +51,7 @@ class PickScoreMetric(Metric):
             ModelNeed(
                 params.processor,
                 "PickScore tokenizer and image processor",
-                ("preprocessor_config.json", *CLIP_TOKENIZER_FILES),
+                ("preprocessor_config.json|processor_config.json", *CLIP_TOKENIZER_FILES),
             ),
         ]
 
@@ -64,4 +64,6 @@ class PickScoreMetric(Metric):
             return []
         scale = self.scorer.logit_scale
         cosines = self.scorer.cosines([item.image for item in batch], [item.prompt for item in batch])
-        return [ScoreRow(score=scale * cosine, reason=f"PickScore {scale * cosine:.2f}") for cosine in cosines]
+        return [
+            ScoreRow(score=scale * cosine, reason=f"PickScore {scale * cosine:.2f}") for cosine in cosines
+        ]

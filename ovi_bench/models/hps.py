@@ -108,7 +108,11 @@ def open_clip_key_map(config: CLIPConfig) -> OpenClipKeyMap:
     split: dict[str, tuple[str, str]] = {}
     towers = (
         ("transformer.resblocks", "text_model.encoder.layers", config.text_config.num_hidden_layers),
-        ("visual.transformer.resblocks", "vision_model.encoder.layers", config.vision_config.num_hidden_layers),
+        (
+            "visual.transformer.resblocks",
+            "vision_model.encoder.layers",
+            config.vision_config.num_hidden_layers,
+        ),
     )
     for open_clip_prefix, hf_prefix, layers in towers:
         for layer in range(layers):
@@ -137,7 +141,9 @@ def check_keys(found: set[str], expected: set[str], where: str, fix: str) -> Non
         )
 
 
-def open_clip_to_hf(state: dict[str, torch.Tensor], config: CLIPConfig, where: str) -> dict[str, torch.Tensor]:
+def open_clip_to_hf(
+    state: dict[str, torch.Tensor], config: CLIPConfig, where: str
+) -> dict[str, torch.Tensor]:
     """An open_clip ViT CLIP state dict as CLIPModel tensors (float32), checked key by key and shape by shape
     against a CLIPModel of `config`; `where` names the checkpoint in messages."""
     key_map = open_clip_key_map(config)
@@ -160,7 +166,9 @@ def open_clip_to_hf(state: dict[str, torch.Tensor], config: CLIPConfig, where: s
         reverse = _reverse_names(key_map)
         raise ModelLoadError(
             f"the open_clip checkpoint {where} has tensors of the wrong shape for the config: "
-            + ", ".join(f"{reverse[key]} {tuple(converted[key].shape)} (expected {shapes[key]})" for key in wrong[:6])
+            + ", ".join(
+                f"{reverse[key]} {tuple(converted[key].shape)} (expected {shapes[key]})" for key in wrong[:6]
+            )
             + ". The config (the `model` parameter) must describe the checkpoint's architecture."
         )
     return {key: value.detach().to(torch.float32).contiguous() for key, value in converted.items()}
@@ -210,22 +218,34 @@ def read_open_clip_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"HPS checkpoint not found at '{path}'. {fix}")
     suffix = path.suffix.lower()
     if suffix not in CHECKPOINT_SUFFIXES:
-        raise ModelLoadError(f"HPS checkpoint '{path}' must be a .pt, .pth or .safetensors file (got '{suffix}').")
+        raise ModelLoadError(
+            f"HPS checkpoint '{path}' must be a .pt, .pth or .safetensors file (got '{suffix}')."
+        )
     try:
         if suffix == ".safetensors":
             state = safetensors.torch.load_file(path, device="cpu")
         else:
             # weights_only: tensors and plain containers only, never arbitrary pickled objects.
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, SafetensorError, RuntimeError, OSError, EOFError, ValueError, AttributeError) as error:
+    except (
+        pickle.UnpicklingError,
+        SafetensorError,
+        RuntimeError,
+        OSError,
+        EOFError,
+        ValueError,
+        AttributeError,
+    ) as error:
         raise ModelLoadError(
             f"cannot read '{path}' as a weights file ({type(error).__name__}: {error}). It must be a state dict "
             f"saved with torch.save (read with torch.load(weights_only=True)) or a .safetensors file. {fix}"
         ) from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    if (
+        not isinstance(state, dict)
+        or not state
+        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items())
     ):
         raise ModelLoadError(
             f"'{path}' holds no state dict of tensors (found {type(state).__name__}); an HPS checkpoint is a dict "
@@ -256,7 +276,11 @@ def hps_pixel_values(images: Sequence[Image.Image], image_size: int, *, antialia
         if scale != 1.0:
             new_height, new_width = round(height * scale), round(width * scale)
             pixels = torch.nn.functional.interpolate(
-                pixels[None], size=(new_height, new_width), mode="bicubic", align_corners=False, antialias=antialias
+                pixels[None],
+                size=(new_height, new_width),
+                mode="bicubic",
+                align_corners=False,
+                antialias=antialias,
             )[0]
             pad_height, pad_width = image_size - new_height, image_size - new_width
             pixels = torch.nn.functional.pad(

@@ -88,4 +88,3 @@ def load_pickscore(model: str, processor: str, device: torch.device, dtype: torc
         tokenizer=load_tokenizer(processor_source),
         prepare_pixels=functools.partial(pixel_values, image_processor),
     )
-
