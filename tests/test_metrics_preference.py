@@ -160,6 +160,11 @@ def written(original: CLIPModel, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return path
 
 
+def _checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
+    torch.save({"state_dict": state}, path)
+    return path
+
+
 def _hps(weights: Path | str) -> HPSv2Metric:
     return HPSv2Metric(HPSv2Params(model="tiny", weights=str(weights)), device=CPU, dtype=torch.float32)
 
@@ -263,13 +268,22 @@ def test_hps_matches_an_open_clip_forward_of_the_checkpoint(original: CLIPModel,
     )
 
 
-def test_hps_reads_a_safetensors_conversion(original: CLIPModel, written: Path, tmp_path: Path) -> None:
-    path = tmp_path / "hps.safetensors"
-    safetensors.torch.save_file(hf_to_open_clip(original.state_dict(), original.config), path)
+def test_hps_reads_a_safetensors_conversion_a_folder_and_half_precision(
+    original: CLIPModel, written: Path, tmp_path: Path
+) -> None:
+    state = hf_to_open_clip(original.state_dict(), original.config)
+    safetensors.torch.save_file(state, tmp_path / "hps.safetensors")
+    _checkpoint(state, tmp_path / "HPS_v2.1_compressed.pt")
     images = _images(2)
-    assert [r.score for r in _hps(path).score(_inputs(images, PROMPTS[:2]))] == [
-        r.score for r in _hps(written).score(_inputs(images, PROMPTS[:2]))
-    ]
+    expected = [r.score for r in _hps(written).score(_inputs(images, PROMPTS[:2]))]
+    for weights in (tmp_path / "hps.safetensors", tmp_path):  # a file, and a folder holding weights_file
+        assert [r.score for r in _hps(weights).score(_inputs(images, PROMPTS[:2]))] == expected
+    # The released checkpoint is float16: it is widened to the run's dtype.
+    half = _hps(_checkpoint({k: v.half() for k, v in state.items()}, tmp_path / "half.pt"))
+    assert half.scorer.model.dtype == torch.float32
+    np.testing.assert_allclose(
+        [r.score for r in half.score(_inputs(images, PROMPTS[:2]))], expected, atol=2e-2
+    )
 
 
 def test_hps_tiny_batch_independence_and_prompt_matters() -> None:
@@ -283,11 +297,6 @@ def test_hps_tiny_batch_independence_and_prompt_matters() -> None:
     shuffled = metric.score(_inputs(images, PROMPTS[1:] + PROMPTS[:1]))
     assert [r.score for r in together] != [r.score for r in shuffled]
     assert metric.score([]) == []
-
-
-def _checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
-    torch.save({"state_dict": state}, path)
-    return path
 
 
 def test_hps_refuses_missing_unexpected_and_misshaped_keys(original: CLIPModel, tmp_path: Path) -> None:

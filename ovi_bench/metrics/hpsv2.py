@@ -36,8 +36,9 @@ from ovi_bench.models.hps import HPS_CLIP_ID, HPS_WEIGHTS_FILE, HPS_WEIGHTS_REPO
 
 class HPSv2Params(Params):
     weights: str = HPS_WEIGHTS_REPO
-    """The HPS checkpoint: a Hugging Face repository holding `weights_file` (downloaded, or read from the hub cache
-    offline), a local .pt/.pth/.safetensors file in open_clip's layout, or "tiny" (with model = "tiny")."""
+    """The HPS checkpoint: a Hugging Face repository or a local folder holding `weights_file` (downloaded, or read
+    from the hub cache offline), a local .pt/.pth/.safetensors file in open_clip's layout, or "tiny" (with
+    model = "tiny")."""
     weights_file: str = HPS_WEIGHTS_FILE
     """The checkpoint's file name in the `weights` repository: HPS_v2.1_compressed.pt (v2.1) or
     HPS_v2_compressed.pt (v2.0). Unused when `weights` is a file or "tiny"."""

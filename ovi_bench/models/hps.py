@@ -144,7 +144,7 @@ def check_keys(found: set[str], expected: set[str], where: str, fix: str) -> Non
 def open_clip_to_hf(
     state: dict[str, torch.Tensor], config: CLIPConfig, where: str
 ) -> dict[str, torch.Tensor]:
-    """An open_clip ViT CLIP state dict as CLIPModel tensors (float32), checked key by key and shape by shape
+    """An open_clip ViT CLIP state dict as CLIPModel tensors, checked key by key and shape by shape
     against a CLIPModel of `config`; `where` names the checkpoint in messages."""
     key_map = open_clip_key_map(config)
     check_keys(
@@ -171,7 +171,10 @@ def open_clip_to_hf(
             )
             + ". The config (the `model` parameter) must describe the checkpoint's architecture."
         )
-    return {key: value.detach().to(torch.float32).contiguous() for key, value in converted.items()}
+    # No copy beyond the transposed projections (made contiguous, as a saved weight is): renamed tensors and q/k/v
+    # thirds are the checkpoint's own or views of them (a ViT-H checkpoint is 2 GB in float16); from_pretrained
+    # casts them to the run's dtype.
+    return {key: value.detach().contiguous() for key, value in converted.items()}
 
 
 def _reverse_names(key_map: OpenClipKeyMap) -> dict[str, str]:
@@ -297,13 +300,17 @@ def hps_pixel_values(images: Sequence[Image.Image], image_size: int, *, antialia
 
 
 def is_checkpoint_file(ref: str) -> bool:
-    """A `weights` value naming a local file (a path, or a name ending in .pt/.pth/.safetensors), not a hub repo."""
-    return looks_like_path(ref) or expand_user(ref).is_file() or ref.lower().endswith(CHECKPOINT_SUFFIXES)
+    """A `weights` value naming a local file (a path, or a name ending in .pt/.pth/.safetensors), not a hub
+    repository or a local folder (which hold the checkpoint as `weights_file`)."""
+    location = expand_user(ref)
+    if location.is_dir():
+        return False
+    return looks_like_path(ref) or location.is_file() or ref.lower().endswith(CHECKPOINT_SUFFIXES)
 
 
 def checkpoint_path(weights: str, weights_file: str) -> Path:
-    """The local checkpoint file: the tiny one, a file path, or `weights_file` of the hub repository `weights`
-    (downloaded, or read from the hub cache when offline)."""
+    """The local checkpoint file: the tiny one, a file path, or `weights_file` in the local folder or hub
+    repository `weights` (downloaded, or read from the hub cache when offline)."""
     if weights == "tiny":
         return tiny_hps_dir() / TINY_HPS_FILE
     if is_checkpoint_file(weights):
