@@ -241,7 +241,8 @@ def read_open_clip_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     ) as error:
         raise ModelLoadError(
             f"cannot read '{path}' as a weights file ({type(error).__name__}: {error}). It must be a state dict "
-            f"saved with torch.save (read with torch.load(weights_only=True)) or a .safetensors file. {fix}"
+            "saved with torch.save (read with torch.load(weights_only=True)) or a .safetensors file; a checkpoint you "
+            f"trust that holds more than tensors can be converted to .safetensors once (docs: preference metrics). {fix}"
         ) from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
