@@ -35,6 +35,11 @@ from ovi_bench.registry import METRICS
 CPU = torch.device("cpu")
 PROMPTS = ["a red cube", "two cats on the table", "a blue car", "three green trees"]
 
+# Measured once from the tiny builds (torch.manual_seed(0)) and two 64x48 `_images`: they pin the whole path, pixel
+# preparation included (HPS letterboxes these wide images).
+GOLDEN_TINY_PICKSCORE = [0.3111662, 0.3039886]
+GOLDEN_TINY_HPS = [0.2508368, 0.2047573]
+
 
 def _images(count: int, size: tuple[int, int] = (48, 48)) -> list[Image.Image]:
     return [
@@ -104,6 +109,14 @@ def test_pickscore_batch_independence(pickscore: PickScoreMetric) -> None:
     ]
     np.testing.assert_allclose([r.score for r in together], [r.score for r in alone], rtol=1e-6, atol=1e-6)
     assert pickscore.score([]) == []
+
+
+@pytest.mark.parametrize("name", ["pickscore", "hpsv2"])
+def test_golden_values_of_the_tiny_builds(name: str, pickscore: PickScoreMetric) -> None:
+    metric = pickscore if name == "pickscore" else _hps("tiny")
+    golden = GOLDEN_TINY_PICKSCORE if name == "pickscore" else GOLDEN_TINY_HPS
+    rows = metric.score(_inputs(_images(2, (48, 64)), PROMPTS[:2]))
+    assert [row.score for row in rows] == pytest.approx(golden, abs=1e-5)
 
 
 def test_pickscore_needs() -> None:
