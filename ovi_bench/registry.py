@@ -202,6 +202,8 @@ METRICS: Registry = Registry(
         "3-in-1": "ovi_bench.metrics.three_in_one:ThreeInOneMetric",
         "aesthetic": "ovi_bench.metrics.aesthetic:AestheticMetric",
         "vqascore": "ovi_bench.metrics.vqascore:VQAScoreMetric",
+        "pickscore": "ovi_bench.metrics.pickscore:PickScoreMetric",
+        "hpsv2": "ovi_bench.metrics.hpsv2:HPSv2Metric",
         "imported-scores": "ovi_bench.metrics.imported:ImportedScoresMetric",
         "fid": "ovi_bench.metrics.fid:FIDMetric",
         "kid": "ovi_bench.metrics.fid:KIDMetric",

@@ -201,4 +201,4 @@ def model_revision(ref: str) -> dict[str, str]:
 
 def is_model_parameter(name: str) -> bool:
     """Parameters that name a model (hub id, folder or tiny name) by the convention every component follows."""
-    return name in ("model", "checkpoint", "text_encoder", "weights", "adapter") or name.endswith("_model")
+    return name in ("model", "checkpoint", "text_encoder", "weights", "adapter", "processor") or name.endswith("_model")
