@@ -203,6 +203,7 @@ METRICS: Registry = Registry(
         "aesthetic": "ovi_bench.metrics.aesthetic:AestheticMetric",
         "vqascore": "ovi_bench.metrics.vqascore:VQAScoreMetric",
         "imported-scores": "ovi_bench.metrics.imported:ImportedScoresMetric",
+        "imagereward": "ovi_bench.metrics.imagereward:ImageRewardMetric",
         "fid": "ovi_bench.metrics.fid:FIDMetric",
         "kid": "ovi_bench.metrics.fid:KIDMetric",
         "cmmd": "ovi_bench.metrics.fid:CMMDMetric",
