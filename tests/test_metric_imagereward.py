@@ -25,6 +25,7 @@ from ovi_bench.components import build_component
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.imagereward import ImageRewardMetric, ImageRewardParams
+from ovi_bench.models.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.models.imagereward import (
     IMAGEREWARD_CHECKPOINT,
     IMAGEREWARD_ID,
@@ -34,7 +35,6 @@ from ovi_bench.models.imagereward import (
     pixel_values,
     tiny_imagereward_dir,
 )
-from ovi_bench.models.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.registry import METRICS
 
 CPU = torch.device("cpu")
@@ -57,7 +57,9 @@ def _inputs(images: list[Image.Image], prompts: list[str]) -> list[ScoreInput]:
 
 @pytest.fixture(scope="module")
 def metric() -> ImageRewardMetric:
-    return ImageRewardMetric(ImageRewardParams(checkpoint="tiny", tokenizer="tiny"), device=CPU, dtype=torch.float32)
+    return ImageRewardMetric(
+        ImageRewardParams(checkpoint="tiny", tokenizer="tiny"), device=CPU, dtype=torch.float32
+    )
 
 
 def _layer_norm(x: torch.Tensor, state: dict[str, torch.Tensor], name: str, eps: float) -> torch.Tensor:
@@ -68,7 +70,9 @@ def _linear(x: torch.Tensor, state: dict[str, torch.Tensor], name: str) -> torch
     return F.linear(x, state[f"{name}.weight"], state[f"{name}.bias"])
 
 
-def _attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, mask: torch.Tensor | float):
+def _attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int, mask: torch.Tensor | float
+):
     batch, length, width = query.shape
     split = [t.reshape(batch, t.shape[1], heads, width // heads).transpose(1, 2) for t in (query, key, value)]
     scores = split[0] @ split[1].transpose(-1, -2) / (width // heads) ** 0.5 + mask
@@ -111,13 +115,19 @@ def _original_rewards(folder: Path, images: list[Image.Image], prompts: list[str
         prefix = "blip.text_encoder."
         s = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
         ids = tokens["input_ids"]
-        x = s["embeddings.word_embeddings.weight"][ids] + s["embeddings.position_embeddings.weight"][: ids.shape[1]]
+        x = (
+            s["embeddings.word_embeddings.weight"][ids]
+            + s["embeddings.position_embeddings.weight"][: ids.shape[1]]
+        )
         x = _layer_norm(x, s, "embeddings.LayerNorm", med["layer_norm_eps"])
         mask = (1.0 - tokens["attention_mask"][:, None, None, :].float()) * -10000.0
         heads, eps = med["num_attention_heads"], med["layer_norm_eps"]
         for layer in range(med["num_hidden_layers"]):
             p = f"encoder.layer.{layer}."
-            for kind, keys_from, layer_mask in (("attention", None, mask), ("crossattention", image_embeds, 0.0)):
+            for kind, keys_from, layer_mask in (
+                ("attention", None, mask),
+                ("crossattention", image_embeds, 0.0),
+            ):
                 source = x if keys_from is None else keys_from
                 context = _attention(
                     _linear(x, s, p + kind + ".self.query"),
@@ -126,7 +136,12 @@ def _original_rewards(folder: Path, images: list[Image.Image], prompts: list[str
                     heads,
                     layer_mask,
                 )
-                x = _layer_norm(_linear(context, s, p + kind + ".output.dense") + x, s, p + kind + ".output.LayerNorm", eps)
+                x = _layer_norm(
+                    _linear(context, s, p + kind + ".output.dense") + x,
+                    s,
+                    p + kind + ".output.LayerNorm",
+                    eps,
+                )
             hidden = F.gelu(_linear(x, s, p + "intermediate.dense"))
             x = _layer_norm(_linear(hidden, s, p + "output.dense") + x, s, p + "output.LayerNorm", eps)
         reward = x[:, 0, :]
@@ -151,17 +166,24 @@ def test_converted_model_equals_the_original_forward(metric: ImageRewardMetric) 
 
 
 def test_preprocessing_is_torchvisions_resize_and_centre_crop() -> None:
-    image = _images(3)[2]  # 231x224: short side already 224, crop left = round(3.5) = 4 (the CLIP processor: 3)
+    image = _images(3)[
+        2
+    ]  # 231x224: short side already 224, crop left = round(3.5) = 4 (the CLIP processor: 3)
     pixels = pixel_values([image], 224)[0]
     array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[:, :, 4:228]
-    expected = (array - torch.tensor(OPENAI_CLIP_MEAN)[:, None, None]) / torch.tensor(OPENAI_CLIP_STD)[:, None, None]
+    expected = (array - torch.tensor(OPENAI_CLIP_MEAN)[:, None, None]) / torch.tensor(OPENAI_CLIP_STD)[
+        :, None, None
+    ]
     torch.testing.assert_close(pixels, expected, atol=1e-6, rtol=0)
 
 
 def test_batch_composition_does_not_change_a_score(metric: ImageRewardMetric) -> None:
     images = _images(4)
     together = [row.score for row in metric.score(_inputs(images, PROMPTS))]
-    alone = [metric.score(_inputs([image], [prompt]))[0].score for image, prompt in zip(images, PROMPTS, strict=True)]
+    alone = [
+        metric.score(_inputs([image], [prompt]))[0].score
+        for image, prompt in zip(images, PROMPTS, strict=True)
+    ]
     reversed_order = [row.score for row in metric.score(_inputs(images[::-1], PROMPTS[::-1]))][::-1]
     np.testing.assert_allclose(together, alone, atol=1e-6)
     np.testing.assert_allclose(together, reversed_order, atol=1e-6)
@@ -169,7 +191,9 @@ def test_batch_composition_does_not_change_a_score(metric: ImageRewardMetric) ->
 
 
 def test_deterministic_across_loads(metric: ImageRewardMetric) -> None:
-    again = ImageRewardMetric(ImageRewardParams(checkpoint="tiny", tokenizer="tiny"), device=CPU, dtype=torch.float32)
+    again = ImageRewardMetric(
+        ImageRewardParams(checkpoint="tiny", tokenizer="tiny"), device=CPU, dtype=torch.float32
+    )
     inputs = _inputs(_images(2), PROMPTS[:2])
     assert [row.score for row in again.score(inputs)] == [row.score for row in metric.score(inputs)]
 
@@ -193,13 +217,17 @@ def _tiny_state() -> dict[str, torch.Tensor]:
 
 
 def _metric(checkpoint: str) -> ImageRewardMetric:
-    return ImageRewardMetric(ImageRewardParams(checkpoint=checkpoint, tokenizer="tiny"), device=CPU, dtype=torch.float32)
+    return ImageRewardMetric(
+        ImageRewardParams(checkpoint=checkpoint, tokenizer="tiny"), device=CPU, dtype=torch.float32
+    )
 
 
 def test_a_missing_key_is_named(tmp_path: Path) -> None:
     state = _tiny_state()
     del state["blip.visual_encoder.blocks.1.attn.qkv.weight"]
-    with pytest.raises(ModelLoadError, match=r"missing \['blip\.visual_encoder\.blocks\.1\.attn\.qkv\.weight'\]"):
+    with pytest.raises(
+        ModelLoadError, match=r"missing \['blip\.visual_encoder\.blocks\.1\.attn\.qkv\.weight'\]"
+    ):
         _metric(str(_release_copy(tmp_path, state)))
 
 
@@ -227,18 +255,23 @@ def test_safetensors_file_and_folder_forms_agree(metric: ImageRewardMetric, tmp_
     folder = tmp_path / "converted"
     folder.mkdir()
     shutil.copy(tiny_imagereward_dir() / MED_CONFIG, folder / MED_CONFIG)
-    safetensors.torch.save_file({k: v.contiguous() for k, v in _tiny_state().items()}, folder / "ImageReward.safetensors")
+    safetensors.torch.save_file(
+        {k: v.contiguous() for k, v in _tiny_state().items()}, folder / "ImageReward.safetensors"
+    )
     inputs = _inputs(_images(1), PROMPTS[:1])
     expected = metric.score(inputs)[0].score
     assert _metric(str(folder)).score(inputs)[0].score == expected
     assert _metric(str(folder / "ImageReward.safetensors")).score(inputs)[0].score == expected
     (folder / MED_CONFIG).unlink()
-    with pytest.raises(ModelLoadError, match="no med_config.json beside"):
+    with pytest.raises(ModelLoadError, match=r"no med_config\.json beside"):
         _metric(str(folder))
 
 
 def test_params_validation() -> None:
-    assert ImageRewardParams().checkpoint == IMAGEREWARD_ID and ImageRewardParams().tokenizer == "bert-base-uncased"
+    assert (
+        ImageRewardParams().checkpoint == IMAGEREWARD_ID
+        and ImageRewardParams().tokenizer == "bert-base-uncased"
+    )
     with pytest.raises(ValidationError, match='"tiny" go together'):
         ImageRewardParams(checkpoint="tiny")
     with pytest.raises(ValidationError, match='"tiny" go together'):
@@ -247,7 +280,9 @@ def test_params_validation() -> None:
         ImageRewardParams(checkpoint="")
     with pytest.raises(ValidationError):
         ImageRewardParams.model_validate({"checkpoint": "tiny", "tokenizer": "tiny", "dtype": "float16"})
-    built = build_component(ImageRewardMetric, {"checkpoint": "tiny", "tokenizer": "tiny"}, device=CPU, dtype=torch.float32)
+    built = build_component(
+        ImageRewardMetric, {"checkpoint": "tiny", "tokenizer": "tiny"}, device=CPU, dtype=torch.float32
+    )
     assert isinstance(built, ImageRewardMetric)
 
 
@@ -277,4 +312,6 @@ def test_real_weights_reproduce_the_published_example() -> None:
     images = [Image.open(Path(assets) / f"{index}.webp") for index in range(1, 5)]
     metric = ImageRewardMetric(ImageRewardParams(), device=CPU, dtype=torch.float32)
     scores = [row.score for row in metric.score(_inputs(images, [prompt] * 4))]
-    np.testing.assert_allclose(scores, [0.5811622738838196, 0.2745276093482971, -1.4131819009780884, -2.029569625854492], atol=2e-3)
+    np.testing.assert_allclose(
+        scores, [0.5811622738838196, 0.2745276093482971, -1.4131819009780884, -2.029569625854492], atol=2e-3
+    )

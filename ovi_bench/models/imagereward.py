@@ -65,7 +65,9 @@ VISION_KEYS: tuple[tuple[str, str], ...] = (
     ("norm.{p}", "post_layernorm.{p}"),
 )
 VISION_PREFIX, TEXT_PREFIX, MLP_PREFIX = "blip.visual_encoder.", "blip.text_encoder.", "mlp."
-UNUSED_KEYS = re.compile(r"^blip\.(vision_proj|text_proj)\.(weight|bias)$|^blip\.text_encoder\.embeddings\.position_ids$")
+UNUSED_KEYS = re.compile(
+    r"^blip\.(vision_proj|text_proj)\.(weight|bias)$|^blip\.text_encoder\.embeddings\.position_ids$"
+)
 """In the release but not used by the reward: BLIP's contrastive projections (`ImageReward.score` never calls them)
 and the text encoder's persistent `position_ids` buffer (0, 1, 2, ...; transformers rebuilds it)."""
 
@@ -198,10 +200,14 @@ def text_config_of(med_config: Path, encoder_width: int) -> BlipTextConfig:
             sep_token_id=None,
         )
     except KeyError as error:
-        raise ModelLoadError(f"'{med_config}' lacks {error.args[0]!r}; use {MED_CONFIG} from {IMAGEREWARD_ID}.") from error
+        raise ModelLoadError(
+            f"'{med_config}' lacks {error.args[0]!r}; use {MED_CONFIG} from {IMAGEREWARD_ID}."
+        ) from error
 
 
-def load_converted(module: nn.Module, state: dict[str, torch.Tensor], original_prefix: str, source: str) -> None:
+def load_converted(
+    module: nn.Module, state: dict[str, torch.Tensor], original_prefix: str, source: str
+) -> None:
     """Load `state` strictly into `module`; a missing, extra or mis-shaped tensor is an error naming the release key."""
     expected = {key: tuple(value.shape) for key, value in module.state_dict().items()}
 
@@ -248,8 +254,8 @@ def pixel_values(images: Sequence[Image.Image], size: int) -> torch.Tensor:
         resized_long = int(size * long / short)
         new_size = (size, resized_long) if width <= height else (resized_long, size)
         resized = image.resize(new_size, Image.Resampling.BICUBIC)
-        top = int(round((new_size[1] - size) / 2.0))
-        left = int(round((new_size[0] - size) / 2.0))
+        top = round((new_size[1] - size) / 2.0)  # torchvision: int(round(...)), half to even
+        left = round((new_size[0] - size) / 2.0)
         cropped = resized.crop((left, top, left + size, top + size)).convert("RGB")
         array = torch.from_numpy(np.array(cropped, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
         rows.append((array - mean) / std)
@@ -272,7 +278,9 @@ class ImageRewardModel:
         )
         vision_config = vision_config_of(state.vision, str(weights))
         self.vision = BlipVisionModel(vision_config).eval()
-        self.text = BlipTextModel(text_config_of(med_config, vision_config.hidden_size), add_pooling_layer=False).eval()
+        self.text = BlipTextModel(
+            text_config_of(med_config, vision_config.hidden_size), add_pooling_layer=False
+        ).eval()
         self.mlp = AestheticMLP(self.text.config.hidden_size).eval()
         for module, module_state, prefix in (
             (self.vision, state.vision, VISION_PREFIX),
@@ -419,11 +427,16 @@ def build_tiny_imagereward(folder: Path) -> None:
     text = BlipTextModel(text_config, add_pooling_layer=False)
     mlp = AestheticMLP(text_config.hidden_size)
     state = original_state_dict(vision, text, mlp)
-    state["blip.text_encoder.embeddings.position_ids"] = torch.arange(text_config.max_position_embeddings)[None]
+    state["blip.text_encoder.embeddings.position_ids"] = torch.arange(text_config.max_position_embeddings)[
+        None
+    ]
     for name, width in (("vision_proj", TINY_VISION_WIDTH), ("text_proj", text_config.hidden_size)):
         projection = nn.Linear(width, 16)
         state[f"blip.{name}.weight"], state[f"blip.{name}.bias"] = projection.weight, projection.bias
-    torch.save({key: value.detach().clone().contiguous() for key, value in state.items()}, folder / IMAGEREWARD_CHECKPOINT)
+    torch.save(
+        {key: value.detach().clone().contiguous() for key, value in state.items()},
+        folder / IMAGEREWARD_CHECKPOINT,
+    )
     tokenizer.save_pretrained(folder / "tokenizer")
 
 

@@ -37,7 +37,9 @@ def read_tensor_file(path: Path, *, what: str, expected: str) -> dict[str, torch
                 f"refusing to load '{path}': it cannot be loaded safely with torch.load(weights_only=True) ({error}). "
                 f"{expected}; convert other files to .safetensors."
             ) from error
-        if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        if not isinstance(state, dict) or not all(
+            isinstance(value, torch.Tensor) for value in state.values()
+        ):
             raise ModelLoadError(
                 f"'{path}' does not hold a state_dict of tensors (found {type(state).__name__}). {expected}."
             )
