@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from pydantic import ValidationError
-from transformers import BertTokenizer
+from transformers import BertTokenizer, BlipTextModel, BlipVisionModel
 
 from ovi_bench.components import build_component
 from ovi_bench.errors import ModelLoadError
 from ovi_bench.metrics.base import ScoreInput
 from ovi_bench.metrics.imagereward import ImageRewardMetric, ImageRewardParams
+from ovi_bench.models.aesthetic import AestheticMLP
 from ovi_bench.models.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from ovi_bench.models.imagereward import (
     IMAGEREWARD_CHECKPOINT,
@@ -33,7 +34,9 @@ from ovi_bench.models.imagereward import (
     IMAGEREWARD_STD,
     MED_CONFIG,
     pixel_values,
+    text_config_of,
     tiny_imagereward_dir,
+    vision_config_of,
 )
 from ovi_bench.registry import METRICS
 
@@ -299,6 +302,65 @@ def test_declared_needs(tmp_path: Path) -> None:
         (str(tmp_path / "ImageReward.pt"), None),
         (str(tmp_path), "med_config.json"),
     ]
+
+
+# BLIP's med config as the authors' repository holds it (train/src/config/med_config.json, 485 bytes, the size of the
+# hub's med_config.json).
+RELEASE_MED_CONFIG = {
+    "architectures": ["BertModel"],
+    "attention_probs_dropout_prob": 0.1,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "hidden_size": 768,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-12,
+    "max_position_embeddings": 512,
+    "model_type": "bert",
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "pad_token_id": 0,
+    "type_vocab_size": 2,
+    "vocab_size": 30524,
+    "encoder_width": 768,
+    "add_cross_attention": True,
+}
+
+
+def test_release_shapes_give_blip_vit_l_and_the_release_size(tmp_path: Path) -> None:
+    """The configs derived from the release's shapes (on the meta device, no weights) are BLIP ViT-L/16 at 224 px and
+    the med BERT cross-attending to 1024-wide states; their tensors, with the unused projections, add up to the
+    1.79 GB of ImageReward.pt on the hub (float32)."""
+    shapes = {
+        "embeddings.class_embedding": (1, 1, 1024),
+        "embeddings.patch_embedding.weight": (1024, 3, 16, 16),
+        "embeddings.position_embedding": (1, 197, 1024),
+        "encoder.layers.0.mlp.fc1.weight": (4096, 1024),
+    } | {f"encoder.layers.{index}.layer_norm1.weight": (1024,) for index in range(24)}
+    vision_config = vision_config_of({k: torch.empty(v, device="meta") for k, v in shapes.items()}, "release")
+    assert (vision_config.num_attention_heads, vision_config.image_size, vision_config.patch_size) == (
+        16,
+        224,
+        16,
+    )
+    assert (vision_config.num_hidden_layers, vision_config.layer_norm_eps) == (24, 1e-6)
+    (tmp_path / MED_CONFIG).write_text(json.dumps(RELEASE_MED_CONFIG))
+    text_config = text_config_of(tmp_path / MED_CONFIG, vision_config.hidden_size)
+    assert (text_config.encoder_hidden_size, text_config.num_attention_heads, text_config.vocab_size) == (
+        1024,
+        12,
+        30524,
+    )
+    with torch.device("meta"):
+        modules = (
+            BlipVisionModel(vision_config),
+            BlipTextModel(text_config, add_pooling_layer=False),
+            AestheticMLP(768),
+        )
+    assert any("crossattention" in key for key in modules[1].state_dict())
+    numbers = sum(tensor.numel() for module in modules for tensor in module.state_dict().values())
+    numbers += (1024 + 1) * 256 + (768 + 1) * 256  # blip.vision_proj, blip.text_proj
+    assert 1.78e9 < 4 * numbers < 1.795e9
 
 
 @pytest.mark.weights

@@ -7,7 +7,7 @@ encoder with cross-attention to the image's patch states; the [CLS] state goes t
 / 1.0333394966054072, the authors' constants. Higher is better; 0 is the mean over the authors' data, most images
 score between −2 and 2.
 
-Weights. `THUDM/ImageReward` on the Hugging Face hub: `ImageReward.pt` (about 1.8 GB, the model's `state_dict`,
+Weights. `THUDM/ImageReward` on the Hugging Face hub: `ImageReward.pt` (1.79 GB, the model's `state_dict`,
 loaded with `torch.load(weights_only=True)`; a pickle that needs more is refused) and `med_config.json` (the text
 encoder's config). `checkpoint` may be that hub id (only these two files are downloaded), a folder holding them, the
 weights file itself (with `med_config.json` beside it) or "tiny". A pickle-free copy, loaded in preference when a
@@ -33,8 +33,10 @@ How this differs from the authors' package (`image-reward`, which pins timm 0.6.
   authors' copies of timm's ViT and BLIP's `med.py`; the checkpoint's tensors are renamed onto them
   (`ovi_bench.models.imagereward.VISION_KEYS`; the text encoder's names are the same in both). The two
   implementations compute the same operations: the tests compare the converted model with a hand-written forward
-  of the original layout (ViT with LayerNorm eps 1e-6 and exact GELU, BERT with cross-attention, [CLS] → MLP →
-  standardisation) on a tiny random checkpoint written in the release's key layout. Attention masks are added as
+  of the original layout (timm's ViT with exact GELU, BERT with cross-attention, [CLS] → MLP → standardisation) on
+  a tiny random checkpoint written in the release's key layout. The ViT's LayerNorm eps, 1e-6, is BLIP's
+  (transformers' default is 1e-5); the tests assert it on the derived config, as the tiny comparison cannot tell
+  the two apart at its activations' scale. Attention masks are added as
   the dtype's minimum rather than −10000 (the same probabilities: both underflow to 0).
 * Loading is strict where the authors' is not (`load_state_dict(strict=False)`): every tensor of the release must
   land in a module, except BLIP's unused contrastive projections (`blip.vision_proj`, `blip.text_proj`) and the
@@ -44,9 +46,15 @@ How this differs from the authors' package (`image-reward`, which pins timm 0.6.
 * Images are scored in batches (the authors' `score` takes one image at a time); each image's reward does not
   depend on its batch mates. The towers run in the metric's dtype (the authors': float32); the MLP always runs in
   float32, as `ImageReward.score` casts the [CLS] state with `.float()`.
-* Not verified here: the real `ImageReward.pt` has not been loaded by these tests (no weights offline). Its key
-  names are taken from the authors' code (`ImageReward` holds `self.blip` and `self.mlp`; the training script saves
-  `model.state_dict()`); should the file hold another key, loading stops with an error naming it.
+* Tokenizer: transformers 5's `BertTokenizer` (the Rust `tokenizers` backend) rather than transformers 4's Python
+  one; the vocabulary, lowercasing and accent stripping are bert-base-uncased's in both.
+* Verified here: on a tiny random checkpoint written in the release's layout, the converted model equals the
+  hand-written original forward (to 2e-5); the configurations derived from the release's shapes are ViT-L/16 at
+  224 px and the med BERT cross-attending to 1024-wide states, and their tensors add up to the 1.79 GB of
+  `ImageReward.pt` on the hub. Not verified offline: the real `ImageReward.pt` itself. Its key names are taken
+  from the authors' code (`ImageReward` holds `self.blip` and `self.mlp`; the training script saves
+  `model.state_dict()`); should the file hold another key, loading stops with an error naming it. A `weights` test
+  checks the README's example rewards (0.58, 0.27, -1.41, -2.03) when the authors' example images are given.
 """
 
 from __future__ import annotations
