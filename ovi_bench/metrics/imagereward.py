@@ -103,8 +103,7 @@ class ImageRewardParams(Params):
 
 
 class ImageRewardMetric(Metric):
-    """ImageReward v1.0: BLIP's cross-attended [CLS] state of the prompt, through an MLP, standardised (higher is
-    better)."""
+    """ImageReward v1.0: BLIP's human-preference reward for an image and its prompt, standardised (higher: better)."""
 
     Params = ImageRewardParams
     version = "1"
