@@ -205,6 +205,7 @@ METRICS: Registry = Registry(
         "pickscore": "ovi_bench.metrics.pickscore:PickScoreMetric",
         "hpsv2": "ovi_bench.metrics.hpsv2:HPSv2Metric",
         "imported-scores": "ovi_bench.metrics.imported:ImportedScoresMetric",
+        "imagereward": "ovi_bench.metrics.imagereward:ImageRewardMetric",
         "fid": "ovi_bench.metrics.fid:FIDMetric",
         "kid": "ovi_bench.metrics.fid:KIDMetric",
         "cmmd": "ovi_bench.metrics.fid:CMMDMetric",

@@ -8,14 +8,12 @@ between the first layers, applied to the L2-normalised `image_embeds` of OpenAI 
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import safetensors.torch
 import torch
 from PIL import Image
-from safetensors import SafetensorError
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
@@ -23,6 +21,7 @@ from ovi_bench.errors import ModelLoadError
 from ovi_bench.io import publish_directory
 from ovi_bench.models.clip import ClipImageEncoder, clip_image_processor, load_clip_image_encoder
 from ovi_bench.models.hub import resolve_model
+from ovi_bench.models.tensor_files import read_tensor_file
 from ovi_bench.paths import cache_dir, expand_user
 
 AESTHETIC_CLIP_ID = "openai/clip-vit-large-patch14"
@@ -72,32 +71,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"{AESTHETIC_WEIGHTS_URL} (or convert it to .safetensors, see ovi_bench/metrics/aesthetic.py) and set "
             'the metric\'s `weights` parameter to its path, or use weights = "tiny" with clip_model = "tiny".'
         )
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        try:
-            return safetensors.torch.load_file(path, device="cpu")
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ModelLoadError(f"cannot read the safetensors file '{path}': {error}.") from error
-    if suffix in {".pth", ".pt"}:
-        try:
-            # weights_only: the file may only hold tensors and plain containers, never arbitrary pickled objects.
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, AttributeError) as error:
-            raise ModelLoadError(
-                f"refusing to load '{path}': it cannot be loaded safely with torch.load(weights_only=True) ({error}). "
-                "Only a plain state_dict of tensors, such as the released sac+logos+ava1-l14-linearMSE.pth, is "
-                "accepted; convert other files to .safetensors."
-            ) from error
-        if not isinstance(state, dict) or not all(
-            isinstance(value, torch.Tensor) for value in state.values()
-        ):
-            raise ModelLoadError(
-                f"'{path}' does not hold a state_dict of tensors (found {type(state).__name__}); the aesthetic "
-                "predictor needs the MLP's state_dict, keys layers.0/2/4/6/7.weight and .bias."
-            )
-        return state
-    raise ModelLoadError(
-        f"aesthetic predictor weights '{path}' must be a .safetensors, .pth or .pt file (got '{path.suffix}')."
+    return read_tensor_file(
+        path,
+        what="aesthetic predictor weights",
+        expected="Only a plain state_dict of tensors, such as the released sac+logos+ava1-l14-linearMSE.pth (keys "
+        "layers.0/2/4/6/7.weight and .bias), is accepted",
     )
 
 
