@@ -64,12 +64,14 @@ CREATE TABLE IF NOT EXISTS judgements (
     {", ".join(f"{column} {_column_type(column)}" for column in JUDGEMENT_COLUMNS)},
     PRIMARY KEY (judgement_id)
 );
-CREATE INDEX IF NOT EXISTS judgements_by_rater ON judgements (rater, question);
 CREATE TABLE IF NOT EXISTS trials (
     {", ".join(f"{column} {_column_type(column)}" for column in TRIAL_COLUMNS)},
     served_at TEXT NOT NULL,
     PRIMARY KEY (trial_id)
 );
+"""
+_INDEXES: Final = """
+CREATE INDEX IF NOT EXISTS judgements_by_rater ON judgements (rater, question);
 CREATE INDEX IF NOT EXISTS trials_by_rater ON trials (rater, question);
 """
 
@@ -120,6 +122,7 @@ def connect(run_dir: str | Path) -> Iterator[sqlite3.Connection]:
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
         _check_columns(connection, path)
+        connection.executescript(_INDEXES)
         yield connection
     except sqlite3.Error as error:
         raise _damaged(path, error) from error
