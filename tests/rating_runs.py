@@ -9,9 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -89,3 +94,36 @@ def make_rating_run(folder: Path, *, priors: dict[str, float] | None = None, see
 def n_items(priors: int = len(PRIOR_STRENGTHS)) -> int:
     """Items (pairs of priors on one prompt) of the run."""
     return priors * (priors - 1) // 2 * len(CATEGORIES) * PROMPTS_PER_CATEGORY
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(run_dir: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    """`ovi-bench rate RUN_DIR --port PORT OPTIONS` in a subprocess (the real command, uvicorn and all), returned
+    once it answers; the caller kills it."""
+    command = [sys.executable, "-m", "ovi_bench", "rate", str(run_dir), "--port", str(port), *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            raise AssertionError(f"`ovi-bench rate` exited with {process.returncode}: {output}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/progress", params={"rater": "probe"}, timeout=2)
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError("`ovi-bench rate` did not answer within 60 s")
+
+
+def kill_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: no shutdown hook runs, as when the machine loses power or the process is killed by the OOM killer."""
+    process.kill()
+    process.wait(timeout=30)
+    if process.stdout:
+        process.stdout.close()
