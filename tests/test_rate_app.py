@@ -3,7 +3,6 @@ run's images folder, two raters voting at once against a live server, simulated 
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import threading
 import uuid
@@ -13,7 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 from command_line import run_main
-from rating_runs import HOSTILE_PROMPT, free_port, kill_server, make_rating_run, n_items, start_server
+from rating_runs import (
+    HOSTILE_PROMPT,
+    free_port,
+    kill_server,
+    make_rating_run,
+    n_items,
+    start_server,
+)
 from starlette.testclient import TestClient
 
 from ovi_bench.errors import DataError
@@ -27,14 +33,10 @@ from ovi_bench.rate.trials import TRIAL_COLUMNS
 from ovi_bench.spec import RatingSimulationSpec
 
 
-@pytest.fixture(scope="module")
-def rating_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_rating_run(tmp_path_factory.mktemp("app-run") / "run")
-
-
 @pytest.fixture
-def run_folder(rating_run: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(rating_run, tmp_path / "run"))
+def run_folder(tmp_path: Path) -> Path:
+    """A fresh rating run for a test that writes ratings into it."""
+    return make_rating_run(tmp_path / "run")
 
 
 def rate_once(client: TestClient | httpx.Client, rater: str, choice: str = "left") -> dict[str, object]:

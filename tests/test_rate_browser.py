@@ -4,30 +4,17 @@ again; all ten votes are in the store, and a hostile prompt was shown as text.""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from rating_runs import HOSTILE_PROMPT, free_port, kill_server, make_rating_run, start_server
+from test_report import chromium  # the report's browser test finds Chromium the same way
 
 from ovi_bench.rate.judgements import CHOICES
 from ovi_bench.rate.storage import read_judgements
 
 KEYS = ["ArrowLeft", "ArrowRight", "ArrowDown", "1", "2", "0", "t", "s", " ", "ArrowLeft"]
 EXPECTED_CHOICES = ["left", "right", "tie", "left", "right", "tie", "tie", "skip", "skip", "left"]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    message = (
-        "chromium is not installed (Debian: apt-get install chromium); the rating app's browser test needs it"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}, and CI must run it (.ci/run installs it)")
-    pytest.skip(message)
 
 
 def test_a_rater_rates_ten_pairs_with_the_keyboard_and_a_killed_server_loses_none(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ damaged database reported by name."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -26,15 +25,10 @@ from ovi_bench.rate.storage import (
 )
 
 
-@pytest.fixture(scope="module")
-def rating_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_rating_run(tmp_path_factory.mktemp("rating-run") / "run")
-
-
 @pytest.fixture
-def run_folder(rating_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the rating run (tests write ratings into it)."""
-    return Path(shutil.copytree(rating_run, tmp_path / "run"))
+def run_folder(tmp_path: Path) -> Path:
+    """A fresh rating run for a test that writes ratings into it."""
+    return make_rating_run(tmp_path / "run")
 
 
 def vote(run_dir: Path, rater: str, count: int, *, attention_every: int = 3) -> None:

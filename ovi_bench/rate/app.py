@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -118,9 +119,12 @@ def _json_error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=_API_HEADERS)
 
 
-def _rater_of(request: Request) -> str | JSONResponse:
-    rater = request.query_params.get("rater", "").strip()
-    return _checked_rater(rater)
+async def _answer_rater(request: Request, answer: Callable[[str], dict[str, Any]]) -> Response:
+    """`answer(rater)` (run in the thread pool: it reads the database) for the `rater` query parameter, as JSON."""
+    rater = _checked_rater(request.query_params.get("rater", ""))
+    if isinstance(rater, JSONResponse):
+        return rater
+    return JSONResponse(await run_in_threadpool(answer, rater), headers=_API_HEADERS)
 
 
 def _checked_rater(rater: object) -> str | JSONResponse:
@@ -196,10 +200,7 @@ class RatingApp:
         return HTMLResponse(render_page(nonce), headers=headers)
 
     async def trial(self, request: Request) -> Response:
-        rater = _rater_of(request)
-        if isinstance(rater, JSONResponse):
-            return rater
-        return JSONResponse(await run_in_threadpool(self._next_trial, rater), headers=_API_HEADERS)
+        return await _answer_rater(request, self._next_trial)
 
     async def judgement(self, request: Request) -> Response:
         try:
@@ -236,10 +237,7 @@ class RatingApp:
         return JSONResponse({"stored": stored, "progress": self.progress(rater)}, headers=_API_HEADERS)
 
     async def progress_route(self, request: Request) -> Response:
-        rater = _rater_of(request)
-        if isinstance(rater, JSONResponse):
-            return rater
-        return JSONResponse(await run_in_threadpool(self.progress, rater), headers=_API_HEADERS)
+        return await _answer_rater(request, self.progress)
 
     async def image(self, request: Request) -> Response:
         trial_id, side = request.path_params["trial_id"], request.path_params["side"]

@@ -191,7 +191,7 @@ class PairSampler:
             if check is not None:
                 return check
         item = self._pick(unseen, asked, rater, random_source)
-        return self._trial(item, rater, question, random_source)
+        return self._pair(item, rater, question, random_source)
 
     # -----------------------------------------------------------------------------------------------------------------
 
@@ -263,43 +263,42 @@ class PairSampler:
             intact_side: (intact_prior, intact_image),
             _other(intact_side): (CANARY_PRIOR, broken_image),
         }
-        return Trial(
-            trial_id=uuid.uuid4().hex,
-            rater=rater,
-            question=question,
-            kind="canary",
-            decoder=item.decoder,
-            category=item.category,
-            prompt_id=item.prompt_id,
-            prompt=item.prompt,
-            seed=item.seed,
-            left_prior=sides["left"][0],
-            right_prior=sides["right"][0],
-            left_image=sides["left"][1],
-            right_image=sides["right"][1],
-            expected=intact_side,
-        )
+        return _trial(item, rater, question, "canary", sides["left"], sides["right"], expected=intact_side)
 
     @staticmethod
-    def _trial(item: PairItem, rater: str, question: str, random_source: random.Random) -> Trial:
-        swap = random_source.random() < 0.5
-        left = (item.prior_b, item.image_b) if swap else (item.prior_a, item.image_a)
-        right = (item.prior_a, item.image_a) if swap else (item.prior_b, item.image_b)
-        return Trial(
-            trial_id=uuid.uuid4().hex,
-            rater=rater,
-            question=question,
-            kind="pair",
-            decoder=item.decoder,
-            category=item.category,
-            prompt_id=item.prompt_id,
-            prompt=item.prompt,
-            seed=item.seed,
-            left_prior=left[0],
-            right_prior=right[0],
-            left_image=left[1],
-            right_image=right[1],
-        )
+    def _pair(item: PairItem, rater: str, question: str, random_source: random.Random) -> Trial:
+        first, second = (item.prior_a, item.image_a), (item.prior_b, item.image_b)
+        left, right = (second, first) if random_source.random() < 0.5 else (first, second)
+        return _trial(item, rater, question, "pair", left, right)
+
+
+def _trial(
+    item: PairItem,
+    rater: str,
+    question: str,
+    kind: str,
+    left: tuple[str, str],
+    right: tuple[str, str],
+    *,
+    expected: str = "",
+) -> Trial:
+    """A new trial about `item` showing `left` and `right` ((prior, image) each)."""
+    return Trial(
+        trial_id=uuid.uuid4().hex,
+        rater=rater,
+        question=question,
+        kind=kind,
+        decoder=item.decoder,
+        category=item.category,
+        prompt_id=item.prompt_id,
+        prompt=item.prompt,
+        seed=item.seed,
+        left_prior=left[0],
+        right_prior=right[0],
+        left_image=left[1],
+        right_image=right[1],
+        expected=expected,
+    )
 
 
 def _repeat(original: pd.Series, rater: str) -> Trial:
