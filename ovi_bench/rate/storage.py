@@ -99,6 +99,12 @@ def _damaged(path: Path, error: sqlite3.Error) -> RatingStoreError:
             f"{path} is busy: another process held it for over {BUSY_TIMEOUT_S:.0f} s ({error}). Stop the other "
             "process (another `ovi-bench rate` or an open SQLite shell) and try again."
         )
+    message = str(error).lower()
+    if isinstance(error, sqlite3.OperationalError) and ("readonly" in message or "unable to open" in message):
+        return RatingStoreError(
+            f"cannot open {path} for writing ({error}): ratings are stored in the run folder, which must be "
+            "writable. Fix its permissions, or copy the run folder somewhere writable and rate the copy."
+        )
     return RatingStoreError(
         f"{path} is not a readable ratings database ({error}). Move it aside (its judgements cannot be read by "
         "ovi-bench), then start again: a new, empty one is created; judgements exported earlier come back with "
