@@ -255,11 +255,13 @@ def test_serving_beyond_loopback_needs_a_token() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
     assert access_token("127.0.0.1", None) is None
-    assert access_token("127.0.0.1", "given") == "given"
+    assert access_token("127.0.0.1", "given-token-1") == "given-token-1"
     generated = access_token("0.0.0.0", None)
     assert generated is not None and len(generated) >= 32 and generated != access_token("0.0.0.0", None)
     with pytest.raises(RatingServeError, match=r"refusing to serve .* without an access token"):
         access_token("0.0.0.0", None, require_token=False)
+    with pytest.raises(RatingServeError, match="at least 12 characters"):
+        access_token("0.0.0.0", "short; path=/")
     assert app_url("127.0.0.1", 8765, "abc") == "http://127.0.0.1:8765/?token=abc"
 
 

@@ -45,7 +45,7 @@ def rate(
             help="Address to listen on; anything but loopback (e.g. 0.0.0.0) requires an access token.",
         ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8765,
     token: Annotated[
         str | None,
         typer.Option(
@@ -81,8 +81,8 @@ def rate(
         typer.Option("--seed", min=0, help="Seed of the pair sampling (default: the spec's, else 0)."),
     ] = None,
 ) -> None:
-    """Serve the blind pairwise-rating web app for a run's images; votes go to RUN_DIR/ratings.sqlite as they are
-    cast (stop and start again at any moment)."""
+    """Serve the blind pairwise-rating web app for a run's images; each vote is stored in RUN_DIR/ratings.sqlite
+    as it is cast, so the study can be stopped and resumed at any moment."""
     from ovi_bench.rate.serve import ServeSettings, rating_defaults, serve
 
     if no_token and token:

@@ -9,6 +9,7 @@ is refused before anything listens.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from ovi_bench.spec import Question, RatingSpec
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+MIN_TOKEN_LENGTH = 12
 
 
 class RatingServeError(OviBenchError):
@@ -41,6 +43,11 @@ def is_loopback(host: str) -> bool:
 def access_token(host: str, token: str | None, *, require_token: bool = True) -> str | None:
     """The token the app requires: the given one; a fresh one for a non-loopback host without one; None on loopback
     without one. RatingServeError for a non-loopback host when `require_token` is off."""
+    if token is not None and not re.fullmatch(rf"[A-Za-z0-9_.~-]{{{MIN_TOKEN_LENGTH},}}", token):
+        raise RatingServeError(
+            f"--token must be at least {MIN_TOKEN_LENGTH} characters of A-Z, a-z, 0-9, '-', '_', '.', '~' (it travels "
+            "in URLs and a cookie). Leave it out to have a strong one generated."
+        )
     if is_loopback(host):
         return token or None
     if not require_token:
