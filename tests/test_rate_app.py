@@ -225,6 +225,8 @@ def test_simulated_raters_vote_through_the_api(run_folder: Path, monkeypatch: py
     monkeypatch.setattr(app_module, "record_vote", counted)
     simulation = RatingSimulationSpec(raters=2, judgements_per_rater=9, noise=0.2, seed=4)
     assert simulate_ratings(run_folder, simulation, attention_every=3, seed=1) == 18
+    # Idempotent: a second call (a re-run of the smoke run) stores nothing; a larger target tops each rater up.
+    assert simulate_ratings(run_folder, simulation, attention_every=3, seed=1) == 0
     judgements = read_judgements(run_folder)
     assert len(judgements) == 18 and sorted(handled) == sorted(judgements["judgement_id"])
     assert set(judgements["source"]) == {"simulated"}
@@ -241,6 +243,9 @@ def test_simulated_raters_vote_through_the_api(run_folder: Path, monkeypatch: py
         chosen_prior(row.left_prior, row.right_prior, row.choice) == "strong"
         for row in strong_vs_weak.itertuples()
     )
+    more = simulation.model_copy(update={"judgements_per_rater": 11})
+    assert simulate_ratings(run_folder, more, attention_every=3, seed=1) == 4
+    assert read_judgements(run_folder)["rater"].value_counts().to_dict() == {"simulated-1": 11, "simulated-2": 11}
 
 
 def test_a_utility_that_is_not_a_metric_of_the_run_is_named(run_folder: Path) -> None:

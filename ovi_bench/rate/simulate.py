@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ovi_bench.errors import DataError
-from ovi_bench.rate.storage import connect, find_trial
+from ovi_bench.rate.storage import connect, find_trial, read_judgements
 from ovi_bench.rate.trials import Trial
 from ovi_bench.results.records import load_run
 from ovi_bench.spec import Question, RatingSimulationSpec
@@ -92,9 +92,10 @@ def simulate_ratings(
     attention_every: int = 10,
     seed: int = 0,
 ) -> int:
-    """Let `simulation.raters` simulated raters answer up to `simulation.judgements_per_rater` trials each through
-    the HTTP API; returns the number of votes stored. A rater who has seen every pair stops early. Running it again
-    continues each rater's session (new trials, never the same pair twice)."""
+    """Bring each of `simulation.raters` simulated raters up to `simulation.judgements_per_rater` answered trials
+    (of `question`) through the HTTP API; returns the number of votes stored. A rater who has seen every pair stops
+    early. Running it again stores nothing (a re-run of the smoke run adds no votes); with a larger
+    `judgements_per_rater` it continues each rater's session (new trials, never the same pair twice)."""
     from starlette.testclient import TestClient
 
     from ovi_bench.rate.app import create_app
@@ -110,12 +111,17 @@ def simulate_ratings(
         token=None,
         source=SIMULATED_SOURCE,
     )
+    judged = read_judgements(run_dir)
+    judged = judged[(judged["source"] == SIMULATED_SOURCE) & (judged["question"] == question)]
+    answered = judged["rater"].value_counts()
     stored = 0
     with TestClient(app) as client:
         for number in range(1, simulation.raters + 1):
             rater = rater_name(number)
-            generator = np.random.default_rng([simulation.seed, number])
-            for _ in range(simulation.judgements_per_rater):
+            already = int(answered.get(rater, 0))
+            # Seeded by the votes so far too: a continued session draws fresh noise, not the first votes' again.
+            generator = np.random.default_rng([simulation.seed, number, already])
+            for _ in range(simulation.judgements_per_rater - already):
                 response = client.get("/api/trial", params={"rater": rater})
                 _check(response.status_code, response.text)
                 trial_id = response.json().get("trial_id")
