@@ -40,7 +40,7 @@ DEFAULT_RESAMPLES = 1000
 CONFIDENCE = 0.95
 DECISIVE_WEIGHT = 2
 """A decisive judgement counts as two wins of its winner; a tie as one win each way (module docstring)."""
-FIT_TOLERANCE = 1e-6
+FIT_TOLERANCE = 1e-5
 """Largest L1 change of the strengths between iterations at convergence: far below any interval's width."""
 MIN_RESAMPLES_USED = 0.5
 """Below this share of resamples with a connected graph the intervals are NaN: too few to trust their tails."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -416,17 +416,25 @@ def with_human_section(markdown: str, section: str) -> str:
     return "\n".join(lines[:where] + new + lines[where:])
 
 
-def _interval_text(value: Any, low: Any, high: Any) -> str:
-    if value is None:
-        return "–"
-    text = f"{value:+.2f}" if isinstance(value, float) else str(value)
-    return text + (f" [{low:+.2f}, {high:+.2f}]" if low is not None and high is not None else "")
+def signed_text(value: float | None) -> str:
+    """A strength or τ as text: two decimals with its sign; "–" for a missing value (null in human.json)."""
+    return "–" if value is None else f"{value:+.2f}"
 
 
-def _share_text(value: Any, low: Any, high: Any) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+def share_text(value: float | None) -> str:
+    """A share in [0, 1] as text: two decimals; "–" for a missing value."""
+    return "–" if value is None else f"{value:.2f}"
+
+
+def interval_text(low: float | None, high: float | None, text: Callable[[float | None], str]) -> str:
+    """[low, high] with each bound through `text`; "–" when the interval is missing."""
+    return "–" if low is None or high is None else f"[{text(low)}, {text(high)}]"
+
+
+def _table(rows: list[dict[str, Any]], cells: Mapping[str, Callable[[dict[str, Any]], Any]]) -> str:
+    return markdown_table(
+        pd.DataFrame({header: [cell(row) for row in rows] for header, cell in cells.items()})
+    )
 
 
 def human_markdown(payload: Mapping[str, Any]) -> str:
@@ -449,19 +457,14 @@ def human_markdown(payload: Mapping[str, Any]) -> str:
     ]
     overall = [row for row in payload["strengths"] if row["scope"] == OVERALL]
     if overall:
-        table = pd.DataFrame(
-            {
-                "decoder": [row["decoder"] for row in overall],
-                "prior": [row["prior"] for row in overall],
-                "strength [95% interval]": [
-                    _interval_text(row["strength"], row["ci_low"], row["ci_high"]) for row in overall
-                ],
-                "wins": [row["wins"] for row in overall],
-                "losses": [row["losses"] for row in overall],
-                "ties": [row["ties"] for row in overall],
-            }
-        )
-        lines += [markdown_table(table), ""]
+        strength_cells: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "decoder": lambda row: row["decoder"],
+            "prior": lambda row: row["prior"],
+            "strength": lambda row: signed_text(row["strength"]),
+            "95% interval": lambda row: interval_text(row["ci_low"], row["ci_high"], signed_text),
+            **{column: (lambda row, column=column: row[column]) for column in ("wins", "losses", "ties")},
+        }
+        lines += [_table(overall, strength_cells), ""]
     notes = payload.get("notes", [])
     lines += [
         f"- {markdown_text(note['decoder'])}: {markdown_text(note['note'])}"
@@ -473,41 +476,35 @@ def human_markdown(payload: Mapping[str, Any]) -> str:
             f"- {sum(note['scope'] != OVERALL for note in notes)} category fit(s) have no interval: too few "
             "judgements (human.json's `notes` say which and why)."
         )
-    agreement = payload["agreement"]
-    alpha = agreement["krippendorff_alpha"]
     lines += [
         "",
-        "Inter-rater agreement: Krippendorff's α (nominal) "
-        + (
-            f"{alpha:.2f} over {agreement['items']} items judged by two raters or more"
-            if alpha is not None
-            else f"not available ({markdown_text(agreement['reason'])})"
-        )
-        + ".",
+        f"Inter-rater agreement: Krippendorff's α (nominal) {markdown_text(alpha_text(payload['agreement']))}.",
         "",
     ]
     if payload["metric_agreement"]:
-        rows = payload["metric_agreement"]
-        table = pd.DataFrame(
-            {
-                "metric": [row["metric"] for row in rows],
-                "decoder": [row["decoder"] for row in rows],
-                "agrees with people [95% interval]": [
-                    _share_text(row["agreement"], row["ci_low"], row["ci_high"]) for row in rows
-                ],
-                "judgements": [row["n"] for row in rows],
-                "metric ties": [row["metric_ties"] for row in rows],
-                "Kendall τ-b": [
-                    "–" if row["kendall_tau"] is None else f"{row['kendall_tau']:+.2f}" for row in rows
-                ],
-            }
-        )
+        agreement_cells: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "metric": lambda row: row["metric"],
+            "decoder": lambda row: row["decoder"],
+            "agrees with people": lambda row: share_text(row["agreement"]),
+            "95% interval": lambda row: interval_text(row["ci_low"], row["ci_high"], share_text),
+            "judgements": lambda row: row["n"],
+            "metric ties": lambda row: row["metric_ties"],
+            "Kendall τ-b": lambda row: signed_text(row["kendall_tau"]),
+        }
         lines += [
             "Metric–human agreement: the share of decisive judgements whose preferred image the metric also scores "
             "better (metric ties left out and counted), and Kendall's τ-b between the metric's prior ranking and "
             "the strengths.",
             "",
-            markdown_table(table),
+            _table(payload["metric_agreement"], agreement_cells),
             "",
         ]
     return "\n".join(lines)
+
+
+def alpha_text(agreement: Mapping[str, Any]) -> str:
+    """Krippendorff's α with the items it covers, or why there is none."""
+    alpha = agreement["krippendorff_alpha"]
+    if alpha is None:
+        return f"not available ({agreement['reason']})"
+    return f"{alpha:.2f} over {agreement['items']} items judged by two raters or more"

@@ -10,7 +10,14 @@ from typing import Any
 
 from markupsafe import Markup
 
-from ovi_bench.results.human import OVERALL, read_human_payload
+from ovi_bench.results.human import (
+    OVERALL,
+    alpha_text,
+    interval_text,
+    read_human_payload,
+    share_text,
+    signed_text,
+)
 from ovi_bench.results.report.plots import IntervalRow, interval_plot
 
 STRENGTH_HEADERS = ["decoder", "prior", "strength", "95% interval", "wins", "losses", "ties", "judgements"]
@@ -79,7 +86,6 @@ def human_section(run_dir: Path, fingerprint: str, *, faceted: bool) -> HumanSec
         if figure:
             plots.append((str(decoder), figure))
     agreement = payload["agreement"]
-    alpha = agreement.get("krippendorff_alpha")
     return HumanSection(
         question=str(payload.get("question_text", payload.get("question", ""))),
         simulated=bool(payload.get("simulated")),
@@ -90,8 +96,8 @@ def human_section(run_dir: Path, fingerprint: str, *, faceted: bool) -> HumanSec
                 [
                     str(row["decoder"]),
                     str(row["prior"]),
-                    _signed(row["strength"]),
-                    _interval(row["ci_low"], row["ci_high"], _signed),
+                    signed_text(row["strength"]),
+                    interval_text(row["ci_low"], row["ci_high"], signed_text),
                     str(row["wins"]),
                     str(row["losses"]),
                     str(row["ties"]),
@@ -105,12 +111,12 @@ def human_section(run_dir: Path, fingerprint: str, *, faceted: bool) -> HumanSec
             [
                 str(row["metric"]),
                 str(row["decoder"]),
-                _share(row["agreement"]),
-                _interval(row["ci_low"], row["ci_high"], _share),
+                share_text(row["agreement"]),
+                interval_text(row["ci_low"], row["ci_high"], share_text),
                 str(row["n"]),
                 str(row["metric_ties"]),
                 str(row["missing"]),
-                _signed(row["kendall_tau"]),
+                signed_text(row["kendall_tau"]),
             ]
             for row in payload["metric_agreement"]
         ],
@@ -120,17 +126,13 @@ def human_section(run_dir: Path, fingerprint: str, *, faceted: bool) -> HumanSec
                 str(row["judgements"]),
                 f"{row['canaries_passed']} of {row['canaries']}",
                 f"{row['repeats_passed']} of {row['repeats']}",
-                _share(row["pass_rate"]),
-                _share(row.get("majority_agreement")),
+                share_text(row["pass_rate"]),
+                share_text(row.get("majority_agreement")),
                 "excluded" if row["excluded"] else "",
             ]
             for row in payload["raters"]
         ],
-        alpha=(
-            f"{alpha:.2f} over {agreement['items']} items judged by two raters or more"
-            if alpha is not None
-            else f"not available: {agreement.get('reason', '')}"
-        ),
+        alpha=alpha_text(agreement),
         notes=_notes(payload.get("notes", [])),
     )
 
@@ -148,15 +150,3 @@ def _notes(notes: list[dict[str, str]]) -> list[str]:
 
 def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _signed(value: Any) -> str:
-    return "–" if value is None else f"{value:+.2f}"
-
-
-def _share(value: Any) -> str:
-    return "–" if value is None else f"{value:.2f}"
-
-
-def _interval(low: Any, high: Any, text: Any) -> str:
-    return "–" if low is None or high is None else f"[{text(low)}, {text(high)}]"
