@@ -30,7 +30,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import choix
 import numpy as np
 import pandas as pd
 
@@ -149,6 +148,9 @@ def strengths(
         result[present] = 0.0
         return result
     sub = counts[np.ix_(present, present)]
+    # Imported here: choix loads scipy.stats (a second), and writing a leaderboard never needs it.
+    import choix
+
     start = None if initial is None or not np.all(np.isfinite(initial[present])) else initial[present]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # choix warns while it iterates towards a flat chain

@@ -66,6 +66,8 @@ STRENGTH_COLUMNS = [
     "n",
 ]
 SIMULATED = "simulated"
+PAYLOAD_KEYS = ("counts", "strengths", "agreement", "metric_agreement", "raters", "notes", "plan")
+"""What every human.json holds (and what the leaderboard and report sections read)."""
 
 
 def attention_checks(judgements: pd.DataFrame, min_pass_rate: float = DEFAULT_MIN_PASS_RATE) -> pd.DataFrame:
@@ -394,7 +396,7 @@ def read_human_payload(run_dir: str | Path, fingerprint: str | None = None) -> d
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("strengths"), list):
+    if not isinstance(payload, dict) or not all(key in payload for key in PAYLOAD_KEYS):
         return None
     if fingerprint is not None and payload.get("spec_fingerprint") != fingerprint:
         return None

@@ -16,7 +16,6 @@ from typing import Any
 import krippendorff
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
 
 from ovi_bench.results.statistics import prompt_bootstrap_interval
 
@@ -236,6 +235,9 @@ def _rank_agreement(
     ]
     tau = float("nan")
     if len(priors) >= 2:
+        # Imported here: scipy.stats takes a second to load, and writing a leaderboard never needs it.
+        from scipy.stats import kendalltau
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a metric that scores every prior the same: τ is NaN, said once
             tau = float(kendalltau(metric_means[priors].to_numpy(), human[priors].to_numpy()).statistic)
