@@ -248,6 +248,8 @@ def test_bad_settings_and_empty_judgements_are_clear_errors() -> None:
         analyse_judgements(judgements, study.scores(), DIRECTIONS, target_width=0)
     with pytest.raises(DataError, match="no judgements"):
         analyse_judgements(judgements.iloc[:0], study.scores(), DIRECTIONS)
+    with pytest.raises(DataError, match="no judgement answers the question 'text'"):
+        analyse_judgements(judgements, study.scores(), DIRECTIONS, question="text")
     with pytest.raises(DataError, match="lack the column"):
         analyse_judgements(judgements.drop(columns="source"), study.scores(), DIRECTIONS)
 

@@ -278,27 +278,29 @@ def human(
         typer.Argument(help="Run folder with judgements (`ovi-bench rate`, `ovi-bench ratings import`)."),
     ],
     bootstrap: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--bootstrap", metavar="N", help="Bootstrap resamples of the prompts for every interval."
+            "--bootstrap",
+            metavar="N",
+            help="Bootstrap resamples of the prompts for every interval (default 1000).",
         ),
-    ] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap (default 0).")] = None,
     min_pass_rate: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--min-pass-rate",
-            help="Raters with at least 2 attention checks and a lower pass rate are excluded.",
+            help="Raters with at least 2 attention checks and a lower pass rate are excluded (default 0.75).",
         ),
-    ] = 0.75,
+    ] = None,
     target_width: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--target-width",
             metavar="W",
-            help="Study plan: the judgements needed for every strength's 95% interval to be this wide.",
+            help="Study plan: the judgements needed for every strength's 95% interval to be W wide (default 0.5).",
         ),
-    ] = 0.5,
+    ] = None,
     question: Annotated[
         str | None,
         typer.Option("--question", help="Analyse this question (default: the one most judgements answer)."),
@@ -310,14 +312,18 @@ def human(
 
     from ovi_bench.results.human import OVERALL, write_human
 
-    payload = write_human(
-        run_dir,
-        question=question,
-        resamples=bootstrap,
-        seed=seed,
-        min_pass_rate=min_pass_rate,
-        target_width=target_width,
-    )
+    # Unset options keep write_human's defaults, so the library and the command cannot disagree on them.
+    options = {
+        name: value
+        for name, value in (
+            ("resamples", bootstrap),
+            ("seed", seed),
+            ("min_pass_rate", min_pass_rate),
+            ("target_width", target_width),
+        )
+        if value is not None
+    }
+    payload = write_human(run_dir, question=question, **options)
     counts = payload["counts"]
     if payload["simulated"]:
         errors.print(
@@ -350,8 +356,8 @@ def human(
     )
     for row in payload["plan"]:
         console.print(
-            f"{escape(row['decoder'])}: {row['judgements_needed']} judgements for intervals {target_width} wide "
-            f"({row['more_judgements']} more than the {row['judgements']} used)",
+            f"{escape(row['decoder'])}: {row['judgements_needed']} judgements for intervals "
+            f"{row['target_width']} wide ({row['more_judgements']} more than the {row['judgements']} used)",
             soft_wrap=True,
             highlight=False,
         )

@@ -245,8 +245,14 @@ def analyse_judgements(
         raise DataError(
             f"the judgements lack the column(s) {', '.join(missing)}; see ovi_bench.rate.judgements."
         )
+    asked = judgements["question"].astype(str).value_counts()
     if question is None:
-        question = str(judgements["question"].astype(str).value_counts().index[0])
+        question = str(asked.index[0])
+    elif question not in asked.index:
+        raise DataError(
+            f"no judgement answers the question {question!r}; the judgements answer "
+            f"{', '.join(repr(key) for key in asked.index)}."
+        )
     checks = attention_checks(judgements, min_pass_rate)
     excluded = set(checks.loc[checks["excluded"], "rater"])
     raters = judgements["rater"].astype(str)
@@ -260,7 +266,7 @@ def analyse_judgements(
     simulated = int((used["source"].astype(str) == SIMULATED).sum())
     return {
         "question": question,
-        "question_text": QUESTIONS.get(question, question),  # type: ignore[call-overload]
+        "question_text": dict[str, str](QUESTIONS).get(question, question),
         "simulated": simulated > 0,
         "counts": {
             "judgements": len(judgements),
