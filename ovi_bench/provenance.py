@@ -9,7 +9,8 @@ revisions and prompt digests that the result files carry, and `write_results` wr
     leaderboard.csv     one row per prior × decoder × category × metric (mean, 95% interval, std, prompts, images,
                         direction)
     leaderboard.md      the official-metric table (priors × categories), the generalisation view when two decoders
-                        share a space (`ovi_bench.results.generalisation`), then every row; headed by the fingerprint
+                        share a space (`ovi_bench.results.generalisation`), the human judgements when the folder
+                        holds this run's human.json (`ovi-bench human`), then every row; headed by the fingerprint
     leaderboard.tex     the official-metric table for a paper (booktabs)
     leaderboard.json    every row plus the provenance
     set_scores.csv      set-level metrics (FID, KID, CMMD): one row per prior × decoder × category and per prior ×
@@ -44,6 +45,7 @@ from ovi_bench.prompts import PromptSet
 from ovi_bench.prompts.base import prompt_set_digest
 from ovi_bench.registry import DECODERS, METRICS
 from ovi_bench.results.generalisation import generalisation, generalisation_records
+from ovi_bench.results.human import read_human_payload
 from ovi_bench.results.leaderboard import (
     LeaderboardHeader,
     leaderboard_frame,
@@ -248,7 +250,14 @@ def _write_results(result: RunResult) -> pd.DataFrame:
     )
     lengths = _prompt_length(result, scores, directions)
     write_leaderboard(
-        out, board.assign(spec_fingerprint=fingerprint), header, {"provenance": run_provenance}, view, lengths
+        out,
+        board.assign(spec_fingerprint=fingerprint),
+        header,
+        {"provenance": run_provenance},
+        view,
+        lengths,
+        # A run resumed into a folder with judgements keeps their section (when they are of this very run).
+        human=read_human_payload(out, fingerprint),
     )
     payload = {
         **run_provenance,

@@ -265,3 +265,105 @@ def check(
         soft_wrap=True,
     )
     raise typer.Exit(report.exit_code)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ovi-bench human: what the pairwise judgements of a run's images say.
+
+
+@app.command()
+def human(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(help="Run folder with judgements (`ovi-bench rate`, `ovi-bench ratings import`)."),
+    ],
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            "--bootstrap",
+            metavar="N",
+            help="Bootstrap resamples of the prompts for every interval (default 1000).",
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap (default 0).")] = None,
+    min_pass_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--min-pass-rate",
+            help="Raters with at least 2 attention checks and a lower pass rate are excluded (default 0.75).",
+        ),
+    ] = None,
+    target_width: Annotated[
+        float | None,
+        typer.Option(
+            "--target-width",
+            metavar="W",
+            help="Study plan: the judgements needed for every strength's 95% interval to be W wide (default 0.5).",
+        ),
+    ] = None,
+    question: Annotated[
+        str | None,
+        typer.Option("--question", help="Analyse this question (default: the one most judgements answer)."),
+    ] = None,
+) -> None:
+    """Bradley–Terry strengths per prior, rater agreement and the metric–human agreement table from pairwise
+    judgements; writes human.csv, human.json and the leaderboard.md section."""
+    import pandas as pd
+
+    from ovi_bench.results.human import OVERALL, write_human
+
+    # Unset options keep write_human's defaults, so the library and the command cannot disagree on them.
+    options = {
+        name: value
+        for name, value in (
+            ("resamples", bootstrap),
+            ("seed", seed),
+            ("min_pass_rate", min_pass_rate),
+            ("target_width", target_width),
+        )
+        if value is not None
+    }
+    payload = write_human(run_dir, question=question, **options)
+    counts = payload["counts"]
+    if payload["simulated"]:
+        errors.print(
+            f"[yellow]note:[/] {counts['simulated']} of the {counts['used']} judgements used are simulated.",
+            highlight=False,
+        )
+    strengths = pd.DataFrame(payload["strengths"])
+    show_table(
+        strengths[strengths["scope"] == OVERALL].drop(columns="scope"),
+        f"Bradley–Terry strengths, {counts['used']} judgements ({counts['excluded_raters']} rater(s) excluded)",
+        ("decoder", "prior"),
+    )
+    if payload["metric_agreement"]:
+        columns = ["metric", "decoder", "agreement", "ci_low", "ci_high", "n", "metric_ties", "kendall_tau"]
+        show_table(
+            pd.DataFrame(payload["metric_agreement"])[columns],
+            "Metric–human agreement",
+            ("metric", "decoder"),
+        )
+    alpha = payload["agreement"]["krippendorff_alpha"]
+    console.print(
+        "Krippendorff's α "
+        + (
+            f"{alpha:.3f}"
+            if alpha is not None
+            else f"not available ({escape(payload['agreement']['reason'])})"
+        ),
+        soft_wrap=True,
+        highlight=False,
+    )
+    for row in payload["plan"]:
+        console.print(
+            f"{escape(row['decoder'])}: {row['judgements_needed']} judgements for intervals "
+            f"{row['target_width']} wide ({row['more_judgements']} more than the {row['judgements']} used)",
+            soft_wrap=True,
+            highlight=False,
+        )
+    for note in payload["notes"]:
+        errors.print(
+            f"note: {escape(note['decoder'])} · {escape(note['scope'])}: {escape(note['note'])}",
+            highlight=False,
+        )
+    console.print(f"human.csv and human.json in {escape(str(run_dir))}", soft_wrap=True, highlight=False)

@@ -18,6 +18,7 @@ import pandas as pd
 from ovi_bench.errors import OviBenchError
 from ovi_bench.io import atomic_write_text, write_csv
 from ovi_bench.results.generalisation import Generalisation, generalisation_markdown, generalisation_records
+from ovi_bench.results.human import human_markdown
 from ovi_bench.results.prompt_length import PromptLength, prompt_length_markdown, prompt_length_records
 from ovi_bench.results.records import (
     LEADERBOARD_COLUMNS,
@@ -187,10 +188,11 @@ def write_leaderboard(
     meta: dict[str, Any],
     view: Generalisation | None = None,
     lengths: PromptLength | None = None,
+    human: Mapping[str, Any] | None = None,
 ) -> None:
-    """leaderboard.csv (every row), .md (the official table, the generalisation view and the prompt-length view when
-    there are, then every row), .tex (the official table) and .json (every row plus `meta`: the provenance; and the
-    views' tables)."""
+    """leaderboard.csv (every row), .md (the official table, the generalisation view, the prompt-length view and the
+    human judgements (a human.json payload, `ovi_bench.results.human`) when there are, then every row), .tex (the
+    official table) and .json (every row plus `meta`: the provenance; and the views' tables)."""
     out.mkdir(parents=True, exist_ok=True)
     summary = official_summary(board)
     write_csv(board, out / "leaderboard.csv")
@@ -202,6 +204,8 @@ def write_leaderboard(
         markdown += [generalisation_markdown(view), ""]
     if lengths is not None:
         markdown += ["## Prompt length", "", prompt_length_markdown(lengths.view, lengths.summary), ""]
+    if human is not None:
+        markdown += [human_markdown(human), ""]
     markdown += [
         "## Every metric",
         "",

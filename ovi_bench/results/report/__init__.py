@@ -2,7 +2,8 @@
 
 `write_report(run_dir)` reads the run's result files (never the models) and writes `run_dir/report/index.html`:
 provenance, the official-metric summary, the sortable leaderboard, interval plots per category, image grids of a
-bounded sample with every image's scores and reasons, and the metric audits. CSS, script, plots and thumbnails are
+bounded sample with every image's scores and reasons, the metric audits, and the human judgements when the run
+has them (`ovi-bench human`). CSS, script, plots and thumbnails are
 inlined, so the page needs no network; filters and sort order live in the URL hash, so a view can be shared as a link.
 
 It also accepts the folder `ovi-bench leaderboard RUN_DIR... --out DIR` writes: leaderboard.json holds every run's
@@ -41,6 +42,7 @@ from ovi_bench.results.records import (
     with_directions,
 )
 from ovi_bench.results.report.grids import sample_grids
+from ovi_bench.results.report.human import human_section
 from ovi_bench.results.report.plots import IntervalRow, interval_plot
 from ovi_bench.results.report.tables import (
     as_float,
@@ -319,6 +321,7 @@ def render_report(
         "plots": category_plots(board, priors, categories, metrics),
         "grids": grids,
         "audits": audit_table(record.audits),
+        "human": None if merged else human_section(record.path, record.fingerprint, faceted=several_decoders),
         "generalisation": generalisation_sections(
             generalisation_from_records(record.provenance.get("generalisation"))
         ),
