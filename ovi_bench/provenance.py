@@ -19,6 +19,9 @@ revisions and prompt digests that the result files carry, and `write_results` wr
     results.json        the leaderboard plus provenance: fingerprint, spec, versions, device, dtype, prompt digest,
                         and the set scores and audits: what every later command reads (ovi_bench.results.records)
 
+With a [rating.simulation] table, simulated raters then vote through the rating app into ratings.sqlite and the
+judgements are analysed into human.csv and human.json (`ovi_bench.results.human`).
+
 Everything after the run reads these files (`ovi_bench.results`), never a `RunResult`.
 """
 
@@ -43,9 +46,10 @@ from ovi_bench.models.hub import is_model_parameter, model_revision
 from ovi_bench.plan import WorkItem, decoder_fingerprint, metric_fingerprint, prior_fingerprint
 from ovi_bench.prompts import PromptSet
 from ovi_bench.prompts.base import prompt_set_digest
+from ovi_bench.rate.simulate import simulate_ratings
 from ovi_bench.registry import DECODERS, METRICS
 from ovi_bench.results.generalisation import generalisation, generalisation_records
-from ovi_bench.results.human import read_human_payload
+from ovi_bench.results.human import read_human_payload, write_human
 from ovi_bench.results.leaderboard import (
     LeaderboardHeader,
     leaderboard_frame,
@@ -208,7 +212,28 @@ def write_results(result: RunResult) -> pd.DataFrame:
     A stop signal waits until every file is written (milliseconds): raised inside a library's C code (pandas' JSON
     writer), it can crash the process instead of stopping it cleanly."""
     with stop_signals_deferred():
-        return _write_results(result)
+        board = _write_results(result)
+    _rating_session(result)
+    return board
+
+
+def _rating_session(result: RunResult) -> None:
+    """The spec's simulated raters ([rating.simulation]) vote through the rating app, then every judgement in the
+    folder is analysed (human.csv, human.json, the "Human judgements" section of leaderboard.md): the smoke run's
+    rating session. Idempotent: the raters are topped up to their number of judgements, so a re-run stores no vote
+    twice and rewrites the same analysis. Outside the deferred stop signals: every vote is committed on its own."""
+    rating = result.spec.rating
+    if rating is None or rating.simulation is None:
+        return
+    out = Path(result.output_dir)
+    simulate_ratings(
+        out,
+        rating.simulation,
+        question=rating.question,
+        attention_every=rating.attention_every,
+        seed=rating.seed,
+    )
+    write_human(out, question=rating.question, resamples=rating.bootstrap, seed=rating.seed)
 
 
 def _write_results(result: RunResult) -> pd.DataFrame:

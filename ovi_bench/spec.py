@@ -37,7 +37,7 @@ from ovi_bench.spec_messages import (
     find_unrepresentable_value,
     format_validation_error,
 )
-from ovi_bench.text import display_text_problem, short_repr
+from ovi_bench.text import did_you_mean, display_text_problem, short_repr
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -311,7 +311,9 @@ class RatingSpec(_Frozen):
     """Prefer pairs of priors whose current Bradley–Terry strengths are closest (the most uncertain comparisons)
     over plain balanced sampling."""
     seed: int = Field(0, ge=0)
-    """Seed of the pair sampling and of the side randomisation."""
+    """Seed of the pair sampling, of the side randomisation and of `ovi-bench human`'s bootstrap."""
+    bootstrap: int = Field(1000, ge=100)
+    """Bootstrap resamples (over prompts) for every interval `ovi-bench human` gives."""
     simulation: RatingSimulationSpec | None = None
     """Simulated raters voting after the run ([rating.simulation] table); none when omitted."""
 
@@ -447,6 +449,18 @@ class RunSpec(_Frozen):
             if getattr(self, added_later) is None:
                 data.pop(added_later, None)
         return data
+
+    @model_validator(mode="after")
+    def _check_simulated_utility(self) -> RunSpec:
+        simulation = self.rating.simulation if self.rating is not None else None
+        metrics = [metric.name for metric in self.metrics]
+        if simulation is not None and simulation.utility not in metrics:
+            raise ValueError(
+                f"rating.simulation.utility: {simulation.utility!r} is not one of the run's [[metrics]] "
+                f"({', '.join(metrics)}).{did_you_mean(simulation.utility, metrics)} The simulated raters prefer "
+                "the image with the higher score of a per-image metric of the run."
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_last_seed(self) -> RunSpec:

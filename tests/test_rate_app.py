@@ -245,7 +245,10 @@ def test_simulated_raters_vote_through_the_api(run_folder: Path, monkeypatch: py
     )
     more = simulation.model_copy(update={"judgements_per_rater": 11})
     assert simulate_ratings(run_folder, more, attention_every=3, seed=1) == 4
-    assert read_judgements(run_folder)["rater"].value_counts().to_dict() == {"simulated-1": 11, "simulated-2": 11}
+    assert read_judgements(run_folder)["rater"].value_counts().to_dict() == {
+        "simulated-1": 11,
+        "simulated-2": 11,
+    }
 
 
 def test_a_utility_that_is_not_a_metric_of_the_run_is_named(run_folder: Path) -> None:

@@ -295,7 +295,7 @@ def test_the_readme_is_short() -> None:
 # Fingerprints are cache keys and provenance stamps: moving code must never move them. Values recorded from the
 # shipped configs; a change here invalidates every stored run and must come with a version bump, on purpose.
 SPEC_FINGERPRINTS = {
-    "smoke": "bb7da5138c6149a4f4e6c59252285764cd79aef5670f5306868c5f8821962cee",
+    "smoke": "e46d243d257f93e5a04cabbecafd4e709e4acef3d558471f9431d7ceaa4ba028",
     "compbench-kandinsky22": "ced77efb2576f932c2838211fd03fc4b31a4eef018acb5d2ec1a74ef3bab3008",
     "cross-decoder": "a8900c3bc48119f26ff2c8f4889c5730e67b5f88129dea3abe13610a62cfb548",
     "ci-gpu": "d004d4eff079564a8c6b1c03fadf4d0fdd32460c3224c4f139b90cce21f20330",
@@ -325,6 +325,9 @@ SMOKE_COMPONENT_FINGERPRINTS = {
     "metric kid": "16b204e08c1ab47146306b4c779e4b9a06c4f430d07d1de315bc56eee39472d1",
     "metric aesthetic": "18023c882f5ee5be2b5bb8d2495dee0ceac922158443d5a3c0e5f51f34e9799b",
     "metric vqascore": "781a6d73dc8ca2fef999bbc106f941b6ae1ee5b64727734cd9e54b8043985f83",
+    "metric pickscore": "cf7c74c69aae09a6c0bc5fb30a3ee919ec5cc04214a6c7b23b84e23153fd6ea6",
+    "metric hpsv2": "9d904d5c7148b7c0f1d21d78381d35701a63100ec8ddce88e268dc047a41e7e7",
+    "metric imagereward": "71e5435bd0375e1a394824a1cf5d0a902b671ec0fb56c789ec28de60611f2713",
 }
 
 

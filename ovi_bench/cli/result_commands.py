@@ -282,10 +282,14 @@ def human(
         typer.Option(
             "--bootstrap",
             metavar="N",
-            help="Bootstrap resamples of the prompts for every interval (default 1000).",
+            help="Bootstrap resamples of the prompts for every interval (default: the spec's [rating] bootstrap, "
+            "else 1000).",
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap (default 0).")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Seed of the bootstrap (default: the spec's [rating] seed, else 0)."),
+    ] = None,
     min_pass_rate: Annotated[
         float | None,
         typer.Option(
@@ -310,14 +314,17 @@ def human(
     judgements; writes human.csv, human.json and the leaderboard.md section."""
     import pandas as pd
 
+    from ovi_bench.rate.serve import rating_defaults
     from ovi_bench.results.human import OVERALL, write_human
 
-    # Unset options keep write_human's defaults, so the library and the command cannot disagree on them.
+    # The bootstrap as the run's [rating] table sets it (RatingSpec's defaults are write_human's); the other unset
+    # options keep write_human's defaults, so the library and the command cannot disagree on them.
+    study = rating_defaults(run_dir)
     options = {
         name: value
         for name, value in (
-            ("resamples", bootstrap),
-            ("seed", seed),
+            ("resamples", study.bootstrap if bootstrap is None else bootstrap),
+            ("seed", study.seed if seed is None else seed),
             ("min_pass_rate", min_pass_rate),
             ("target_width", target_width),
         )
