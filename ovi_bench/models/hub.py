@@ -199,6 +199,11 @@ def model_revision(ref: str) -> dict[str, str]:
         return {"kind": "hub", "id": ref, "revision": "not in the local hub cache"}
 
 
+MODEL_PARAMETERS = ("model", "checkpoint", "text_encoder", "weights", "adapter", "processor", "tokenizer")
+"""Component parameter names that name a model, its processor or its tokenizer (besides every `*_model`)."""
+
+
 def is_model_parameter(name: str) -> bool:
-    """Parameters that name a model (hub id, folder or tiny name) by the convention every component follows."""
-    return name in ("model", "checkpoint", "text_encoder", "weights", "adapter", "processor") or name.endswith("_model")
+    """Parameters that name a model (hub id, folder or tiny name) by the convention every component follows: their
+    revisions are recorded in results.json."""
+    return name in MODEL_PARAMETERS or name.endswith("_model")
