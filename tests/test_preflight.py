@@ -390,7 +390,7 @@ def test_dry_run_of_the_smoke_config_prints_the_plan_and_writes_nothing(
     assert "| ovi-mahalanobis  | 0/4 " in printed and "| 0/32    |" in printed
     assert "| ovi-l            | 0/2 " in printed and "| 0/16    |" in printed
     assert "built in code" in printed and "missing" not in printed
-    assert "| numeracy   | numeracy " in printed
+    assert "| numeracy    | numeracy " in printed
     assert not out.exists()
 
 

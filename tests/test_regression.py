@@ -392,15 +392,15 @@ def test_the_baseline_command_writes_a_checkable_file(smoke_run: Path, tmp_path:
     runner = CliRunner()
     result = runner.invoke(app, ["baseline", str(smoke_run), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "990 image scores of 9 prior(s)" in result.output
+    assert "1710 image scores of 9 prior(s)" in result.output
     result = runner.invoke(
         app, ["check", str(smoke_run), "--baseline", str(out), "--tolerance-for", "clip=0.02"]
     )
     assert result.exit_code == 0, result.output
-    assert not table_rows(result.output) and "(495 ok row(s) not shown;" in result.output
+    assert not table_rows(result.output) and "(855 ok row(s) not shown;" in result.output
     result = runner.invoke(app, ["check", str(smoke_run), "--baseline", str(out), "--every-row"])
     assert result.exit_code == 0, result.output
-    assert len(table_rows(result.output)) == 495 and "not shown" not in result.output
+    assert len(table_rows(result.output)) == 855 and "not shown" not in result.output
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -327,6 +327,28 @@ def test_smoke_report_is_self_contained(smoke_report: Path) -> None:
     ]
 
 
+def test_the_smoke_runs_rating_session_is_analysed_into_the_leaderboard_and_the_report(
+    smoke_run: Path, smoke_report: Path
+) -> None:
+    """The smoke spec's simulated raters vote through the rating app after the run; their judgements are analysed
+    (human.csv, human.json, the leaderboard section), and the report shows the metric–human agreement table."""
+    payload = json.loads((smoke_run / "human.json").read_text())
+    assert payload["simulated"] and payload["counts"]["raters"] == 3
+    assert payload["counts"]["judgements"] == 3 * 40
+    assert payload["spec_fingerprint"] == load_run(smoke_run).fingerprint
+    per_image = set(load_run(smoke_run).scores["metric"])
+    agreement = pd.DataFrame(payload["metric_agreement"])
+    assert set(agreement["metric"]) == per_image
+    # The raters prefer the higher PickScore (with a little noise): that metric agrees with them far above chance.
+    pooled = agreement[(agreement["metric"] == "pickscore") & (agreement["decoder"] == "all")].iloc[0]
+    assert pooled["agreement"] >= 0.75 and pooled["n"] >= 50
+    assert "## Human judgements" in (smoke_run / "leaderboard.md").read_text(encoding="utf-8")
+    page = parse_page(smoke_report.read_text(encoding="utf-8"))
+    rows = page.find("table", id="human-metric-agreement").find_all("tr", class_="filterable")
+    assert {row.attributes["data-metric"] for row in rows} == per_image
+    assert "simulated raters" in page.find("p", id="human-simulated").all_text
+
+
 def test_smoke_report_summary_marks_one_best_prior_per_official_column(
     smoke_run: Path, smoke_report: Path
 ) -> None:
@@ -670,7 +692,9 @@ def test_browser_filters_hide_rows_plots_and_grids(
     color_grid = next(grid for grid in grids if not grid.hidden)
     assert color_grid.find_all("img")
     for figure in dom.find_all("figure", class_="plot"):
-        assert figure.hidden == (figure.attributes["data-category"] != "color")
+        # The human strengths' plots (one per decoder) belong to no category: a category filter leaves them shown.
+        category = figure.attributes.get("data-category")
+        assert figure.hidden == (category is not None and category != "color")
 
     # The prior filter's values are the report's `prior · decoder` names: ovi and eclipse on both their decoders.
     chosen = set(_with_decoder(board[board.prior.isin(["ovi", "eclipse"])]))
