@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,27 +36,15 @@ def one_torch_thread() -> Iterator[None]:
 def smoke_run(
     tmp_path_factory: pytest.TempPathFactory, ovi_bench_cache: Path, one_torch_thread: None
 ) -> Path:
-    """The README's main job, `configs/smoke.toml`, run once per test session (about two minutes); its folder,
-    read-only. The report, compare, baseline and check tests all read this one run, as users do after `ovi-bench run`.
+    """The README's main job, `configs/smoke.toml`, run once per session (about a minute); its folder, read-only.
 
-    Under pytest-xdist (the suite runs in two worker processes, `-n 2 --dist loadscope`) the workers share it: the
-    first to need it runs it into the session's common temporary folder, under a file lock, and the other waits for
-    it and reads the same folder (results.json, written last, marks it finished; a folder a killed worker left half
-    made is resumed, as any run is).
+    The report, compare, baseline and check tests all read this one run, as users do after `ovi-bench run`.
     """
-    from filelock import FileLock
-
     from ovi_bench.provenance import write_results
     from ovi_bench.runner import Runner
     from ovi_bench.spec import load_spec
 
-    if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        out = tmp_path_factory.mktemp("smoke-run")
-    else:
-        # Each worker's base folder is <session folder>/popen-gwN: the session folder is the workers' common one.
-        out = tmp_path_factory.getbasetemp().parent / "smoke-run"
-    with FileLock(str(out) + ".lock"):
-        if not (out / "results.json").is_file():
-            spec = load_spec(Path(__file__).resolve().parents[1] / "configs" / "smoke.toml")
-            write_results(Runner(spec, out, show_progress=False).run())
+    out = tmp_path_factory.mktemp("smoke-run")
+    spec = load_spec(Path(__file__).resolve().parents[1] / "configs" / "smoke.toml")
+    write_results(Runner(spec, out, show_progress=False).run())
     return out
